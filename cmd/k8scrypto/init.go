@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// DefaultKubeconfigDir is where kubeconfigs go, as kubeadm's.
+const DefaultKubeconfigDir = "/etc/kubernetes"
+
+// clusterFlags are the inputs shared by init, renew and check-expiration.
+type clusterFlags struct {
+	configFile    string
+	overrides     config.Overrides
+	kubeconfigDir string
+	lockTimeout   time.Duration
+}
+
+func (f *clusterFlags) add(fs *pflag.FlagSet) {
+	o := &f.overrides
+	fs.StringVar(&f.configFile, "config", "", "kubeadm configuration file (kubeadm.k8s.io/v1beta4 InitConfiguration and/or ClusterConfiguration)")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+pki.DefaultCertificateDir+")")
+	fs.StringVar(&f.kubeconfigDir, "kubeconfig-dir", DefaultKubeconfigDir, "directory of kubeconfig files")
+	fs.StringVar(&o.NodeName, "node-name", "", "node name (default: the host name, lower-cased)")
+	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "IP address the API server advertises (default: the default route's interface address)")
+	fs.StringVar(&o.ControlPlaneEndpoint, "control-plane-endpoint", "", "stable DNS name or IP (with optional port) of the control plane")
+	fs.StringVar(&o.ServiceCIDR, "service-cidr", "", "service IP range(s), comma-separated for dual-stack (default 10.96.0.0/12)")
+	fs.StringVar(&o.ServiceDNSDomain, "service-dns-domain", "", "cluster DNS domain (default cluster.local)")
+	fs.StringSliceVar(&o.APIServerCertSANs, "apiserver-cert-extra-sans", nil, "extra SANs (IPs or DNS names) for the API server certificate")
+	fs.StringVar(&o.EncryptionAlgorithm, "encryption-algorithm", "", "key algorithm: RSA-2048 (default), RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384")
+	fs.BoolVar(&o.StrictPermissions, "strict-permissions", false, "CIS-style modes: certificates 0600 and directories 0700")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock")
+}
+
+// load reads the configuration with the flags applied.
+func (f *clusterFlags) load(e *env) (*config.Config, error) {
+	return config.Load(f.configFile, f.overrides, e.hostname)
+}
+
+// lockAndRecover takes the certificate directory's lock and repairs what a crashed run left behind. Every
+// command that writes calls it before anything else.
+func lockAndRecover(cfg *pki.Config, kubeconfigDir string, timeout time.Duration, log interface {
+	Warn(string, ...any)
+}) (*pki.Lock, error) {
+	lock, err := pki.AcquireLock(cfg.CertDir, timeout)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := pki.Recover(cfg.CertDir, cfg.CertDir, filepath.Join(cfg.CertDir, "etcd"), kubeconfigDir)
+	if err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("recovering from an interrupted run: %w", err)
+	}
+	for _, p := range rep.RolledForward {
+		log.Warn("completed an interrupted replacement", "file", p)
+	}
+	for _, p := range rep.Removed {
+		log.Warn("removed a leftover temporary file", "file", p)
+	}
+	return lock, nil
+}
+
+type initFlags struct {
+	clusterFlags
+	dryRun     bool
+	skipPhases []string
+}
+
+func newInitCommand(e *env, g *globals) *cobra.Command {
+	f := &initFlags{}
+	runner := &phases.Runner{Phases: phases.InitPhases()}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Run every phase: certificates, service-account keys, encryption config, kubeconfigs, kubeadm config",
+		Long: `Run every phase of a control-plane node's cryptography in order. Existing files are checked and reused;
+nothing is overwritten. Files are written at the end in one crash-safe transaction: a run that fails writes nothing.
+
+Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
+  ` + strings.Join(runner.Names(), "\n  "),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInit(cmd.Context(), e, g, f, runner, phases.Selection{Skip: f.skipPhases})
+		},
+	}
+	f.add(cmd.PersistentFlags())
+	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
+	cmd.Flags().StringSliceVar(&f.skipPhases, "skip-phases", nil, "phases to skip, comma-separated (e.g. certs/etcd-ca,sa)")
+
+	phaseCmd := &cobra.Command{
+		Use:   "phase",
+		Short: "Run one phase of init",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	for _, p := range runner.Phases {
+		phaseCmd.AddCommand(newPhaseCommand(e, g, f, runner, p, p.Name))
+	}
+	cmd.AddCommand(phaseCmd)
+	return cmd
+}
+
+// newPhaseCommand makes "init phase NAME": a leaf runs its phase; a parent gets an "all" sub-command and one
+// per sub-phase, and alone prints its help, as kubeadm's phase commands do.
+func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p phases.Phase, name string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   p.Name,
+		Short: p.Short,
+		Long:  p.Long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInit(cmd.Context(), e, g, f, runner, phases.Selection{Only: []string{name}})
+		},
+	}
+	if len(p.Phases) == 0 {
+		return cmd
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.AddCommand(&cobra.Command{
+		Use:   "all",
+		Short: "Run every " + p.Name + " sub-phase",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInit(cmd.Context(), e, g, f, runner, phases.Selection{Only: []string{name}})
+		},
+	})
+	for _, sub := range p.Phases {
+		cmd.AddCommand(newPhaseCommand(e, g, f, runner, sub, name+"/"+sub.Name))
+	}
+	return cmd
+}
+
+func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phases.Runner, sel phases.Selection) error {
+	cfg, err := f.load(e)
+	if err != nil {
+		return err
+	}
+	d := phases.NewData(cfg.PKI, e.now().UTC(), e.keys, g.log)
+	d.Kubeadm = cfg
+	d.Rand = e.rand
+	d.DryRun = f.dryRun
+	d.KubeconfigDir = f.kubeconfigDir
+	if !f.dryRun {
+		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, g.log)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
+	if err := runner.Run(ctx, d, sel); err != nil {
+		return err
+	}
+	return printInitResult(e.stdout, g.output, d.Result())
+}
+
+func printInitResult(w io.Writer, format string, r phases.Result) error {
+	if format != "text" {
+		return printStructured(w, format, r)
+	}
+	if r.DryRun {
+		fmt.Fprintln(w, "Dry run: nothing was written. These files would be:")
+	}
+	t := newTable(w)
+	fmt.Fprintln(t, "ACTION\tFILE\tSUBJECT\tSANS")
+	counts := map[string]int{}
+	for _, fr := range r.Files {
+		counts[fr.Action]++
+		path := fr.Path
+		if path == "" {
+			path = "(" + fr.Phase + ")"
+		}
+		detail := strings.Join(fr.SANs, ",")
+		if fr.Action == phases.ActionSkipped {
+			detail = fr.Reason
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", fr.Action, path, fr.Subject, detail)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d created, %d reused, %d skipped in %s\n",
+		counts[phases.ActionCreated], counts[phases.ActionReused], counts[phases.ActionSkipped], r.CertificatesDir)
+	return err
+}

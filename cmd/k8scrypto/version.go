@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// kubeadmTypesVersion is the kubeadm release whose API types and behaviour k8scrypto matches. It is a
+// literal here so that "version" does not load the kubeadm packages.
+const kubeadmTypesVersion = "v1.37.2"
+
+type versionInfo struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Version    string `json:"version"`
+	Kubeadm    string `json:"kubeadm"`
+	GoVersion  string `json:"goVersion"`
+	Platform   string `json:"platform"`
+}
+
+func newVersionCommand(e *env, g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the k8scrypto version and the kubeadm version it matches",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			info := versionInfo{
+				APIVersion: "k8scrypto.dev/v1alpha1", Kind: "Version",
+				Version: version, Kubeadm: kubeadmTypesVersion,
+				GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
+			}
+			if g.output != "text" {
+				return printStructured(e.stdout, g.output, info)
+			}
+			_, err := fmt.Fprintf(e.stdout, "k8scrypto %s (kubeadm %s, %s, %s)\n", info.Version, info.Kubeadm, info.GoVersion, info.Platform)
+			return err
+		},
+	}
+}

@@ -1,0 +1,298 @@
+package phases
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// CertsPhase generates the cluster's certificate authorities and leaf certificates, one sub-phase per
+// certificate of the catalogue, in kubeadm's order.
+//
+// INPUTS: the configuration; existing files under the certificate directory, which are reused when valid.
+// OUTPUTS: <cert-dir>/{ca,apiserver,apiserver-kubelet-client,front-proxy-ca,front-proxy-client,
+// apiserver-etcd-client}.{crt,key} and <cert-dir>/etcd/{ca,server,peer,healthcheck-client}.{crt,key}.
+func CertsPhase() Phase {
+	p := Phase{
+		Name:  "certs",
+		Short: "Certificate generation",
+		Long:  "Generate the certificate authorities and certificates of the control plane, or check and reuse the existing ones.",
+	}
+	for _, spec := range pki.Catalog() {
+		sub := Phase{
+			Name:  spec.Name,
+			Short: certShort(spec),
+			Run: func(_ context.Context, d *Data) error {
+				if spec.IsCA() {
+					return ensureCA(d, spec)
+				}
+				return ensureLeaf(d, spec)
+			},
+			KeysNeeded: func(d *Data) []string {
+				if haveAny(d, spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)) {
+					return nil
+				}
+				return []string{spec.BaseName}
+			},
+			Outputs: func(d *Data) []string {
+				return []string{spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)}
+			},
+		}
+		if spec.Etcd {
+			sub.RunIf = func(d *Data) (bool, string) {
+				if !d.Cfg.LocalEtcd {
+					return false, "external etcd: no etcd certificates are generated"
+				}
+				return true, ""
+			}
+		}
+		p.Phases = append(p.Phases, sub)
+	}
+	return p
+}
+
+func certShort(s pki.CertSpec) string {
+	if s.IsCA() {
+		return fmt.Sprintf("Generate the self-signed %s certificate authority (%s)", s.Name, s.BaseName)
+	}
+	return fmt.Sprintf("Generate the %s certificate, signed by %s (%s)", s.Name, s.CAName, s.BaseName)
+}
+
+func haveAny(d *Data, paths ...string) bool {
+	for _, p := range paths {
+		if ok, err := d.Exists(p); ok || err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadCert reads a certificate file, naming the file in any error.
+func LoadCert(path string) (*x509.Certificate, []*x509.Certificate, error) {
+	data, err := readRegular(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, rest, err := pki.ParseCertChain(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, rest, nil
+}
+
+// LoadKey reads a private key file, naming the file in any error (never its content).
+func LoadKey(path string) (crypto.Signer, error) {
+	data, err := readRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+func ensureCA(d *Data, spec pki.CertSpec) error {
+	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
+	haveCrt, err := d.Exists(crtPath)
+	if err != nil {
+		return err
+	}
+	haveKey, err := d.Exists(keyPath)
+	if err != nil {
+		return err
+	}
+	switch {
+	case haveCrt:
+		cert, _, err := LoadCert(crtPath)
+		if err != nil {
+			return err
+		}
+		if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+			return fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
+		}
+		if d.Now.After(cert.NotAfter) {
+			return fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
+		}
+		if d.Now.Before(cert.NotBefore) {
+			return fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
+		}
+		ca := &CA{Cert: cert}
+		r := certResult(cert)
+		r.Path = crtPath
+		if haveKey {
+			key, err := LoadKey(keyPath)
+			if err != nil {
+				return err
+			}
+			if !pki.KeyMatchesCert(key, cert) {
+				return fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
+			}
+			ca.Key = key
+		} else {
+			r.Reason = "external CA: no key present, certificates it signs must already exist"
+		}
+		d.cas[spec.Name] = ca
+		d.Reuse(r)
+		if haveKey {
+			d.Reuse(FileResult{Path: keyPath, Type: "key"})
+		}
+		return nil
+	case haveKey:
+		return fmt.Errorf("%s exists but %s does not: restore the CA certificate, or remove the key to create a new CA", keyPath, crtPath)
+	}
+
+	req, err := spec.Request(d.Cfg, d.Now)
+	if err != nil {
+		return err
+	}
+	if d.DryRun {
+		d.cas[spec.Name] = &CA{Cert: &x509.Certificate{NotAfter: req.NotAfter}}
+		r := requestResult(req)
+		d.Stage(pki.File{Path: keyPath, Mode: pki.ModeKey}, FileResult{Type: "key"})
+		d.Stage(pki.File{Path: crtPath, Mode: d.CertMode()}, r)
+		return nil
+	}
+	key, err := d.Keys.Get(spec.BaseName)
+	if err != nil {
+		return fmt.Errorf("generating key for %s: %w", spec.Name, err)
+	}
+	cert, err := pki.NewSelfSignedCA(req, key, d.Rand)
+	if err != nil {
+		return err
+	}
+	return d.stagePair(spec, cert, key, &CA{Cert: cert, Key: key})
+}
+
+// stagePair stages key then certificate (kubeadm's order) and remembers a CA.
+func (d *Data) stagePair(spec pki.CertSpec, cert *x509.Certificate, key crypto.Signer, ca *CA) error {
+	keyPEM, err := pki.EncodePrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding key for %s: %w", spec.Name, err)
+	}
+	d.Stage(pki.File{Path: spec.KeyPath(d.Cfg.CertDir), Data: keyPEM, Mode: pki.ModeKey}, FileResult{Type: "key"})
+	d.Stage(pki.File{Path: spec.CertPath(d.Cfg.CertDir), Data: pki.EncodeCert(cert), Mode: d.CertMode()}, certResult(cert))
+	if ca != nil {
+		d.cas[spec.Name] = ca
+	}
+	return nil
+}
+
+// CA returns the named certificate authority: created or loaded earlier in this run, else loaded from disk.
+func (d *Data) CA(name string) (*CA, error) {
+	if ca, ok := d.cas[name]; ok {
+		return ca, nil
+	}
+	spec, ok := pki.LookupCert(name)
+	if !ok || !spec.IsCA() {
+		return nil, fmt.Errorf("unknown CA %q", name)
+	}
+	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
+	if ok, _ := d.Exists(crtPath); !ok {
+		return nil, fmt.Errorf("CA certificate %s not found: run \"k8scrypto init phase certs %s\" first", crtPath, name)
+	}
+	cert, _, err := LoadCert(crtPath)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("%s is not a CA certificate", crtPath)
+	}
+	ca := &CA{Cert: cert}
+	if ok, _ := d.Exists(keyPath); ok {
+		if ca.Key, err = LoadKey(keyPath); err != nil {
+			return nil, err
+		}
+		if !pki.KeyMatchesCert(ca.Key, cert) {
+			return nil, fmt.Errorf("%s does not match %s", keyPath, crtPath)
+		}
+	}
+	d.cas[name] = ca
+	return ca, nil
+}
+
+func ensureLeaf(d *Data, spec pki.CertSpec) error {
+	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
+	ca, err := d.CA(spec.CAName)
+	if err != nil {
+		return fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	req, err := spec.Request(d.Cfg, d.Now)
+	if err != nil {
+		return err
+	}
+	haveCrt, err := d.Exists(crtPath)
+	if err != nil {
+		return err
+	}
+	haveKey, err := d.Exists(keyPath)
+	if err != nil {
+		return err
+	}
+	fix := fmt.Sprintf("run \"k8scrypto renew certs %s --force\" to re-issue it (the old files are backed up)", spec.Name)
+	switch {
+	case haveCrt && haveKey:
+		cert, chain, err := LoadCert(crtPath)
+		if err != nil {
+			return err
+		}
+		key, err := LoadKey(keyPath)
+		if err != nil {
+			return err
+		}
+		var problems []string
+		if !pki.KeyMatchesCert(key, cert) {
+			problems = append(problems, fmt.Sprintf("%s does not match %s", keyPath, crtPath))
+		}
+		if ca.Cert.Raw == nil { // the CA is being created in this (dry) run
+			problems = append(problems, fmt.Sprintf("it cannot be signed by the %s CA this run creates", spec.CAName))
+		} else if err := pki.VerifyChain(cert, chain, ca.Cert, d.Now); err != nil {
+			problems = append(problems, fmt.Sprintf("it does not verify against %s: %v", spec.CAName, err))
+		}
+		if missing := pki.MissingSANs(cert, pki.NormalizeAltNames(req.AltNames)); len(missing) > 0 {
+			problems = append(problems, "it lacks SANs the configuration asks for: "+strings.Join(missing, ", "))
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("existing certificate %s cannot be reused: %s; %s", crtPath, strings.Join(problems, "; "), fix)
+		}
+		r := certResult(cert)
+		r.Path = crtPath
+		d.Reuse(r)
+		d.Reuse(FileResult{Path: keyPath, Type: "key"})
+		return nil
+	case haveCrt:
+		return fmt.Errorf("%s exists but its key %s does not: restore the key, or %s", crtPath, keyPath, fix)
+	case haveKey:
+		return fmt.Errorf("%s exists but its certificate %s does not: restore the certificate, or %s", keyPath, crtPath, fix)
+	}
+	if ca.Key == nil && ca.Cert.Raw != nil {
+		return fmt.Errorf("external CA mode: %s has no key, so %s must be provided (signed by that CA) at %s and %s",
+			spec.CAName, spec.Name, crtPath, keyPath)
+	}
+	if req.NotAfter.After(ca.Cert.NotAfter) {
+		return fmt.Errorf("certificateValidityPeriod: %s would expire on %s, after its CA %s (%s); shorten the period or renew the CA",
+			spec.Name, req.NotAfter.Format("2006-01-02"), spec.CAName, ca.Cert.NotAfter.UTC().Format("2006-01-02"))
+	}
+	if d.DryRun {
+		d.Stage(pki.File{Path: keyPath, Mode: pki.ModeKey}, FileResult{Type: "key"})
+		d.Stage(pki.File{Path: crtPath, Mode: d.CertMode()}, requestResult(req))
+		return nil
+	}
+	key, err := d.Keys.Get(spec.BaseName)
+	if err != nil {
+		return fmt.Errorf("generating key for %s: %w", spec.Name, err)
+	}
+	cert, err := pki.NewSignedCert(req, key.Public(), ca.Cert, ca.Key, d.Rand)
+	if err != nil {
+		return err
+	}
+	return d.stagePair(spec, cert, key, nil)
+}
+
+var errNotRegular = errors.New("not a regular file")

@@ -1,0 +1,250 @@
+// Package config loads kubeadm's own v1beta4 configuration (InitConfiguration and ClusterConfiguration),
+// strictly and defaulted as kubeadm defaults it, applies command-line overrides, and resolves the values
+// the PKI depends on.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	netutils "k8s.io/utils/net"
+	"sigs.k8s.io/yaml"
+
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// KubernetesVersion is the version of the kubeadm types k8scrypto is built against; the rendered kubeadm
+// config defaults to it (kubeadm's own default, "stable-1", needs the network).
+const KubernetesVersion = "v1.37.2"
+
+const kubeadmGroup = "kubeadm.k8s.io"
+
+// Overrides are command-line values; each non-empty one replaces the file's.
+type Overrides struct {
+	CertDir              string
+	NodeName             string
+	AdvertiseAddress     string
+	ControlPlaneEndpoint string
+	ServiceCIDR          string
+	ServiceDNSDomain     string
+	APIServerCertSANs    []string
+	EncryptionAlgorithm  string
+	CertValidity         time.Duration
+	CAValidity           time.Duration
+	StrictPermissions    bool
+}
+
+// Config is a loaded configuration.
+type Config struct {
+	// Init and Cluster are kubeadm's objects after defaulting and overrides.
+	Init    *v1beta4.InitConfiguration
+	Cluster *v1beta4.ClusterConfiguration
+	// Extra holds the file's other documents (KubeletConfiguration, KubeProxyConfiguration, ...) verbatim,
+	// to carry them into the rendered kubeadm config.
+	Extra [][]byte
+	// PKI is what the certificates are derived from.
+	PKI *pki.Config
+}
+
+// Load reads path ("" for none), applies overrides, defaults and validates. hostname is injected for tests
+// (nil means os.Hostname).
+func Load(path string, o Overrides, hostname func() (string, error)) (*Config, error) {
+	cfg := &Config{Init: &v1beta4.InitConfiguration{}, Cluster: &v1beta4.ClusterConfiguration{}}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if err := cfg.decode(data); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if hostname == nil {
+		hostname = os.Hostname
+	}
+	if err := cfg.resolve(o, hostname); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Parse decodes a config document stream without resolving host-dependent defaults; for tests and fuzzing.
+func Parse(data []byte) (*Config, error) {
+	cfg := &Config{Init: &v1beta4.InitConfiguration{}, Cluster: &v1beta4.ClusterConfiguration{}}
+	return cfg, cfg.decode(data)
+}
+
+type typeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func (c *Config) decode(data []byte) error {
+	reader := utilyaml.NewYAMLReader(bufioReader(data))
+	seenInit, seenCluster := false, false
+	for i := 1; ; i++ {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("document %d: %w", i, err)
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		var tm typeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return fmt.Errorf("document %d: not valid YAML: %w", i, err)
+		}
+		if tm.APIVersion == "" || tm.Kind == "" {
+			return fmt.Errorf("document %d: apiVersion and kind must be set", i)
+		}
+		group, version, _ := strings.Cut(tm.APIVersion, "/")
+		if group != kubeadmGroup {
+			c.Extra = append(c.Extra, doc) // component configs: kubelet, kube-proxy
+			continue
+		}
+		if version != "v1beta4" {
+			hint := ""
+			if version == "v1beta3" || version == "v1beta2" || version == "v1beta1" {
+				hint = ` (removed in kubeadm v1.37; convert it with "kubeadm config migrate" from kubeadm v1.36)`
+			}
+			return fmt.Errorf("document %d: unsupported apiVersion %q%s: use kubeadm.k8s.io/v1beta4", i, tm.APIVersion, hint)
+		}
+		switch tm.Kind {
+		case "InitConfiguration":
+			if seenInit {
+				return fmt.Errorf("document %d: more than one InitConfiguration", i)
+			}
+			seenInit = true
+			if err := yaml.UnmarshalStrict(doc, c.Init); err != nil {
+				return fmt.Errorf("InitConfiguration: %w", err)
+			}
+		case "ClusterConfiguration":
+			if seenCluster {
+				return fmt.Errorf("document %d: more than one ClusterConfiguration", i)
+			}
+			seenCluster = true
+			if err := yaml.UnmarshalStrict(doc, c.Cluster); err != nil {
+				return fmt.Errorf("ClusterConfiguration: %w", err)
+			}
+		case "JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration":
+			return fmt.Errorf("document %d: %s is not used by k8scrypto init; give an InitConfiguration and/or ClusterConfiguration", i, tm.Kind)
+		default:
+			return fmt.Errorf("document %d: unknown kind %q in %s", i, tm.Kind, tm.APIVersion)
+		}
+	}
+	return nil
+}
+
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		if len(t) == 0 || t[0] == '#' || string(t) == "---" {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
+	in, cl := c.Init, c.Cluster
+	in.APIVersion, in.Kind = kubeadmGroup+"/v1beta4", "InitConfiguration"
+	cl.APIVersion, cl.Kind = kubeadmGroup+"/v1beta4", "ClusterConfiguration"
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cl.CertificatesDir, o.CertDir)
+	set(&in.NodeRegistration.Name, o.NodeName)
+	set(&in.LocalAPIEndpoint.AdvertiseAddress, o.AdvertiseAddress)
+	set(&cl.ControlPlaneEndpoint, o.ControlPlaneEndpoint)
+	set(&cl.Networking.ServiceSubnet, o.ServiceCIDR)
+	set(&cl.Networking.DNSDomain, o.ServiceDNSDomain)
+	set((*string)(&cl.EncryptionAlgorithm), o.EncryptionAlgorithm)
+	if len(o.APIServerCertSANs) > 0 {
+		cl.APIServer.CertSANs = o.APIServerCertSANs
+	}
+	if o.CertValidity > 0 {
+		cl.CertificateValidityPeriod = &metav1.Duration{Duration: o.CertValidity}
+	}
+	if o.CAValidity > 0 {
+		cl.CACertificateValidityPeriod = &metav1.Duration{Duration: o.CAValidity}
+	}
+	if cl.KubernetesVersion == "" {
+		cl.KubernetesVersion = KubernetesVersion
+	}
+	v1beta4.SetObjectDefaults_InitConfiguration(in)
+	v1beta4.SetObjectDefaults_ClusterConfiguration(cl)
+
+	// Host-dependent defaults, as kubeadm resolves them at run time.
+	if in.NodeRegistration.Name == "" {
+		h, err := hostname()
+		if err != nil {
+			return fmt.Errorf("nodeRegistration.name is not set and the host name is unknown: %w", err)
+		}
+		in.NodeRegistration.Name = h
+	}
+	in.NodeRegistration.Name = strings.ToLower(strings.TrimSpace(in.NodeRegistration.Name))
+	if in.LocalAPIEndpoint.AdvertiseAddress == "" {
+		ip, err := utilnet.ChooseHostInterface()
+		if err != nil {
+			return fmt.Errorf("localAPIEndpoint.advertiseAddress is not set and no default interface was found (%v): set --advertise-address", err)
+		}
+		in.LocalAPIEndpoint.AdvertiseAddress = ip.String()
+	}
+	for i, s := range cl.APIServer.CertSANs {
+		cl.APIServer.CertSANs[i] = strings.ToLower(s)
+	}
+
+	p := &pki.Config{
+		CertDir:              cl.CertificatesDir,
+		NodeName:             in.NodeRegistration.Name,
+		AdvertiseAddress:     netutils.ParseIPSloppy(in.LocalAPIEndpoint.AdvertiseAddress),
+		BindPort:             in.LocalAPIEndpoint.BindPort,
+		ServiceSubnet:        cl.Networking.ServiceSubnet,
+		DNSDomain:            cl.Networking.DNSDomain,
+		ControlPlaneEndpoint: cl.ControlPlaneEndpoint,
+		APIServerCertSANs:    cl.APIServer.CertSANs,
+		LocalEtcd:            cl.Etcd.Local != nil,
+		Algorithm:            pki.Algorithm(cl.EncryptionAlgorithm),
+		CertValidity:         cl.CertificateValidityPeriod.Duration,
+		CAValidity:           cl.CACertificateValidityPeriod.Duration,
+		StrictPermissions:    o.StrictPermissions,
+	}
+	if cl.Etcd.Local != nil {
+		p.EtcdServerCertSANs = cl.Etcd.Local.ServerCertSANs
+		p.EtcdPeerCertSANs = cl.Etcd.Local.PeerCertSANs
+	}
+	if p.AdvertiseAddress == nil {
+		return fmt.Errorf("localAPIEndpoint.advertiseAddress: invalid value %q: not an IP address", in.LocalAPIEndpoint.AdvertiseAddress)
+	}
+	var errs []error
+	if cl.ControlPlaneEndpoint != strings.ToLower(cl.ControlPlaneEndpoint) {
+		errs = append(errs, fmt.Errorf("controlPlaneEndpoint: invalid value %q: must be lower case", cl.ControlPlaneEndpoint))
+	}
+	if cl.Etcd.Local != nil && cl.Etcd.External != nil {
+		errs = append(errs, errors.New("etcd: set either local or external, not both"))
+	}
+	if err := p.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.PKI = p
+	return nil
+}

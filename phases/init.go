@@ -1,0 +1,9 @@
+package phases
+
+// InitPhases are the phases of "k8scrypto init", in run order.
+func InitPhases() []Phase {
+	return []Phase{
+		CertsPhase(),
+		SAPhase(),
+	}
+}

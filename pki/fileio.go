@@ -1,0 +1,381 @@
+package pki
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// File modes k8scrypto writes, independent of the umask (kubeadm's modes; see StrictModes for CIS).
+const (
+	ModeKey        os.FileMode = 0o600
+	ModeCert       os.FileMode = 0o644
+	ModeDir        os.FileMode = 0o755
+	ModeStrictCert os.FileMode = 0o600
+	ModeStrictDir  os.FileMode = 0o700
+)
+
+// Names of k8scrypto's own bookkeeping files. Leftovers from a crash are recognised by these suffixes.
+const (
+	tmpSuffix   = ".k8scrypto-tmp"
+	oldSuffix   = ".k8scrypto-old"
+	journalName = ".k8scrypto-journal.json"
+)
+
+// Op names a file-system step, for fault injection.
+type Op string
+
+const (
+	OpCreate  Op = "create"
+	OpWrite   Op = "write"
+	OpSync    Op = "sync"
+	OpRename  Op = "rename"
+	OpLink    Op = "link"
+	OpMkdir   Op = "mkdir"
+	OpSyncDir Op = "syncdir"
+)
+
+var faultHook func(op Op, path string) error
+
+// SetFaultHook installs a hook called before every file-system step; a non-nil return fails that step.
+// Tests only: it lets them fail the Nth write, fsync or rename. It returns a function restoring the previous hook.
+func SetFaultHook(h func(op Op, path string) error) (restore func()) {
+	prev := faultHook
+	faultHook = h
+	return func() { faultHook = prev }
+}
+
+func fault(op Op, path string) error {
+	if faultHook == nil {
+		return nil
+	}
+	if err := faultHook(op, path); err != nil {
+		return &fs.PathError{Op: string(op), Path: path, Err: err}
+	}
+	return nil
+}
+
+// File is one file to write.
+type File struct {
+	Path string
+	Data []byte
+	Mode os.FileMode
+}
+
+// EnsureDir creates dir and its missing parents with mode (whatever the umask). Existing directories keep
+// their mode unless tighten is set, in which case group and other bits outside mode are removed.
+func EnsureDir(dir string, mode os.FileMode, tighten bool) error {
+	info, err := os.Stat(dir)
+	if err == nil {
+		if !info.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", dir)
+		}
+		if tighten && info.Mode().Perm()&^mode != 0 {
+			return os.Chmod(dir, info.Mode().Perm()&mode)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := EnsureDir(filepath.Dir(dir), mode, false); err != nil {
+		return err
+	}
+	if err := fault(OpMkdir, dir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// checkTarget refuses to write through a symlink or over a directory, and refuses to put a private file
+// (no group/other bits) into a directory others can write to, where it could be swapped.
+func checkTarget(f File) error {
+	if info, err := os.Lstat(f.Path); err == nil {
+		if info.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link; refusing to write through it (replace it with a regular file or remove it)", f.Path)
+		}
+		if info.IsDir() {
+			return fmt.Errorf("%s is a directory", f.Path)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	dir := filepath.Dir(f.Path)
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if f.Mode&0o077 == 0 && info.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("refusing to write private file %s into %s, which is group- or world-writable (mode %04o)", f.Path, dir, info.Mode().Perm())
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces path with data: a temp file in the same directory, chmod, write, fsync, rename,
+// fsync the directory. Readers see the old or the new file, never a mix.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return Commit("", []File{{Path: path, Data: data, Mode: mode}})
+}
+
+// writeTemp writes f next to its target and returns the temp file's path.
+func writeTemp(f File) (string, error) {
+	dir, base := filepath.Split(f.Path)
+	tmpPath := filepath.Join(dir, "."+base+tmpSuffix)
+	if err := fault(OpCreate, tmpPath); err != nil {
+		return "", err
+	}
+	// O_EXCL|O_NOFOLLOW: never reuse or follow something planted at the temp name. A leftover from a crash is
+	// removed by Recover before any write.
+	_ = os.Remove(tmpPath)
+	fh, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, f.Mode)
+	if err != nil {
+		return "", err
+	}
+	fail := func(err error) (string, error) {
+		fh.Close()
+		os.Remove(tmpPath)
+		return "", err
+	}
+	if err := fh.Chmod(f.Mode); err != nil { // the umask may have cleared bits
+		return fail(err)
+	}
+	if err := fault(OpWrite, tmpPath); err != nil {
+		return fail(err)
+	}
+	if _, err := fh.Write(f.Data); err != nil {
+		return fail(err)
+	}
+	if err := fault(OpSync, tmpPath); err != nil {
+		return fail(err)
+	}
+	if err := fh.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := fh.Close(); err != nil {
+		os.Remove(tmpPath)
+		return "", err
+	}
+	return tmpPath, nil
+}
+
+func syncDir(dir string) error {
+	if err := fault(OpSyncDir, dir); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func rename(from, to string) error {
+	if err := fault(OpRename, to); err != nil {
+		return err
+	}
+	return os.Rename(from, to)
+}
+
+type journalEntry struct {
+	Target string `json:"target"`
+	Temp   string `json:"temp"`
+	Old    string `json:"old,omitempty"`
+}
+
+type journal struct {
+	Entries []journalEntry `json:"entries"`
+}
+
+// Commit writes files as one unit: after a returned error every target is as it was; after a crash at any
+// instant, Recover (run first by every command) completes the replacement if it had reached its commit
+// point (the journal in journalDir) and discards it otherwise. A single file needs no journal: one rename
+// is atomic. journalDir is the certificate directory; it may be "" only for a single file.
+func Commit(journalDir string, files []File) (err error) {
+	for _, f := range files {
+		if err := checkTarget(f); err != nil {
+			return err
+		}
+	}
+	entries := make([]journalEntry, 0, len(files))
+	cleanup := func() {
+		for _, e := range entries {
+			os.Remove(e.Temp)
+			if e.Old != "" {
+				os.Remove(e.Old)
+			}
+		}
+	}
+	for _, f := range files {
+		tmp, err := writeTemp(f)
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("writing %s: %w", f.Path, err)
+		}
+		entries = append(entries, journalEntry{Target: f.Path, Temp: tmp})
+	}
+	if len(files) == 1 {
+		if err := rename(entries[0].Temp, entries[0].Target); err != nil {
+			cleanup()
+			return fmt.Errorf("writing %s: %w", files[0].Path, err)
+		}
+		return syncDir(filepath.Dir(entries[0].Target))
+	}
+	if journalDir == "" {
+		cleanup()
+		return errors.New("internal error: a multi-file commit needs a journal directory")
+	}
+	// Keep a hard link to each file being replaced, so an error half-way can put it back.
+	for i := range entries {
+		e := &entries[i]
+		if _, err := os.Lstat(e.Target); err != nil {
+			continue
+		}
+		dir, base := filepath.Split(e.Target)
+		old := filepath.Join(dir, "."+base+oldSuffix)
+		os.Remove(old)
+		if err := fault(OpLink, old); err != nil {
+			cleanup()
+			return err
+		}
+		if err := os.Link(e.Target, old); err != nil {
+			cleanup()
+			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
+		}
+		e.Old = old
+	}
+	jdata, _ := json.Marshal(journal{Entries: entries})
+	jpath := filepath.Join(journalDir, journalName)
+	if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
+		cleanup()
+		return fmt.Errorf("writing journal: %w", err)
+	}
+	for i, e := range entries {
+		if err := rename(e.Temp, e.Target); err != nil {
+			if rbErr := rollback(entries[:i]); rbErr != nil {
+				// The journal stays: the next run rolls forward.
+				return fmt.Errorf("replacing %s: %w (rollback failed: %v; the next k8scrypto run completes the replacement)", e.Target, err, rbErr)
+			}
+			cleanup()
+			os.Remove(jpath)
+			return fmt.Errorf("replacing %s: %w", e.Target, err)
+		}
+	}
+	if err := syncDirsOf(entries); err != nil {
+		return err // the journal stays; Recover finishes
+	}
+	return finish(jpath, entries)
+}
+
+func rollback(done []journalEntry) error {
+	var errs []error
+	for _, e := range done {
+		if e.Old != "" {
+			errs = append(errs, os.Rename(e.Old, e.Target))
+		} else {
+			errs = append(errs, os.Remove(e.Target))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func syncDirsOf(entries []journalEntry) error {
+	seen := map[string]bool{}
+	for _, e := range entries {
+		d := filepath.Dir(e.Target)
+		if !seen[d] {
+			seen[d] = true
+			if err := syncDir(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func finish(jpath string, entries []journalEntry) error {
+	if err := os.Remove(jpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := syncDir(filepath.Dir(jpath)); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Old != "" {
+			os.Remove(e.Old)
+		}
+	}
+	return nil
+}
+
+// RecoverReport says what Recover found from an interrupted run.
+type RecoverReport struct {
+	RolledForward []string // targets whose interrupted replacement was completed
+	Removed       []string // leftover temp files removed
+}
+
+// Recover finishes or discards a replacement that a crash interrupted: with a journal in journalDir every
+// journalled temp file still present is renamed into place (they were complete and synced before the
+// journal was written); then leftover temp files in dirs are removed. Every command that writes calls it
+// first, under the lock.
+func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
+	var rep RecoverReport
+	jpath := filepath.Join(journalDir, journalName)
+	data, err := os.ReadFile(jpath)
+	switch {
+	case err == nil:
+		var j journal
+		if err := json.Unmarshal(data, &j); err != nil {
+			// The journal is written atomically, so this is not ours or was edited by hand.
+			return rep, fmt.Errorf("%s is not a k8scrypto journal (%v); inspect it and remove it", jpath, err)
+		}
+		for _, e := range j.Entries {
+			if _, err := os.Lstat(e.Temp); err == nil {
+				if err := rename(e.Temp, e.Target); err != nil {
+					return rep, fmt.Errorf("completing interrupted replacement of %s: %w", e.Target, err)
+				}
+				rep.RolledForward = append(rep.RolledForward, e.Target)
+			}
+		}
+		if err := syncDirsOf(j.Entries); err != nil {
+			return rep, err
+		}
+		if err := finish(jpath, j.Entries); err != nil {
+			return rep, err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return rep, err
+	}
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return rep, err
+		}
+		for _, ent := range ents {
+			name := ent.Name()
+			if strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)) {
+				p := filepath.Join(dir, name)
+				if err := os.Remove(p); err != nil {
+					return rep, err
+				}
+				rep.Removed = append(rep.Removed, p)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// IsBookkeeping reports whether a file name is one of k8scrypto's temp, rollback or journal files.
+func IsBookkeeping(name string) bool {
+	return name == journalName || (strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)))
+}
