@@ -141,7 +141,9 @@ func ensureCA(d *Data, spec pki.CertSpec) error {
 		d.cas[spec.Name] = ca
 		d.Reuse(r)
 		if haveKey {
-			d.Reuse(FileResult{Path: keyPath, Type: "key"})
+			kr := keyResult(ca.Key)
+			kr.Path = keyPath
+			d.Reuse(kr)
 		}
 		return nil
 	case haveKey:
@@ -176,7 +178,7 @@ func (d *Data) stagePair(spec pki.CertSpec, cert *x509.Certificate, key crypto.S
 	if err != nil {
 		return fmt.Errorf("encoding key for %s: %w", spec.Name, err)
 	}
-	d.Stage(pki.File{Path: spec.KeyPath(d.Cfg.CertDir), Data: keyPEM, Mode: pki.ModeKey}, FileResult{Type: "key"})
+	d.Stage(pki.File{Path: spec.KeyPath(d.Cfg.CertDir), Data: keyPEM, Mode: pki.ModeKey}, keyResult(key))
 	d.Stage(pki.File{Path: spec.CertPath(d.Cfg.CertDir), Data: pki.EncodeCert(cert), Mode: d.CertMode()}, certResult(cert))
 	if ca != nil {
 		d.cas[spec.Name] = ca
@@ -264,7 +266,9 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 		r := certResult(cert)
 		r.Path = crtPath
 		d.Reuse(r)
-		d.Reuse(FileResult{Path: keyPath, Type: "key"})
+		r = keyResult(key)
+		r.Path = keyPath
+		d.Reuse(r)
 		return nil
 	case haveCrt:
 		return fmt.Errorf("%s exists but its key %s does not: restore the key, or %s", crtPath, keyPath, fix)
@@ -296,3 +300,12 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 }
 
 var errNotRegular = errors.New("not a regular file")
+
+// keyResult describes a private key by the fingerprint of its public half.
+func keyResult(key crypto.Signer) FileResult {
+	r := FileResult{Type: "key"}
+	if fp, err := pki.PublicKeyFingerprint(key.Public()); err == nil {
+		r.SHA256 = fp
+	}
+	return r
+}

@@ -123,7 +123,7 @@ func (d *Data) Stage(f pki.File, r FileResult) {
 	d.dirs[filepath.Dir(f.Path)] = d.DirMode()
 	r.Phase, r.Path, r.Action = d.phase, f.Path, ActionCreated
 	d.results = append(d.results, r)
-	d.Log.Info(map[bool]string{true: "would write", false: "writing"}[d.DryRun], "file", f.Path)
+	d.Log.Info(map[bool]string{true: "would write", false: "generated"}[d.DryRun], "file", f.Path)
 }
 
 // Reuse records that an existing file stays as it is.

@@ -54,7 +54,9 @@ func ensureSA(d *Data) error {
 		if err != nil {
 			return err
 		}
-		d.Reuse(FileResult{Path: keyPath, Type: "key"})
+		kr := keyResult(key)
+		kr.Path = keyPath
+		d.Reuse(kr)
 		if !havePub {
 			// sa.pub is derived from sa.key, so writing it loses nothing.
 			d.Stage(pki.File{Path: pubPath, Data: pubPEM, Mode: pki.ModeKey}, pubResult(pubPEM))
@@ -101,7 +103,7 @@ func ensureSA(d *Data) error {
 	if err != nil {
 		return err
 	}
-	d.Stage(pki.File{Path: keyPath, Data: keyPEM, Mode: pki.ModeKey}, FileResult{Type: "key"})
+	d.Stage(pki.File{Path: keyPath, Data: keyPEM, Mode: pki.ModeKey}, keyResult(key))
 	d.Stage(pki.File{Path: pubPath, Data: pubPEM, Mode: pki.ModeKey}, pubResult(pubPEM))
 	return nil
 }

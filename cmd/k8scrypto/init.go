@@ -25,6 +25,7 @@ type clusterFlags struct {
 	overrides     config.Overrides
 	kubeconfigDir string
 	lockTimeout   time.Duration
+	auditLog      string
 }
 
 func (f *clusterFlags) add(fs *pflag.FlagSet) {
@@ -40,6 +41,7 @@ func (f *clusterFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.APIServerCertSANs, "apiserver-cert-extra-sans", nil, "extra SANs (IPs or DNS names) for the API server certificate")
 	fs.StringVar(&o.EncryptionAlgorithm, "encryption-algorithm", "", "key algorithm: RSA-2048 (default), RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384")
 	fs.BoolVar(&o.StrictPermissions, "strict-permissions", false, "CIS-style modes: certificates 0600 and directories 0700")
+	fs.StringVar(&f.auditLog, "audit-log", "", "append a JSON line per key or certificate created, reused, renewed or removed (default "+pki.DefaultAuditLog+", or the per-user state directory without root)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock")
 }
 
@@ -150,7 +152,11 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	d.Rand = e.rand
 	d.DryRun = f.dryRun
 	d.KubeconfigDir = f.kubeconfigDir
+	var audit *pki.AuditLog
 	if !f.dryRun {
+		if audit, err = openAudit(f.auditLog, g.log); err != nil {
+			return err
+		}
 		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, g.log)
 		if err != nil {
 			return err
@@ -158,6 +164,9 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 		defer lock.Release()
 	}
 	if err := runner.Run(ctx, d, sel); err != nil {
+		return err
+	}
+	if err := audit.Record(auditEvents(d.Result(), d.Now, "ok")...); err != nil {
 		return err
 	}
 	return printInitResult(e.stdout, g.output, d.Result())

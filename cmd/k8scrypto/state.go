@@ -1,0 +1,58 @@
+package main
+
+import (
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// openAudit opens the audit log: the --audit-log path as given (an error if it cannot be written), else the
+// default under /var, else the per-user state directory with one notice.
+func openAudit(explicit string, log *slog.Logger) (*pki.AuditLog, error) {
+	path := explicit
+	if path == "" {
+		dir, fellBack, err := pki.StateDir("", filepath.Dir(pki.DefaultAuditLog), "")
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(dir, filepath.Base(pki.DefaultAuditLog))
+		if fellBack {
+			log.Warn("default audit log location is not writable; using the per-user state directory", "audit-log", path)
+		}
+	}
+	return pki.OpenAuditLog(path)
+}
+
+// backupRoot resolves --backup-dir the same way.
+func backupRoot(explicit string, log *slog.Logger) (string, error) {
+	dir, fellBack, err := pki.StateDir(explicit, pki.DefaultBackupDir, "backups")
+	if err != nil {
+		return "", err
+	}
+	if fellBack {
+		log.Warn("default backup location is not writable; using the per-user state directory", "backup-dir", dir)
+	}
+	return dir, nil
+}
+
+// auditEvents turns a run's file results into audit lines: every created or reused key, certificate and
+// other secret-bearing file.
+func auditEvents(r phases.Result, now time.Time, outcome string) []pki.AuditEvent {
+	var out []pki.AuditEvent
+	for _, f := range r.Files {
+		var op string
+		switch f.Action {
+		case phases.ActionCreated:
+			op = pki.AuditCreate
+		case phases.ActionReused:
+			op = pki.AuditReuse
+		default:
+			continue
+		}
+		out = append(out, pki.AuditEvent{Time: now, Operation: op, File: f.Path, Serial: f.Serial, SHA256: f.SHA256, Outcome: outcome, Detail: f.Phase})
+	}
+	return out
+}

@@ -1,0 +1,96 @@
+package pki
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+)
+
+// DefaultAuditLog is where the audit trail goes when the operator names no file (root only; see StateDir).
+const DefaultAuditLog = "/var/log/k8scrypto/audit.log"
+
+// Audit operations.
+const (
+	AuditCreate = "create"
+	AuditReuse  = "reuse"
+	AuditRenew  = "renew"
+	AuditRotate = "rotate"
+	AuditRemove = "remove"
+	AuditBackup = "backup"
+)
+
+// AuditEvent is one line of the audit log. It identifies key material only by fingerprint, never by value.
+type AuditEvent struct {
+	Time      time.Time `json:"time"`
+	Operation string    `json:"operation"`
+	File      string    `json:"file"`
+	Serial    string    `json:"serial,omitempty"`
+	SHA256    string    `json:"sha256,omitempty"` // of the certificate DER, or of a key's public half (PKIX DER)
+	Outcome   string    `json:"outcome"`          // "ok" or the error
+	Detail    string    `json:"detail,omitempty"`
+	User      string    `json:"user"`
+	Host      string    `json:"host"`
+}
+
+// AuditLog appends JSON lines to a file (0600). A nil *AuditLog records nothing.
+type AuditLog struct {
+	Path string
+	user string
+	host string
+}
+
+// OpenAuditLog prepares the log at path, creating its directory (0700) if needed.
+func OpenAuditLog(path string) (*AuditLog, error) {
+	if err := EnsureDir(filepath.Dir(path), ModeStrictDir, false); err != nil {
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	l := &AuditLog{Path: path, host: "unknown", user: fmt.Sprint(os.Getuid())}
+	if h, err := os.Hostname(); err == nil {
+		l.host = h
+	}
+	if u, err := user.Current(); err == nil {
+		l.user = u.Username
+	}
+	// Fail now, not after the work, if the log cannot be written.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, ModeKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return l, f.Close()
+}
+
+// Record appends events, one line each, and syncs the file.
+func (l *AuditLog) Record(events ...AuditEvent) error {
+	if l == nil || len(events) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(l.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, ModeKey)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer f.Close()
+	var buf []byte
+	for _, e := range events {
+		if e.User == "" {
+			e.User = l.user
+		}
+		if e.Host == "" {
+			e.Host = l.host
+		}
+		if e.Outcome == "" {
+			e.Outcome = "ok"
+		}
+		line, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, line...), '\n')
+	}
+	if _, err := f.Write(buf); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return f.Sync()
+}

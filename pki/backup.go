@@ -1,0 +1,157 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// BackupTimeFormat names a backup directory by its UTC time; names sort in time order.
+const BackupTimeFormat = "20060102T150405Z"
+
+// DefaultBackupDir is where backups go when the operator names no directory (root only; see StateDir).
+const DefaultBackupDir = "/var/lib/k8scrypto/backups"
+
+// BackupSet is one run's backup directory, <root>/<UTC timestamp>/, created (0700) on first use. Each
+// file is kept under its absolute path, so files from the certificate and kubeconfig directories never
+// collide and a restore is a plain copy back.
+type BackupSet struct {
+	Root string
+	Dir  string
+}
+
+// NewBackupSet names the backup directory for a run at now; nothing is created until Save.
+func NewBackupSet(root string, now time.Time) *BackupSet {
+	dir := filepath.Join(root, now.UTC().Format(BackupTimeFormat))
+	// Two runs in the same second (tests, or a retry) must not share a directory.
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dir = filepath.Join(root, fmt.Sprintf("%s-%d", now.UTC().Format(BackupTimeFormat), i))
+	}
+	return &BackupSet{Root: root, Dir: dir}
+}
+
+// Save copies path (if it exists) into the backup set with its mode, synced before returning, and returns
+// the copy's path ("" when there was nothing to back up).
+func (b *BackupSet) Save(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	info, err := os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if !info.Mode().IsRegular() {
+		return "", fmt.Errorf("backing up %s: not a regular file", abs)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return "", fmt.Errorf("backing up %s: %w", abs, err)
+	}
+	dst := filepath.Join(b.Dir, abs)
+	if err := EnsureDir(b.Root, ModeStrictDir, false); err != nil {
+		return "", fmt.Errorf("creating backup directory: %w", err)
+	}
+	if err := EnsureDir(filepath.Dir(dst), ModeStrictDir, false); err != nil {
+		return "", fmt.Errorf("creating backup directory: %w", err)
+	}
+	if err := WriteFileAtomic(dst, data, info.Mode().Perm()); err != nil {
+		return "", fmt.Errorf("backing up %s: %w", abs, err)
+	}
+	return dst, nil
+}
+
+// PruneBackups keeps the newest keep backup directories under root and removes the rest; it returns the
+// removed directories. Only directories named by BackupTimeFormat are touched.
+func PruneBackups(root string, keep int) ([]string, error) {
+	if keep < 1 {
+		return nil, fmt.Errorf("keep-backups must be at least 1, got %d", keep)
+	}
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		stamp, _, _ := strings.Cut(e.Name(), "-")
+		if _, err := time.Parse(BackupTimeFormat, stamp); e.IsDir() && err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		ta, _ := time.Parse(BackupTimeFormat, strings.SplitN(a, "-", 2)[0])
+		tb, _ := time.Parse(BackupTimeFormat, strings.SplitN(b, "-", 2)[0])
+		if c := ta.Compare(tb); c != 0 {
+			return c
+		}
+		return len(a) - len(b) + strings.Compare(a, b)
+	})
+	var removed []string
+	for len(names) > keep {
+		p := filepath.Join(root, names[0])
+		if err := os.RemoveAll(p); err != nil {
+			return removed, err
+		}
+		removed = append(removed, p)
+		names = names[1:]
+	}
+	return removed, nil
+}
+
+// StateDir resolves a directory for k8scrypto's state (backups, audit log). An explicit path is used as
+// given. The default (under /var) is used when it can be created and written; otherwise, for a user
+// trying k8scrypto without root, the fallback is $XDG_STATE_HOME/k8scrypto/<sub> (else
+// ~/.local/state/k8scrypto/<sub>), and fellBack is true so the caller can say so once.
+func StateDir(explicit, def, sub string) (dir string, fellBack bool, err error) {
+	if explicit != "" {
+		return explicit, false, nil
+	}
+	if writableDir(def) {
+		return def, false, nil
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", false, fmt.Errorf("%s is not writable and no home directory is known: %w", def, err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "k8scrypto", sub), true, nil
+}
+
+// writableDir reports whether dir exists and is writable, or could be created.
+func writableDir(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		info, err := os.Stat(d)
+		if err == nil {
+			if !info.IsDir() {
+				return false
+			}
+			f, err := os.CreateTemp(d, ".k8scrypto-probe-*")
+			if err != nil {
+				return false
+			}
+			f.Close()
+			os.Remove(f.Name())
+			return true
+		}
+		if filepath.Dir(d) == d {
+			return false
+		}
+	}
+}
