@@ -1,0 +1,44 @@
+# k8scrypto — see README.md. Targets follow kind's shape.
+GO        ?= go
+BIN       ?= bin
+STATICCHECK_VERSION ?= v0.8.2
+GOSEC_VERSION       ?= v2.30.0
+
+.PHONY: all build test unit e2e e2e-binaries bench fuzz lint fmt clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN)/k8scrypto ./cmd/k8scrypto
+
+## test: unit tests, then the end-to-end suite against a real kube-apiserver and etcd
+test: unit e2e
+
+unit:
+	$(GO) test -count=1 ./...
+
+## e2e-binaries: build kube-apiserver, kubeadm and etcd from e2e/go.mod into a cache (first time ~12-15 min)
+e2e-binaries:
+	bash e2e/hack/build-binaries.sh
+
+e2e: e2e-binaries
+	cd e2e && $(GO) test -count=1 -timeout 60m ./...
+
+bench: e2e-binaries
+	bash hack/bench.sh
+
+fuzz:
+	bash hack/fuzz.sh
+
+lint:
+	$(GO) vet ./...
+	cd e2e && $(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run github.com/securego/gosec/v2/cmd/gosec@$(GOSEC_VERSION) -quiet -exclude-dir=e2e ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)
