@@ -5,5 +5,6 @@ func InitPhases() []Phase {
 	return []Phase{
 		CertsPhase(),
 		SAPhase(),
+		KubeconfigPhase(),
 	}
 }
