@@ -98,21 +98,37 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Service subnet limits, kubeadm's MinimumAddressesInServiceSubnet and MaximumBitsForServiceSubnet.
+const (
+	minServiceSubnetAddresses = 10
+	maxServiceSubnetHostBits  = 20
+)
+
+// validateServiceSubnet applies kubeadm's ValidateIPNetFromString and ValidateServiceSubnetSize: one CIDR or
+// one per family, each with at least 10 addresses and at most 20 host bits.
 func validateServiceSubnet(s string) error {
 	parts := strings.Split(s, ",")
 	if len(parts) > 2 {
 		return errors.New("at most two CIDRs (one per IP family) are allowed")
 	}
-	for _, p := range parts {
-		if _, _, err := netutils.ParseCIDRSloppy(strings.TrimSpace(p)); err != nil {
+	cidrs := make([]*net.IPNet, len(parts))
+	for i, p := range parts {
+		_, cidr, err := netutils.ParseCIDRSloppy(p)
+		if err != nil {
 			return fmt.Errorf("%q is not a CIDR", p)
 		}
+		cidrs[i] = cidr
 	}
-	if len(parts) == 2 {
-		_, a, _ := netutils.ParseCIDRSloppy(strings.TrimSpace(parts[0]))
-		_, b, _ := netutils.ParseCIDRSloppy(strings.TrimSpace(parts[1]))
-		if netutils.IsIPv4CIDR(a) == netutils.IsIPv4CIDR(b) {
-			return errors.New("two CIDRs must be one IPv4 and one IPv6")
+	if len(cidrs) == 2 && netutils.IsIPv4CIDR(cidrs[0]) == netutils.IsIPv4CIDR(cidrs[1]) {
+		return errors.New("two CIDRs must be one IPv4 and one IPv6")
+	}
+	for _, cidr := range cidrs {
+		ones, bits := cidr.Mask.Size()
+		if bits-ones > maxServiceSubnetHostBits {
+			return fmt.Errorf("%s is too large: the mask must be at least /%d", cidr, bits-maxServiceSubnetHostBits)
+		}
+		if n := netutils.RangeSize(cidr); n < minServiceSubnetAddresses {
+			return fmt.Errorf("%s is too small: %d addresses, at least %d are needed", cidr, n, minServiceSubnetAddresses)
 		}
 	}
 	return nil
@@ -162,7 +178,7 @@ func atoiOrZero(s string) int {
 
 // APIServerServiceIP is the first address of the first service CIDR: the in-cluster "kubernetes" Service.
 func (c *Config) APIServerServiceIP() (net.IP, error) {
-	first := strings.TrimSpace(strings.Split(c.ServiceSubnet, ",")[0])
+	first := strings.Split(c.ServiceSubnet, ",")[0]
 	_, cidr, err := netutils.ParseCIDRSloppy(first)
 	if err != nil {
 		return nil, fmt.Errorf("networking.serviceSubnet: %w", err)
