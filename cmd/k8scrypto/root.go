@@ -94,6 +94,7 @@ Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K
 	root.AddCommand(
 		newVersionCommand(e, g),
 		newInitCommand(e, g),
+		newRenewCommand(e, g), newCertsCommand(e, g),
 	)
 	return root
 }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+func newCertsCommand(e *env, g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Certificate commands",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newCheckExpirationCommand(e, g))
+	return cmd
+}
+
+type expirationFlags struct {
+	configFile    string
+	certDir       string
+	kubeconfigDir string
+	failWithin    time.Duration
+	metricsFile   string
+}
+
+func newCheckExpirationCommand(e *env, g *globals) *cobra.Command {
+	f := &expirationFlags{}
+	cmd := &cobra.Command{
+		Use:   "check-expiration",
+		Short: "Show when every certificate, kubeconfig client certificate and CA expires",
+		Long: `Show the expiry of every leaf certificate, kubeconfig client certificate and CA, with kubeadm's names,
+kubeadm's table and its residual time. EXTERNALLY MANAGED means the signing CA's key is absent, so
+k8scrypto cannot renew the certificate. kubelet.conf is listed too; when it references the kubelet's
+rotated client certificate, that certificate is shown.
+
+It only reads: no lock, no configuration unless --config is given (kubeadm's defaults decide the names;
+with external etcd pass --config so the etcd certificates are not expected).
+
+--fail-within makes it a monitoring check: the exit status is 1 when a certificate or CA expires within
+the duration (or has expired), a file a control-plane node must have is missing, or a file is unreadable.
+--metrics-file writes the same facts in the Prometheus text format, atomically, for node-exporter's
+textfile collector.`,
+		Example: `  k8scrypto certs check-expiration
+  k8scrypto certs check-expiration -o json
+  k8scrypto certs check-expiration --fail-within 720h --metrics-file /var/lib/node_exporter/textfile/k8scrypto.prom`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runCheckExpiration(e, g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configFile, "config", "", "kubeadm configuration file (for the certificate directory and external etcd)")
+	fl.StringVar(&f.certDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+pki.DefaultCertificateDir+")")
+	fl.StringVar(&f.kubeconfigDir, "kubeconfig-dir", DefaultKubeconfigDir, "directory of kubeconfig files")
+	fl.DurationVar(&f.failWithin, "fail-within", 0, "exit 1 when anything expires within this duration, is missing or unreadable (e.g. 720h)")
+	fl.StringVar(&f.metricsFile, "metrics-file", "", "also write Prometheus text exposition to this file (atomically)")
+	return cmd
+}
+
+func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
+	if f.failWithin < 0 {
+		return usageError{fmt.Errorf("--fail-within: invalid value %s: must not be negative", f.failWithin)}
+	}
+	cfg := defaultPKIConfig(f.certDir)
+	if f.configFile != "" {
+		c, err := config.Load(f.configFile, config.Overrides{CertDir: f.certDir}, e.hostname)
+		if err != nil {
+			return err
+		}
+		cfg = c.PKI
+	}
+	info := phases.CheckExpiration(cfg, f.kubeconfigDir, e.now())
+	if f.metricsFile != "" {
+		var buf bytes.Buffer
+		if err := info.WritePrometheus(&buf); err != nil {
+			return err
+		}
+		// Readable by node-exporter's user; it holds no secret.
+		if err := pki.WriteFileAtomic(f.metricsFile, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("--metrics-file: %w", err)
+		}
+	}
+	if err := printExpiration(e.stdout, g.output, info); err != nil {
+		return err
+	}
+	var problems []string
+	if f.failWithin > 0 {
+		problems = info.ExpiringWithin(f.failWithin)
+	} else {
+		for _, r := range append(info.Certificates, info.CertificateAuthorities...) {
+			if r.Error != "" {
+				problems = append(problems, r.Name+": "+r.Error)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		head := fmt.Sprintf("%d problem(s)", len(problems))
+		if f.failWithin > 0 {
+			head = fmt.Sprintf("%d certificate(s) expire within %s or cannot be checked", len(problems), f.failWithin)
+		}
+		return fmt.Errorf("%s:\n  %s", head, strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// printExpiration prints kubeadm's check-expiration table, or the versioned object.
+func printExpiration(w io.Writer, format string, info phases.ExpirationInfo) error {
+	if format != "text" {
+		return printStructured(w, format, info)
+	}
+	yesNo := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	residual := func(r phases.CertificateExpiration) string {
+		return duration.HumanDuration(time.Duration(r.ResidualTime) * time.Second)
+	}
+	t := newTable(w)
+	fmt.Fprintln(t, "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED")
+	for _, r := range info.Certificates {
+		switch {
+		case r.Missing:
+			fmt.Fprintf(t, "!MISSING! %s\t\t\t\t\n", r.Name)
+		case r.Error != "":
+			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\t\n", r.Name)
+		default:
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), r.CAName, yesNo(r.ExternallyManaged))
+		}
+	}
+	fmt.Fprintln(t)
+	fmt.Fprintln(t, "CERTIFICATE AUTHORITY\tEXPIRES\tRESIDUAL TIME\tEXTERNALLY MANAGED")
+	for _, r := range info.CertificateAuthorities {
+		switch {
+		case r.Missing:
+			fmt.Fprintf(t, "!MISSING! %s\t\t\t\n", r.Name)
+		case r.Error != "":
+			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\n", r.Name)
+		default:
+			fmt.Fprintf(t, "%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), yesNo(r.ExternallyManaged))
+		}
+	}
+	return t.Flush()
+}
