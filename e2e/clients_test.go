@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -211,3 +212,12 @@ func setHeaders(h map[string][]string) func(http.RoundTripper) http.RoundTripper
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// createAndDeleteNamespace makes and removes a throwaway namespace: a cluster-scoped write.
+func createAndDeleteNamespace(ctx context.Context, cs kubernetes.Interface) error {
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-admin-"}}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	return cs.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+}
