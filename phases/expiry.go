@@ -63,17 +63,13 @@ func certTargets(cfg *pki.Config, kubeconfigDir string) (leaves, cas []certTarge
 	return leaves, cas
 }
 
-// kubeconfigClient is what renewal and expiry checks need from a kubeconfig: the current context's client
-// certificate and key, embedded or referenced. It is parsed with a plain YAML decoder rather than clientcmd,
-// which costs several times more per file and matters for a check run every minute.
+// kubeconfigClient is what expiry checks need from a kubeconfig: the current context's client certificate,
+// embedded or referenced. It is parsed with a plain YAML decoder rather than clientcmd (ParseKubeconfig),
+// which costs several times more per file and matters for a check run every minute; renewal, which rewrites
+// the file, uses ParseKubeconfig.
 type kubeconfigClient struct {
-	Cluster  string // current context's cluster name
-	User     string // current context's user name
-	CAData   []byte
 	CertData []byte // embedded client-certificate-data
-	KeyData  []byte // embedded client-key-data
 	CertFile string // client-certificate, resolved against the kubeconfig's directory
-	KeyFile  string
 }
 
 type kubeconfigYAML struct {
@@ -81,74 +77,48 @@ type kubeconfigYAML struct {
 	Contexts       []struct {
 		Name    string `json:"name"`
 		Context struct {
-			Cluster string `json:"cluster"`
-			User    string `json:"user"`
+			User string `json:"user"`
 		} `json:"context"`
 	} `json:"contexts"`
-	Clusters []struct {
-		Name    string `json:"name"`
-		Cluster struct {
-			CAData []byte `json:"certificate-authority-data"`
-		} `json:"cluster"`
-	} `json:"clusters"`
 	Users []struct {
 		Name string `json:"name"`
 		User struct {
 			CertData []byte `json:"client-certificate-data"`
-			KeyData  []byte `json:"client-key-data"`
 			CertFile string `json:"client-certificate"`
-			KeyFile  string `json:"client-key"`
 		} `json:"user"`
 	} `json:"users"`
 }
 
-// parseKubeconfigClient finds the current context's client credentials; path is only for messages and for
-// resolving relative file references.
+// parseKubeconfigClient finds the current context's client certificate; path is only for messages and for
+// resolving a relative file reference.
 func parseKubeconfigClient(path string, data []byte) (*kubeconfigClient, error) {
 	var k kubeconfigYAML
 	if err := yaml.Unmarshal(data, &k); err != nil {
-		return nil, fmt.Errorf("%s: not a kubeconfig: %w", path, err)
+		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
 	}
-	if k.CurrentContext == "" {
-		return nil, fmt.Errorf("%s: no current-context", path)
-	}
-	kc := &kubeconfigClient{}
-	found := false
+	user, found := "", false
 	for _, c := range k.Contexts {
-		if c.Name == k.CurrentContext {
-			kc.Cluster, kc.User, found = c.Context.Cluster, c.Context.User, true
+		if c.Name == k.CurrentContext && k.CurrentContext != "" {
+			user, found = c.Context.User, true
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("%s: current-context %q is not among its contexts", path, k.CurrentContext)
+		return nil, fmt.Errorf("%s: current-context %q is not one of its contexts", path, k.CurrentContext)
 	}
-	for _, c := range k.Clusters {
-		if c.Name == kc.Cluster {
-			kc.CAData = c.Cluster.CAData
-		}
-	}
-	found = false
 	for _, u := range k.Users {
-		if u.Name == kc.User {
-			found = true
-			kc.CertData, kc.KeyData = u.User.CertData, u.User.KeyData
-			kc.CertFile, kc.KeyFile = resolveRelative(path, u.User.CertFile), resolveRelative(path, u.User.KeyFile)
+		if u.Name != user {
+			continue
 		}
+		kc := &kubeconfigClient{CertData: u.User.CertData, CertFile: u.User.CertFile}
+		if kc.CertFile != "" && !filepath.IsAbs(kc.CertFile) {
+			kc.CertFile = filepath.Join(filepath.Dir(path), kc.CertFile)
+		}
+		if len(kc.CertData) == 0 && kc.CertFile == "" {
+			return nil, fmt.Errorf("%s: user %q has no client certificate (token or exec credentials are not k8scrypto's)", path, user)
+		}
+		return kc, nil
 	}
-	if !found {
-		return nil, fmt.Errorf("%s: user %q of the current context is missing", path, kc.User)
-	}
-	if len(kc.CertData) == 0 && kc.CertFile == "" {
-		return nil, fmt.Errorf("%s: user %q has no client certificate (token or exec credentials are not managed by k8scrypto)", path, kc.User)
-	}
-	return kc, nil
-}
-
-func resolveRelative(kubeconfig, p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(filepath.Dir(kubeconfig), p)
+	return nil, fmt.Errorf("%s: the current context refers to user %q, which is not defined", path, user)
 }
 
 // loadedTarget is a target read from disk.
@@ -157,13 +127,13 @@ type loadedTarget struct {
 	Key     crypto.Signer // nil when the key file is absent
 	KeyErr  error         // the key exists but cannot be used
 	Path    string        // where the certificate was read (a kubelet.conf may reference another file)
-	KC      *kubeconfigClient
-	KCData  []byte
+	KC      *Kubeconfig   // renewal only
+	Managed bool          // a kubeconfig referencing a certificate file that someone else (the kubelet) rotates
 	Missing bool
 }
 
-// loadTarget reads a target's certificate and, when withKey is set, its key. A missing certificate file is
-// not an error (Missing is set); an unreadable one is.
+// loadTarget reads a target's certificate and, for renewal (withKey), its key and the whole kubeconfig. A
+// missing file is not an error (Missing is set); an unreadable one is.
 func loadTarget(t certTarget, withKey bool) (*loadedTarget, error) {
 	lt := &loadedTarget{Path: t.CertPath}
 	if t.Kind != KindKubeconfig {
@@ -192,30 +162,40 @@ func loadTarget(t certTarget, withKey bool) (*loadedTarget, error) {
 	if err != nil {
 		return lt, err
 	}
+	if withKey {
+		kc, err := ParseKubeconfig(t.CertPath, data)
+		if err != nil {
+			return lt, err
+		}
+		lt.KC, lt.Cert, lt.Key, lt.Managed = kc, kc.ClientCert, kc.ClientKey, !kc.Embedded
+		if !kc.Embedded {
+			lt.Path = resolveRelative(t.CertPath, kc.Config.AuthInfos[kc.User].ClientCertificate)
+		}
+		return lt, nil
+	}
 	kc, err := parseKubeconfigClient(t.CertPath, data)
 	if err != nil {
 		return lt, err
 	}
-	lt.KC, lt.KCData = kc, data
 	certData := kc.CertData
 	if len(certData) == 0 {
 		// A referenced file: kubelet.conf after TLS bootstrap points at the kubelet's rotated certificate.
-		lt.Path = kc.CertFile
+		lt.Path, lt.Managed = kc.CertFile, true
 		if certData, err = readRegular(kc.CertFile); err != nil {
 			return lt, fmt.Errorf("%s: client certificate: %w", t.CertPath, err)
 		}
 	}
-	cert, _, err := pki.ParseCertChain(certData)
-	if err != nil {
+	if lt.Cert, _, err = pki.ParseCertChain(certData); err != nil {
 		return lt, fmt.Errorf("%s: client certificate: %w", lt.Path, err)
 	}
-	lt.Cert = cert
-	if withKey && len(kc.KeyData) > 0 {
-		if lt.Key, lt.KeyErr = pki.ParsePrivateKey(kc.KeyData); lt.KeyErr != nil {
-			lt.KeyErr = fmt.Errorf("%s: client-key-data: %w", t.CertPath, lt.KeyErr)
-		}
-	}
 	return lt, nil
+}
+
+func resolveRelative(kubeconfig, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(kubeconfig), p)
 }
 
 // ExpirationAPIVersion and ExpirationKind identify check-expiration's structured output, which has the
@@ -292,7 +272,7 @@ func CheckExpiration(cfg *pki.Config, kubeconfigDir string, now time.Time) Expir
 			r.Missing = true
 		default:
 			r.Path = lt.Path
-			if lt.KC != nil && len(lt.KC.CertData) == 0 {
+			if lt.Managed {
 				r.ManagedBy = "kubelet"
 			}
 			r.ExpirationDate = lt.Cert.NotAfter.UTC()

@@ -1,7 +1,6 @@
 package phases
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -398,7 +397,7 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 	if lt.Key != nil {
 		item.KeySHA256, _ = pki.PublicKeyFingerprint(lt.Key.Public())
 	}
-	if lt.KC != nil && len(lt.KC.CertData) == 0 {
+	if lt.Managed {
 		item.Path = lt.Path
 		if explicit {
 			return fail("%s references the kubelet's rotated client certificate %s, which the kubelet renews itself; k8scrypto renews only embedded client certificates", t.CertPath, lt.Path)
@@ -584,7 +583,7 @@ func issue(o RenewOptions, p *renewPlan, pools map[pki.Algorithm]*pki.KeyPool) (
 	it.KeySHA256, _ = pki.PublicKeyFingerprint(key.Public())
 
 	if p.t.Kind == KindKubeconfig {
-		data, err := renderKubeconfig(p.t.CertPath, p.lt.KCData, cert, key, it.KeyRotated, p.ca.cert)
+		data, err := renderKubeconfig(p.lt.KC, cert, key, p.ca.cert)
 		if err != nil {
 			return nil, err
 		}
@@ -615,39 +614,25 @@ func certModeOf(path string, strict bool) os.FileMode {
 	return mode
 }
 
-// renderKubeconfig replaces the current context's client certificate (and key, when rotated) and refreshes
-// its cluster's CA data from the CA, keeping everything else, as kubeadm's renewal does.
-func renderKubeconfig(path string, data []byte, cert *x509.Certificate, key crypto.Signer, newKey bool, ca *x509.Certificate) ([]byte, error) {
-	cfg, err := clientcmd.Load(data)
+// renderKubeconfig replaces the current context's client certificate and key and refreshes its cluster's
+// CA data from the CA, keeping everything else, as kubeadm's renewal does.
+func renderKubeconfig(kc *Kubeconfig, cert *x509.Certificate, key crypto.Signer, ca *x509.Certificate) ([]byte, error) {
+	cfg := kc.Config.DeepCopy()
+	keyPEM, err := pki.EncodePrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: encoding the key: %w", kc.Path, err)
 	}
-	kctx := cfg.Contexts[cfg.CurrentContext]
-	if kctx == nil {
-		return nil, fmt.Errorf("%s: current-context %q is not among its contexts", path, cfg.CurrentContext)
-	}
-	cluster, user := cfg.Clusters[kctx.Cluster], cfg.AuthInfos[kctx.AuthInfo]
-	if cluster == nil || user == nil {
-		return nil, fmt.Errorf("%s: the current context's cluster %q or user %q is missing", path, kctx.Cluster, kctx.AuthInfo)
-	}
-	if len(user.ClientCertificateData) == 0 {
-		return nil, fmt.Errorf("%s: user %q has no embedded client certificate", path, kctx.AuthInfo)
-	}
-	cluster.CertificateAuthorityData = pki.EncodeCert(ca)
-	user.ClientCertificateData = pki.EncodeCert(cert)
-	if newKey {
-		if user.ClientKeyData, err = pki.EncodePrivateKey(key); err != nil {
-			return nil, fmt.Errorf("%s: encoding the new key: %w", path, err)
-		}
-	}
+	cfg.Clusters[kc.Cluster].CertificateAuthorityData = pki.EncodeCert(ca)
+	user := cfg.AuthInfos[kc.User]
+	user.ClientCertificateData, user.ClientKeyData = pki.EncodeCert(cert), keyPEM
 	out, err := clientcmd.Write(*cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", kc.Path, err)
 	}
-	// Read back what will be written: the embedded certificate must be the new one.
-	back, err := parseKubeconfigClient(path, out)
-	if err != nil || !bytes.Equal(back.CertData, pki.EncodeCert(cert)) {
-		return nil, fmt.Errorf("internal error: %s would not hold the renewed certificate after writing (%v)", path, err)
+	// Read back what will be written: never write a kubeconfig that does not hold the new pair.
+	back, err := ParseKubeconfig(kc.Path, out)
+	if err != nil || !pki.SameCert(back.ClientCert, cert) || !pki.KeyMatchesCert(back.ClientKey, cert) || !pki.SameCert(back.CAs[0], ca) {
+		return nil, fmt.Errorf("internal error: %s would not hold the renewed certificate and key after writing (%v)", kc.Path, err)
 	}
 	return out, nil
 }
