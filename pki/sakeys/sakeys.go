@@ -1,0 +1,303 @@
+// Package sakeys rotates the service-account signing key pair (sa.key, sa.pub) in three stages, the
+// procedure of kubernetes/kubernetes#34029, each stage one crash-safe pki.Commit:
+//
+//	steady    sa.key signs; sa.pub holds its public key only. Next: prepare.
+//	prepared  sa.key.next (0600) holds a new private key whose public key was appended to sa.pub: every
+//	          kube-apiserver restarted with it accepts tokens signed by either key. sa.key still signs.
+//	          Next: promote.
+//	promoted  sa.key is the new key (sa.key.next is gone); sa.pub still holds the old public key, so tokens
+//	          signed before promote stay valid. Next: prune, once old tokens have expired or been replaced.
+//
+// prune rewrites sa.pub with sa.key's public key alone and returns to steady. The stage is read from the
+// files: sa.key.next present means prepared; otherwise more than one distinct key in sa.pub means
+// promoted. sa.key's public key must always be in sa.pub (tokens it signs would be rejected otherwise),
+// and sa.key.next's too; anything else was edited by hand and is refused with what is wrong.
+//
+// kube-apiserver reads --service-account-key-file (sa.pub), --service-account-signing-key-file (sa.key)
+// and kube-controller-manager --service-account-private-key-file (sa.key) at start: restart them after
+// every stage.
+package sakeys
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// File names under the certificate directory.
+const (
+	KeyName  = "sa.key"
+	PubName  = "sa.pub"
+	NextName = "sa.key.next"
+)
+
+// Stage is where the key pair is in a rotation.
+type Stage string
+
+const (
+	StageSteady   Stage = "steady"
+	StagePrepared Stage = "prepared"
+	StagePromoted Stage = "promoted"
+)
+
+// Next says what to run in a stage.
+func (s Stage) Next() string {
+	switch s {
+	case StagePrepared:
+		return `restart every kube-apiserver, then "k8scrypto sa rotate promote"`
+	case StagePromoted:
+		return `restart kube-apiserver and kube-controller-manager; once tokens signed by the old key have expired or been replaced, "k8scrypto sa rotate prune --yes"`
+	}
+	return `"k8scrypto sa rotate prepare" when the key is due`
+}
+
+// Key roles in sa.pub.
+const (
+	RoleSigning = "signing" // public key of sa.key
+	RoleNext    = "next"    // public key of sa.key.next
+	RoleOld     = "old"     // verifies tokens signed by a previous key
+)
+
+// KeyInfo describes a key by its public half only.
+type KeyInfo struct {
+	// SHA256 is the SHA-256 of the public key's PKIX DER, as in the audit log.
+	SHA256    string `json:"sha256"`
+	Algorithm string `json:"algorithm"`
+	Role      string `json:"role,omitempty"`
+}
+
+// State is what the files say.
+type State struct {
+	Dir   string    `json:"dir"`
+	Stage Stage     `json:"stage"`
+	Next  string    `json:"next"`
+	Key   KeyInfo   `json:"key"`
+	New   *KeyInfo  `json:"newKey,omitempty"` // sa.key.next
+	Pub   []KeyInfo `json:"publicKeys"`       // sa.pub, in file order, duplicates dropped
+
+	// LeftoverNext is an sa.key.next identical to sa.key: a promote interrupted after replacing sa.key.
+	// The stage is then read as if it were absent; the next promote or prune removes it.
+	LeftoverNext bool `json:"leftoverNext,omitempty"`
+
+	key     crypto.Signer
+	pubData []byte
+	pubs    []crypto.PublicKey
+	next    []byte
+}
+
+func (s *State) path(name string) string { return filepath.Join(s.Dir, name) }
+
+func describe(pub crypto.PublicKey, role string) KeyInfo {
+	fp, _ := pki.PublicKeyFingerprint(pub)
+	alg := string(pki.AlgorithmOf(pub))
+	if alg == "" {
+		alg = fmt.Sprintf("%T", pub)
+	}
+	return KeyInfo{SHA256: fp, Algorithm: alg, Role: role}
+}
+
+func readRegular(path string) ([]byte, error) {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (symbolic links are refused)", path)
+	}
+	return os.ReadFile(path)
+}
+
+// Read loads and checks the key files in dir and says which stage they are in.
+func Read(dir string) (*State, error) {
+	s := &State{Dir: dir}
+	keyPath, pubPath, nextPath := s.path(KeyName), s.path(PubName), s.path(NextName)
+	data, err := readRegular(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: create the pair with \"k8scrypto init phase sa\" first", keyPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.key, err = pki.ParsePrivateKey(data); err != nil {
+		return nil, fmt.Errorf("%s: %w (restore it from a backup)", keyPath, err)
+	}
+	s.pubData, err = readRegular(pubPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: restore it from a backup, or run \"k8scrypto init phase sa\" to derive it from %s", pubPath, KeyName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	all, err := pki.ParsePublicKeys(s.pubData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (restore it from a backup)", pubPath, err)
+	}
+	for _, p := range all {
+		if indexOf(s.pubs, p) < 0 {
+			s.pubs = append(s.pubs, p)
+		}
+	}
+	if indexOf(s.pubs, s.key.Public()) < 0 {
+		return nil, fmt.Errorf("%s does not contain the public key of %s: tokens it signs would be rejected; restore both from the same backup", pubPath, keyPath)
+	}
+	s.Key = describe(s.key.Public(), RoleSigning)
+
+	var next crypto.Signer
+	s.next, err = readRegular(nextPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		if next, err = pki.ParsePrivateKey(s.next); err != nil {
+			return nil, fmt.Errorf("%s: %w; it is the key staged by an unfinished prepare: remove it and run \"k8scrypto sa rotate prepare\" again", nextPath, err)
+		}
+		if pki.PublicKeysEqual(next.Public(), s.key.Public()) {
+			s.LeftoverNext, next = true, nil
+		} else if indexOf(s.pubs, next.Public()) < 0 {
+			return nil, fmt.Errorf("%s exists but its public key is not in %s (hand-edited, or sa.pub was restored): remove %s and run \"k8scrypto sa rotate prepare\" again", nextPath, pubPath, NextName)
+		}
+	}
+
+	for _, p := range s.pubs {
+		role := RoleOld
+		switch {
+		case pki.PublicKeysEqual(p, s.key.Public()):
+			role = RoleSigning
+		case next != nil && pki.PublicKeysEqual(p, next.Public()):
+			role = RoleNext
+		}
+		s.Pub = append(s.Pub, describe(p, role))
+	}
+	switch {
+	case next != nil:
+		s.Stage = StagePrepared
+		ki := describe(next.Public(), RoleNext)
+		s.New = &ki
+	case len(s.pubs) > 1:
+		s.Stage = StagePromoted
+	default:
+		s.Stage = StageSteady
+	}
+	s.Next = s.Stage.Next()
+	return s, nil
+}
+
+func indexOf(keys []crypto.PublicKey, k crypto.PublicKey) int {
+	for i, p := range keys {
+		if pki.PublicKeysEqual(p, k) {
+			return i
+		}
+	}
+	return -1
+}
+
+// StageError is a step run in the wrong stage; exit code 3.
+type StageError struct {
+	Op    string
+	State *State
+}
+
+func (e *StageError) Error() string {
+	detail := map[Stage]string{
+		StageSteady:   "sa.pub holds only the public key of sa.key",
+		StagePrepared: "sa.key.next is staged and its public key is in sa.pub; sa.key still signs",
+		StagePromoted: fmt.Sprintf("sa.key is the new key and sa.pub still holds %d older public key(s)", len(e.State.Pub)-1),
+	}[e.State.Stage]
+	return fmt.Sprintf("%s refused: the service-account keys in %s are in stage %s (%s); next: %s", e.Op, e.State.Dir, e.State.Stage, detail, e.State.Next)
+}
+
+// ExitCode is the process exit status for a refused stage.
+func (e *StageError) ExitCode() int { return 3 }
+
+// Prepare stages newKey as sa.key.next and appends its public key to sa.pub, in one transaction. Allowed in
+// stage steady.
+func (s *State) Prepare(newKey crypto.Signer) error {
+	if s.Stage != StageSteady {
+		return &StageError{Op: "prepare", State: s}
+	}
+	if indexOf(s.pubs, newKey.Public()) >= 0 {
+		return errors.New("the new service-account key is already in sa.pub (the key source returned an old key)")
+	}
+	keyPEM, err := pki.EncodePrivateKey(newKey)
+	if err != nil {
+		return err
+	}
+	pubPEM, err := pki.EncodePublicKey(newKey.Public())
+	if err != nil {
+		return err
+	}
+	pub := bytes.Clone(s.pubData)
+	if len(pub) > 0 && !bytes.HasSuffix(pub, []byte("\n")) {
+		pub = append(pub, '\n')
+	}
+	pub = append(pub, pubPEM...)
+	return pki.Commit(s.Dir, []pki.File{
+		{Path: s.path(NextName), Data: keyPEM, Mode: pki.ModeKey},
+		{Path: s.path(PubName), Data: pub, Mode: pki.ModeKey},
+	})
+}
+
+// Promote makes sa.key.next the signing key sa.key; sa.pub keeps every public key. Allowed in stage
+// prepared, and to finish a promote that was interrupted before it removed sa.key.next.
+func (s *State) Promote() error {
+	if s.LeftoverNext {
+		return s.removeNext()
+	}
+	if s.Stage != StagePrepared {
+		return &StageError{Op: "promote", State: s}
+	}
+	if err := pki.Commit(s.Dir, []pki.File{{Path: s.path(KeyName), Data: s.next, Mode: pki.ModeKey}}); err != nil {
+		return err
+	}
+	// A crash here leaves sa.key.next identical to sa.key, which Read reports as LeftoverNext.
+	return s.removeNext()
+}
+
+// Prune rewrites sa.pub with the public key of sa.key alone; tokens signed by older keys stop being
+// accepted once the apiservers restart. Allowed in stage promoted. It returns the keys removed.
+func (s *State) Prune() ([]KeyInfo, error) {
+	if s.Stage != StagePromoted {
+		return nil, &StageError{Op: "prune", State: s}
+	}
+	pubPEM, err := pki.EncodePublicKey(s.key.Public())
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.Commit(s.Dir, []pki.File{{Path: s.path(PubName), Data: pubPEM, Mode: pki.ModeKey}}); err != nil {
+		return nil, err
+	}
+	var removed []KeyInfo
+	for _, k := range s.Pub {
+		if k.Role != RoleSigning {
+			removed = append(removed, k)
+		}
+	}
+	if s.LeftoverNext {
+		return removed, s.removeNext()
+	}
+	return removed, nil
+}
+
+func (s *State) removeNext() error {
+	if err := os.Remove(s.path(NextName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", s.path(NextName), err)
+	}
+	d, err := os.Open(s.Dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Files lists the files a step may change, for backups.
+func Files(dir string) []string {
+	return []string{filepath.Join(dir, KeyName), filepath.Join(dir, PubName), filepath.Join(dir, NextName)}
+}
