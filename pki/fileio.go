@@ -191,18 +191,32 @@ type journalEntry struct {
 }
 
 type journal struct {
-	Entries []journalEntry `json:"entries"`
+	// Rollback marks a replacement that failed part-way and is being undone; Recover then finishes undoing
+	// it instead of rolling it forward, so a crash during the undo cannot leave a mix of old and new files.
+	Rollback bool           `json:"rollback,omitempty"`
+	Entries  []journalEntry `json:"entries"`
 }
 
 // Commit writes files as one unit: after a returned error every target is as it was; after a crash at any
 // instant, Recover (run first by every command) completes the replacement if it had reached its commit
 // point (the journal in journalDir) and discards it otherwise. A single file needs no journal: one rename
 // is atomic. journalDir is the certificate directory; it may be "" only for a single file.
-func Commit(journalDir string, files []File) (err error) {
+func Commit(journalDir string, files []File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
 	for _, f := range files {
+		if seen[f.Path] {
+			return fmt.Errorf("internal error: %s is written twice in one transaction", f.Path)
+		}
+		seen[f.Path] = true
 		if err := checkTarget(f); err != nil {
 			return err
 		}
+	}
+	if len(files) > 1 && journalDir == "" {
+		return errors.New("internal error: a multi-file commit needs a journal directory")
 	}
 	entries := make([]journalEntry, 0, len(files))
 	cleanup := func() {
@@ -221,18 +235,7 @@ func Commit(journalDir string, files []File) (err error) {
 		}
 		entries = append(entries, journalEntry{Target: f.Path, Temp: tmp})
 	}
-	if len(files) == 1 {
-		if err := rename(entries[0].Temp, entries[0].Target); err != nil {
-			cleanup()
-			return fmt.Errorf("writing %s: %w", files[0].Path, err)
-		}
-		return syncDir(filepath.Dir(entries[0].Target))
-	}
-	if journalDir == "" {
-		cleanup()
-		return errors.New("internal error: a multi-file commit needs a journal directory")
-	}
-	// Keep a hard link to each file being replaced, so an error half-way can put it back.
+	// Keep a hard link to each file being replaced, so a failure half-way can put it back.
 	for i := range entries {
 		e := &entries[i]
 		if _, err := os.Lstat(e.Target); err != nil {
@@ -243,7 +246,7 @@ func Commit(journalDir string, files []File) (err error) {
 		os.Remove(old)
 		if err := fault(OpLink, old); err != nil {
 			cleanup()
-			return err
+			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
 		}
 		if err := os.Link(e.Target, old); err != nil {
 			cleanup()
@@ -251,36 +254,75 @@ func Commit(journalDir string, files []File) (err error) {
 		}
 		e.Old = old
 	}
-	jdata, _ := json.Marshal(journal{Entries: entries})
-	jpath := filepath.Join(journalDir, journalName)
-	if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
-		cleanup()
-		return fmt.Errorf("writing journal: %w", err)
-	}
-	for i, e := range entries {
-		if err := rename(e.Temp, e.Target); err != nil {
-			if rbErr := rollback(entries[:i]); rbErr != nil {
-				// The journal stays: the next run rolls forward.
-				return fmt.Errorf("replacing %s: %w (rollback failed: %v; the next k8scrypto run completes the replacement)", e.Target, err, rbErr)
-			}
+	jpath := ""
+	if len(files) > 1 {
+		// The commit point: once the journal is on disk, a crash is completed by Recover.
+		jpath = filepath.Join(journalDir, journalName)
+		jdata, _ := json.Marshal(journal{Entries: entries})
+		if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
 			cleanup()
-			os.Remove(jpath)
-			return fmt.Errorf("replacing %s: %w", e.Target, err)
+			return fmt.Errorf("writing journal: %w", err)
 		}
 	}
-	if err := syncDirsOf(entries); err != nil {
-		return err // the journal stays; Recover finishes
+	for _, e := range entries {
+		if err := rename(e.Temp, e.Target); err != nil {
+			return abort(jpath, entries, fmt.Errorf("replacing %s: %w", e.Target, err))
+		}
 	}
-	return finish(jpath, entries)
+	// Without the directory sync the renames may not survive a crash, so a failure here is a failed commit.
+	if err := syncDirsOf(entries); err != nil {
+		return abort(jpath, entries, err)
+	}
+	finish(jpath, entries)
+	return nil
 }
 
-func rollback(done []journalEntry) error {
+// abort undoes a partly applied replacement and returns cause. The journal is first turned into a rollback
+// journal, so that a crash during the undo is finished in the same direction by Recover.
+func abort(jpath string, entries []journalEntry, cause error) error {
+	if jpath != "" {
+		jdata, _ := json.Marshal(journal{Rollback: true, Entries: entries})
+		if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
+			// The forward journal is still in place and every temp file not yet renamed still exists.
+			return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run completes it)", cause, err)
+		}
+	}
+	if err := undo(entries); err != nil {
+		return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run retries the undo)", cause, err)
+	}
+	if jpath != "" {
+		os.Remove(jpath)
+	}
+	_ = syncDirsOf(entries) // best effort: the undo is complete in any case
+	return cause
+}
+
+// undo puts every target back as it was before a replacement, judging from what is on disk, so that it can
+// be repeated after a crash: a target with a kept previous version gets it back; a target that did not exist
+// before is removed once its temp file is gone (then it was renamed into place); leftover temps are removed.
+func undo(entries []journalEntry) error {
 	var errs []error
-	for _, e := range done {
+	for _, e := range entries {
+		_, tmpErr := os.Lstat(e.Temp)
+		renamed := errors.Is(tmpErr, fs.ErrNotExist)
 		if e.Old != "" {
-			errs = append(errs, os.Rename(e.Old, e.Target))
-		} else {
-			errs = append(errs, os.Remove(e.Target))
+			if _, err := os.Lstat(e.Old); err == nil {
+				// When the target was not replaced yet, both names are links to one file and the rename is a
+				// no-op; Old is removed below either way.
+				if err := os.Rename(e.Old, e.Target); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			os.Remove(e.Old)
+		} else if renamed {
+			if err := os.Remove(e.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if !renamed {
+			os.Remove(e.Temp)
 		}
 	}
 	return errors.Join(errs...)
@@ -300,24 +342,27 @@ func syncDirsOf(entries []journalEntry) error {
 	return nil
 }
 
-func finish(jpath string, entries []journalEntry) error {
-	if err := os.Remove(jpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := syncDir(filepath.Dir(jpath)); err != nil {
-		return err
+// finish ends a completed replacement: the journal and the kept previous versions go. Nothing here can
+// make the targets inconsistent, so errors are not reported: a journal that survives or reappears after a
+// crash finds no temp file left and only ends the transaction again.
+func finish(jpath string, entries []journalEntry) {
+	if jpath != "" {
+		os.Remove(jpath)
 	}
 	for _, e := range entries {
 		if e.Old != "" {
 			os.Remove(e.Old)
 		}
 	}
-	return nil
+	if jpath != "" {
+		_ = syncDir(filepath.Dir(jpath))
+	}
 }
 
 // RecoverReport says what Recover found from an interrupted run.
 type RecoverReport struct {
 	RolledForward []string // targets whose interrupted replacement was completed
+	RolledBack    []string // targets of a failed replacement whose interrupted undo was completed
 	Removed       []string // leftover temp files removed
 }
 
@@ -336,20 +381,27 @@ func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 			// The journal is written atomically, so this is not ours or was edited by hand.
 			return rep, fmt.Errorf("%s is not a k8scrypto journal (%v); inspect it and remove it", jpath, err)
 		}
-		for _, e := range j.Entries {
-			if _, err := os.Lstat(e.Temp); err == nil {
-				if err := rename(e.Temp, e.Target); err != nil {
-					return rep, fmt.Errorf("completing interrupted replacement of %s: %w", e.Target, err)
+		if j.Rollback {
+			if err := undo(j.Entries); err != nil {
+				return rep, fmt.Errorf("undoing an interrupted replacement (journal %s): %w", jpath, err)
+			}
+			for _, e := range j.Entries {
+				rep.RolledBack = append(rep.RolledBack, e.Target)
+			}
+		} else {
+			for _, e := range j.Entries {
+				if _, err := os.Lstat(e.Temp); err == nil {
+					if err := rename(e.Temp, e.Target); err != nil {
+						return rep, fmt.Errorf("completing interrupted replacement of %s: %w", e.Target, err)
+					}
+					rep.RolledForward = append(rep.RolledForward, e.Target)
 				}
-				rep.RolledForward = append(rep.RolledForward, e.Target)
 			}
 		}
 		if err := syncDirsOf(j.Entries); err != nil {
 			return rep, err
 		}
-		if err := finish(jpath, j.Entries); err != nil {
-			return rep, err
-		}
+		finish(jpath, j.Entries)
 	case !errors.Is(err, fs.ErrNotExist):
 		return rep, err
 	}

@@ -67,6 +67,9 @@ func lockAndRecover(cfg *pki.Config, kubeconfigDir string, timeout time.Duration
 	for _, p := range rep.RolledForward {
 		log.Warn("completed an interrupted replacement", "file", p)
 	}
+	for _, p := range rep.RolledBack {
+		log.Warn("undid a failed replacement that was interrupted", "file", p)
+	}
 	for _, p := range rep.Removed {
 		log.Warn("removed a leftover temporary file", "file", p)
 	}
@@ -77,6 +80,8 @@ type initFlags struct {
 	clusterFlags
 	dryRun     bool
 	skipPhases []string
+	// kubeadmConfigOut is where the kubeadm-config phase writes ("" means <kubeconfig-dir>/kubeadm-config.yaml).
+	kubeadmConfigOut string
 }
 
 func newInitCommand(e *env, g *globals) *cobra.Command {
@@ -97,6 +102,7 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 	}
 	f.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
+	cmd.PersistentFlags().StringVar(&f.kubeadmConfigOut, "kubeadm-config-out", "", "where to write the kubeadm configuration for \"kubeadm init --config\" (default <kubeconfig-dir>/"+phases.KubeadmConfigFileName+")")
 	cmd.Flags().StringSliceVar(&f.skipPhases, "skip-phases", nil, "phases to skip, comma-separated (e.g. certs/etcd-ca,sa)")
 
 	phaseCmd := &cobra.Command{
@@ -152,6 +158,7 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	d.Rand = e.rand
 	d.DryRun = f.dryRun
 	d.KubeconfigDir = f.kubeconfigDir
+	d.KubeadmConfigOut = f.kubeadmConfigOut
 	var audit *pki.AuditLog
 	if !f.dryRun {
 		if audit, err = openAudit(f.auditLog, g.log); err != nil {
@@ -189,7 +196,7 @@ func printInitResult(w io.Writer, format string, r phases.Result) error {
 			path = "(" + fr.Phase + ")"
 		}
 		detail := strings.Join(fr.SANs, ",")
-		if fr.Action == phases.ActionSkipped {
+		if fr.Action == phases.ActionSkipped || detail == "" {
 			detail = fr.Reason
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", fr.Action, path, fr.Subject, detail)
@@ -199,5 +206,13 @@ func printInitResult(w io.Writer, format string, r phases.Result) error {
 	}
 	_, err := fmt.Fprintf(w, "%d created, %d reused, %d skipped in %s\n",
 		counts[phases.ActionCreated], counts[phases.ActionReused], counts[phases.ActionSkipped], r.CertificatesDir)
+	if err != nil || r.NextCommand == "" {
+		return err
+	}
+	next := "Next step: "
+	if r.DryRun {
+		next = "Next step after a real run: "
+	}
+	_, err = fmt.Fprintln(w, next+r.NextCommand)
 	return err
 }
