@@ -68,6 +68,8 @@ type Data struct {
 	Keys          *pki.KeyPool
 	DryRun        bool
 	Log           *slog.Logger
+	// Encryption are the inputs of the encryption-config phase.
+	Encryption EncryptionOptions
 
 	phase   string
 	staged  []pki.File

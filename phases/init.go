@@ -5,6 +5,7 @@ func InitPhases() []Phase {
 	return []Phase{
 		CertsPhase(),
 		SAPhase(),
+		EncryptionConfigPhase(),
 		KubeconfigPhase(),
 	}
 }

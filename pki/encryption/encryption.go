@@ -78,6 +78,12 @@ const KeySize = 32
 // DefaultResource is always encrypted unless a wildcard covers it.
 const DefaultResource = "secrets"
 
+// Config and ProviderConfig are the apiserver's v1 types, named here for callers.
+type (
+	Config         = apiserverv1.EncryptionConfiguration
+	ProviderConfig = apiserverv1.ProviderConfiguration
+)
+
 // Options are the inputs of a new configuration.
 type Options struct {
 	// Provider is secretbox (default), aescbc, aesgcm or kms (v2).
