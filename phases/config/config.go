@@ -199,7 +199,9 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 		in.NodeRegistration.Name = h
 	}
 	in.NodeRegistration.Name = strings.ToLower(strings.TrimSpace(in.NodeRegistration.Name))
-	if in.LocalAPIEndpoint.AdvertiseAddress == "" {
+	// Like kubeadm's SetAPIEndpointDynamicDefaults, an unspecified address (0.0.0.0, ::) means "pick one":
+	// it must never end up in a certificate.
+	if ip := netutils.ParseIPSloppy(in.LocalAPIEndpoint.AdvertiseAddress); in.LocalAPIEndpoint.AdvertiseAddress == "" || (ip != nil && ip.IsUnspecified()) {
 		ip, err := utilnet.ChooseHostInterface()
 		if err != nil {
 			return fmt.Errorf("localAPIEndpoint.advertiseAddress is not set and no default interface was found (%v): set --advertise-address", err)
@@ -238,6 +240,9 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 	}
 	if cl.Etcd.Local != nil && cl.Etcd.External != nil {
 		errs = append(errs, errors.New("etcd: set either local or external, not both"))
+	}
+	if cl.Etcd.External != nil && len(cl.Etcd.External.Endpoints) == 0 {
+		errs = append(errs, errors.New("etcd.external.endpoints: at least one endpoint must be specified"))
 	}
 	if err := p.Validate(); err != nil {
 		errs = append(errs, err)
