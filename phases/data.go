@@ -49,6 +49,8 @@ type Result struct {
 	DryRun          bool         `json:"dryRun"`
 	CertificatesDir string       `json:"certificatesDir"`
 	Files           []FileResult `json:"files"`
+	// NextCommand continues the bootstrap with kubeadm, when the kubeadm-config phase ran.
+	NextCommand string `json:"nextCommand,omitempty"`
 }
 
 // CA is a certificate authority as a phase sees it; Key is nil for an external CA.
@@ -70,12 +72,16 @@ type Data struct {
 	Log           *slog.Logger
 	// Encryption are the inputs of the encryption-config phase.
 	Encryption EncryptionOptions
+	// KubeadmConfigOut is where the kubeadm-config phase writes; "" means <KubeconfigDir>/kubeadm-config.yaml.
+	KubeadmConfigOut string
 
 	phase   string
 	staged  []pki.File
 	dirs    map[string]os.FileMode
 	results []FileResult
 	cas     map[string]*CA
+	// nextStep is set by the kubeadm-config phase.
+	nextStep string
 }
 
 // NewData prepares a run. keys nil means fresh keys from crypto/rand.
@@ -101,6 +107,7 @@ func (d *Data) Result() Result {
 		DryRun:          d.DryRun,
 		CertificatesDir: d.Cfg.CertDir,
 		Files:           slices.Clone(d.results),
+		NextCommand:     d.nextStep,
 	}
 }
 

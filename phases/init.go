@@ -7,5 +7,6 @@ func InitPhases() []Phase {
 		SAPhase(),
 		EncryptionConfigPhase(),
 		KubeconfigPhase(),
+		KubeadmConfigPhase(),
 	}
 }

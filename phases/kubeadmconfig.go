@@ -1,0 +1,372 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"sigs.k8s.io/yaml"
+
+	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/encryption"
+	"k8scrypto.dev/k8scrypto/templates"
+)
+
+// KubeadmConfigFileName is the rendered config's default name under the kubeconfig directory.
+const KubeadmConfigFileName = "kubeadm-config.yaml"
+
+// kubeadmAPIVersion is the only kubeadm config version kubeadm v1.37 accepts without --allow-experimental-api.
+const kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
+
+// KubeadmConfigPhase renders the kubeadm configuration for "kubeadm init --config": the input configuration
+// and flags, with the API server wired to what k8scrypto generated.
+//
+// INPUTS: the loaded kubeadm configuration (and its other documents); which of sa.key, sa.pub and
+// encryption-config.yaml exist or are staged by this run.
+// OUTPUTS: --kubeadm-config-out (default <kubeconfig-dir>/kubeadm-config.yaml), mode 0600 (it may carry
+// bootstrap tokens or a certificate key from the input).
+func KubeadmConfigPhase() Phase {
+	return Phase{
+		Name:  "kubeadm-config",
+		Short: "Render the kubeadm configuration that makes kubeadm reuse every generated file",
+		Long: `Render an InitConfiguration and ClusterConfiguration (kubeadm.k8s.io/v1beta4) from the input configuration and
+flags, with certificatesDir, kubernetesVersion, encryptionAlgorithm and the validity periods set, and the API server
+given the encryption provider config. Other documents of the input (KubeletConfiguration, ...) are carried over
+verbatim. "kubeadm init --config <file>" then finds every certificate, key and kubeconfig in place.`,
+		Run:     func(_ context.Context, d *Data) error { return ensureKubeadmConfig(d) },
+		Outputs: func(d *Data) []string { return []string{d.KubeadmConfigPath()} },
+	}
+}
+
+// KubeadmConfigPath is where the rendered kubeadm configuration goes.
+func (d *Data) KubeadmConfigPath() string {
+	if d.KubeadmConfigOut != "" {
+		return d.KubeadmConfigOut
+	}
+	return filepath.Join(d.KubeconfigDir, KubeadmConfigFileName)
+}
+
+// KubeadmInitCommand is the command that continues from what k8scrypto wrote.
+func (d *Data) KubeadmInitCommand() string {
+	cmd := "kubeadm init --config " + absPath(d.KubeadmConfigPath())
+	if dir := absPath(d.KubeconfigDir); d.KubeconfigDir != "" && dir != "/etc/kubernetes" {
+		cmd += " --kubeconfig-dir " + dir
+	}
+	return cmd
+}
+
+// absPath makes a path absolute (kubeadm requires absolute paths); it is unchanged if the working directory
+// is unknown.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func ensureKubeadmConfig(d *Data) error {
+	path := d.KubeadmConfigPath()
+	data, err := RenderKubeadmConfig(d)
+	if err != nil {
+		return err
+	}
+	d.nextStep = d.KubeadmInitCommand()
+	r := FileResult{Type: "kubeadm-config", Path: path}
+	exists, err := d.Exists(path)
+	if err != nil {
+		return err
+	}
+	if exists {
+		old, err := d.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(old, data) {
+			d.Reuse(r)
+			return nil
+		}
+		// The file is derived from the inputs only, so a changed input replaces it rather than failing.
+		r.Reason = "replaced: the configuration changed since it was rendered"
+	}
+	if d.DryRun {
+		data = nil
+	}
+	d.Stage(pki.File{Path: path, Data: data, Mode: pki.ModeKey}, r)
+	return nil
+}
+
+// RenderKubeadmConfig renders the kubeadm configuration for this run.
+func RenderKubeadmConfig(d *Data) ([]byte, error) {
+	if d.Kubeadm == nil || d.Kubeadm.Init == nil || d.Kubeadm.Cluster == nil {
+		return nil, errors.New("kubeadm-config: no kubeadm configuration was loaded")
+	}
+	in, cl := d.Kubeadm.Init.DeepCopy(), d.Kubeadm.Cluster.DeepCopy()
+	certDir := absPath(d.Cfg.CertDir)
+	cl.CertificatesDir = certDir
+	if cl.KubernetesVersion == "" {
+		cl.KubernetesVersion = config.KubernetesVersion
+	}
+	cl.EncryptionAlgorithm = v1beta4.EncryptionAlgorithmType(d.Cfg.Algorithm)
+	cl.CertificateValidityPeriod = &metav1.Duration{Duration: d.Cfg.CertValidity}
+	cl.CACertificateValidityPeriod = &metav1.Duration{Duration: d.Cfg.CAValidity}
+	// The PKI was made for this node name and address: pin them so kubeadm cannot detect different ones.
+	in.NodeRegistration.Name = d.Cfg.NodeName
+	in.LocalAPIEndpoint.AdvertiseAddress = d.Cfg.AdvertiseAddress.String()
+	if err := wireAPIServer(d, certDir, &cl.APIServer); err != nil {
+		return nil, err
+	}
+
+	initBody, err := minimalYAML(in, v1beta4.SetObjectDefaults_InitConfiguration,
+		[]string{"nodeRegistration", "name"}, []string{"localAPIEndpoint", "advertiseAddress"})
+	if err != nil {
+		return nil, fmt.Errorf("kubeadm-config: InitConfiguration: %w", err)
+	}
+	clusterBody, err := minimalYAML(cl, v1beta4.SetObjectDefaults_ClusterConfiguration,
+		[]string{"certificatesDir"}, []string{"kubernetesVersion"}, []string{"encryptionAlgorithm"},
+		[]string{"certificateValidityPeriod"}, []string{"caCertificateValidityPeriod"})
+	if err != nil {
+		return nil, fmt.Errorf("kubeadm-config: ClusterConfiguration: %w", err)
+	}
+	td := templates.KubeadmConfigData{
+		NodeName:      d.Cfg.NodeName,
+		NextCommand:   d.KubeadmInitCommand(),
+		CertDir:       certDir,
+		KubeconfigDir: absPath(d.KubeconfigDir),
+		APIVersion:    kubeadmAPIVersion,
+		Init:          string(initBody),
+		Cluster:       string(clusterBody),
+	}
+	for _, doc := range d.Kubeadm.Extra {
+		td.Extra = append(td.Extra, strings.TrimRight(string(doc), "\n\t ")+"\n")
+	}
+	var buf bytes.Buffer
+	if err := templates.KubeadmConfig.Execute(&buf, td); err != nil {
+		return nil, fmt.Errorf("kubeadm-config: rendering: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// wireAPIServer points the API server at the encryption config and keeps it on the service-account keys
+// k8scrypto wrote. kubeadm passes extraArgs by replacing its own argument of the same name, so a user's
+// service-account-key-file would drop kubeadm's sa.pub: ours is added next to it.
+func wireAPIServer(d *Data, certDir string, api *v1beta4.APIServer) error {
+	var errs []error
+	encPath := filepath.Join(certDir, encryption.FileName)
+	if ok, err := d.Exists(encPath); err != nil {
+		return err
+	} else if ok {
+		// The file lives in certificatesDir, which kubeadm mounts into the API server's pod; a KMS plugin's
+		// socket usually does not.
+		vols, err := kmsSocketMounts(d, encPath, certDir)
+		if err != nil {
+			return err
+		}
+		for _, v := range vols {
+			if !slices.ContainsFunc(api.ExtraVolumes, func(h v1beta4.HostPathMount) bool { return h.Name == v.Name || h.HostPath == v.HostPath }) {
+				api.ExtraVolumes = append(api.ExtraVolumes, v)
+			}
+		}
+		switch v, set := argValues(api.ExtraArgs, "encryption-provider-config"); {
+		case !set:
+			api.ExtraArgs = append(api.ExtraArgs, v1beta4.Arg{Name: "encryption-provider-config", Value: encPath})
+		case len(v) != 1 || v[0] != encPath:
+			errs = append(errs, fmt.Errorf("apiServer.extraArgs: encryption-provider-config is %q but k8scrypto manages %s; remove the argument, or skip the encryption-config phase (--skip-phases encryption-config) to keep yours",
+				strings.Join(v, ","), encPath))
+		}
+		// Without the reload the API server needs a restart at every key rotation step; a user's explicit
+		// value is kept.
+		if _, set := argValues(api.ExtraArgs, "encryption-provider-config-automatic-reload"); !set {
+			api.ExtraArgs = append(api.ExtraArgs, v1beta4.Arg{Name: "encryption-provider-config-automatic-reload", Value: "true"})
+		}
+	}
+	saPub, saKey := filepath.Join(certDir, SAPubName), filepath.Join(certDir, SAKeyName)
+	if v, set := argValues(api.ExtraArgs, "service-account-key-file"); set && !slices.Contains(v, saPub) {
+		if ok, _ := d.Exists(saPub); ok {
+			api.ExtraArgs = append(api.ExtraArgs, v1beta4.Arg{Name: "service-account-key-file", Value: saPub})
+		}
+	}
+	if v, set := argValues(api.ExtraArgs, "service-account-signing-key-file"); set && (len(v) != 1 || v[0] != saKey) {
+		if ok, _ := d.Exists(saKey); ok {
+			errs = append(errs, fmt.Errorf("apiServer.extraArgs: service-account-signing-key-file is %q but k8scrypto manages %s; remove the argument (kubeadm sets it to %s)",
+				strings.Join(v, ","), saKey, saKey))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kmsSocketMounts returns a read-only hostPath mount for the directory of every KMS plugin socket the
+// encryption config names outside certDir (connecting to a unix socket needs no write access to its mount).
+func kmsSocketMounts(d *Data, encPath, certDir string) ([]v1beta4.HostPathMount, error) {
+	data, err := d.ReadFile(encPath)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == 0 { // a dry run stages no content
+		return nil, nil
+	}
+	cfg, err := encryption.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", encPath, err)
+	}
+	var out []v1beta4.HostPathMount
+	for _, r := range cfg.Resources {
+		for _, p := range r.Providers {
+			if p.KMS == nil {
+				continue
+			}
+			u, err := url.Parse(p.KMS.Endpoint)
+			if err != nil || u.Scheme != "unix" || u.Path == "" {
+				return nil, fmt.Errorf("%s: kms provider %q: endpoint %q is not unix:///path/to/socket", encPath, p.KMS.Name, p.KMS.Endpoint)
+			}
+			dir := filepath.Dir(u.Path)
+			if within(dir, certDir) || slices.ContainsFunc(out, func(h v1beta4.HostPathMount) bool { return h.HostPath == dir }) {
+				continue
+			}
+			out = append(out, v1beta4.HostPathMount{
+				Name:     fmt.Sprintf("k8scrypto-kms-%d", len(out)+1),
+				HostPath: dir, MountPath: dir, ReadOnly: true, PathType: corev1.HostPathDirectoryOrCreate,
+			})
+		}
+	}
+	return out, nil
+}
+
+func argValues(args []v1beta4.Arg, name string) ([]string, bool) {
+	var out []string
+	for _, a := range args {
+		if a.Name == name {
+			out = append(out, a.Value)
+		}
+	}
+	return out, len(out) > 0
+}
+
+// within reports whether path lies under dir.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// minimalYAML marshals obj without the fields kubeadm would set to the same value itself: each field is
+// dropped only if decoding and defaulting the remainder gives back exactly obj defaulted. keep lists fields
+// (JSON paths) that stay regardless. apiVersion and kind are left to the template.
+func minimalYAML[T any](obj *T, setDefaults func(*T), keep ...[]string) ([]byte, error) {
+	target, err := defaultedJSON(obj, setDefaults)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "apiVersion")
+	delete(m, "kind")
+	same := func() bool {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return false
+		}
+		var back T
+		if err := json.Unmarshal(b, &back); err != nil {
+			return false
+		}
+		got, err := defaultedJSON(&back, setDefaults)
+		return err == nil && bytes.Equal(got, target)
+	}
+	if !same() {
+		return nil, errors.New("internal error: the object does not survive a JSON round trip")
+	}
+	prune(m, nil, keep, same)
+	return yaml.Marshal(m)
+}
+
+func defaultedJSON[T any](obj *T, setDefaults func(*T)) ([]byte, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var c T
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	setDefaults(&c)
+	// apiVersion and kind come from the template; compare without them.
+	var m map[string]any
+	if err := json.Unmarshal(mustJSON(&c), &m); err != nil {
+		return nil, err
+	}
+	delete(m, "apiVersion")
+	delete(m, "kind")
+	return json.Marshal(m)
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// prune removes every key of m (depth first, in sorted order) whose removal keeps same() true.
+func prune(m map[string]any, path []string, keep [][]string, same func() bool) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := append(slices.Clone(path), k)
+		exact, under := keepStatus(p, keep)
+		if exact {
+			continue
+		}
+		v := m[k]
+		if !under {
+			delete(m, k)
+			if same() {
+				continue
+			}
+			m[k] = v
+		}
+		switch child := v.(type) {
+		case map[string]any:
+			prune(child, p, keep, same)
+			if len(child) == 0 && !under {
+				delete(m, k)
+				if !same() {
+					m[k] = child
+				}
+			}
+		case []any: // e.g. a user's bootstrap token: keep it, without the fields kubeadm defaults
+			for _, elem := range child {
+				if em, ok := elem.(map[string]any); ok {
+					prune(em, nil, nil, same)
+				}
+			}
+		}
+	}
+}
+
+// keepStatus says whether p is a kept path, or an ancestor of one.
+func keepStatus(p []string, keep [][]string) (exact, ancestor bool) {
+	for _, k := range keep {
+		if slices.Equal(k, p) {
+			exact = true
+		} else if len(k) > len(p) && slices.Equal(k[:len(p)], p) {
+			ancestor = true
+		}
+	}
+	return exact, ancestor
+}

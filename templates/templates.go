@@ -1,0 +1,26 @@
+// Package templates holds the text templates k8scrypto renders, embedded in the binary.
+package templates
+
+import (
+	"embed"
+	"text/template"
+)
+
+//go:embed *.tmpl
+var files embed.FS
+
+// KubeadmConfig renders kubeadm-config.yaml: kubeadm's InitConfiguration and ClusterConfiguration (bodies
+// already marshalled) plus the input's other documents, verbatim.
+var KubeadmConfig = template.Must(template.New("kubeadm-config.yaml.tmpl").ParseFS(files, "kubeadm-config.yaml.tmpl"))
+
+// KubeadmConfigData is what the kubeadm-config template needs.
+type KubeadmConfigData struct {
+	NodeName      string
+	NextCommand   string
+	CertDir       string
+	KubeconfigDir string
+	APIVersion    string
+	Init          string // YAML body without apiVersion and kind, ending in a newline
+	Cluster       string
+	Extra         []string // each a YAML document ending in a newline
+}
