@@ -324,6 +324,7 @@ func selectTargets(all []certTarget, names []string, cfg *pki.Config) ([]certTar
 	if err := errors.Join(errs...); err != nil {
 		return nil, true, &InvalidNamesError{err}
 	}
+	slices.SortFunc(out, func(a, b certTarget) int { return strings.Compare(a.Name, b.Name) })
 	return out, true, nil
 }
 
