@@ -34,7 +34,7 @@ func CertsPhase() Phase {
 				return ensureLeaf(d, spec)
 			},
 			KeysNeeded: func(d *Data) []string {
-				if haveAny(d, spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)) {
+				if (spec.Etcd && !d.Cfg.LocalEtcd) || haveAny(d, spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)) {
 					return nil
 				}
 				return []string{spec.BaseName}
@@ -98,6 +98,42 @@ func LoadKey(path string) (crypto.Signer, error) {
 	return key, nil
 }
 
+// loadCA reads an existing CA and checks that it can sign today: the CA basic constraint and the certSign
+// usage, the validity period, and (when the key is present) that the key belongs to the certificate. A CA
+// without its key is an external CA.
+func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
+	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
+	cert, _, err := LoadCert(crtPath)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
+	}
+	if d.Now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
+	}
+	if d.Now.Before(cert.NotBefore) {
+		return nil, fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	ca := &CA{Cert: cert}
+	haveKey, err := d.Exists(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	if haveKey {
+		key, err := LoadKey(keyPath)
+		if err != nil {
+			return nil, err
+		}
+		if !pki.KeyMatchesCert(key, cert) {
+			return nil, fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
+		}
+		ca.Key = key
+	}
+	return ca, nil
+}
+
 func ensureCA(d *Data, spec pki.CertSpec) error {
 	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
 	haveCrt, err := d.Exists(crtPath)
@@ -110,37 +146,18 @@ func ensureCA(d *Data, spec pki.CertSpec) error {
 	}
 	switch {
 	case haveCrt:
-		cert, _, err := LoadCert(crtPath)
+		ca, err := loadCA(d, spec)
 		if err != nil {
 			return err
 		}
-		if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-			return fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
-		}
-		if d.Now.After(cert.NotAfter) {
-			return fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
-		}
-		if d.Now.Before(cert.NotBefore) {
-			return fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
-		}
-		ca := &CA{Cert: cert}
-		r := certResult(cert)
+		d.cas[spec.Name] = ca
+		r := certResult(ca.Cert)
 		r.Path = crtPath
-		if haveKey {
-			key, err := LoadKey(keyPath)
-			if err != nil {
-				return err
-			}
-			if !pki.KeyMatchesCert(key, cert) {
-				return fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
-			}
-			ca.Key = key
-		} else {
+		if ca.Key == nil {
 			r.Reason = "external CA: no key present, certificates it signs must already exist"
 		}
-		d.cas[spec.Name] = ca
 		d.Reuse(r)
-		if haveKey {
+		if ca.Key != nil {
 			kr := keyResult(ca.Key)
 			kr.Path = keyPath
 			d.Reuse(kr)
@@ -195,25 +212,15 @@ func (d *Data) CA(name string) (*CA, error) {
 	if !ok || !spec.IsCA() {
 		return nil, fmt.Errorf("unknown CA %q", name)
 	}
-	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
-	if ok, _ := d.Exists(crtPath); !ok {
+	crtPath := spec.CertPath(d.Cfg.CertDir)
+	if ok, err := d.Exists(crtPath); err != nil {
+		return nil, err
+	} else if !ok {
 		return nil, fmt.Errorf("CA certificate %s not found: run \"k8scrypto init phase certs %s\" first", crtPath, name)
 	}
-	cert, _, err := LoadCert(crtPath)
+	ca, err := loadCA(d, spec)
 	if err != nil {
 		return nil, err
-	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("%s is not a CA certificate", crtPath)
-	}
-	ca := &CA{Cert: cert}
-	if ok, _ := d.Exists(keyPath); ok {
-		if ca.Key, err = LoadKey(keyPath); err != nil {
-			return nil, err
-		}
-		if !pki.KeyMatchesCert(ca.Key, cert) {
-			return nil, fmt.Errorf("%s does not match %s", keyPath, crtPath)
-		}
 	}
 	d.cas[name] = ca
 	return ca, nil
