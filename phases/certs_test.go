@@ -369,7 +369,9 @@ func TestBadExistingFiles(t *testing.T) {
 		{"leaf key without certificate", func(dir string, _ *pki.Config) { os.Remove(p(dir, "etcd/server.crt")) }, pkitest.Now,
 			func(dir string) []string { return []string{p(dir, "etcd/server.key"), p(dir, "etcd/server.crt")} }},
 		{"sa.pub of another key", func(dir string, _ *pki.Config) { copyFile(t, p(other.CertDir, "sa.pub"), p(dir, "sa.pub")) }, pkitest.Now,
-			func(dir string) []string { return []string{p(dir, "sa.pub"), "does not contain the public key of " + p(dir, "sa.key")} }},
+			func(dir string) []string {
+				return []string{p(dir, "sa.pub"), "does not contain the public key of " + p(dir, "sa.key")}
+			}},
 		{"garbage sa.pub", func(dir string, _ *pki.Config) { writeFile(t, p(dir, "sa.pub"), []byte("garbage")) }, pkitest.Now,
 			func(dir string) []string { return []string{p(dir, "sa.pub"), "truncated"} }},
 		{"sa.pub without sa.key", func(dir string, _ *pki.Config) { os.Remove(p(dir, "sa.key")) }, pkitest.Now,
