@@ -18,6 +18,7 @@ import (
 // kube-apiserver serves the new certificate to new connections without a restart (it watches its serving
 // certificate files), while a connection opened before keeps working and every client keeps its access.
 func TestRenewWhileRunning(t *testing.T) {
+	t.Parallel() // own control plane
 	cp := startControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -24,6 +24,7 @@ import (
 // its service-account keys at start) a token signed before stays valid and new tokens are signed by the new
 // key; after `prune --yes` and a restart the old token is rejected and the new one still works.
 func TestServiceAccountKeyRotation(t *testing.T) {
+	t.Parallel() // own control plane
 	cp := startControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
