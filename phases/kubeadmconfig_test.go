@@ -205,7 +205,7 @@ func TestKubeadmConfigWiring(t *testing.T) {
 		"token: abcdef.0123456789abcdef", // the user's own token is carried over
 		"- name: service-account-key-file\n    value: /srv/k8s/pki/old-issuer.pub\n  - name: audit-log-path\n    value: /var/log/kubernetes/audit.log\n",
 		"- name: service-account-key-file\n    value: /srv/k8s/pki/sa.pub\n",
-		"taints: []", "mode: ipvs", "# comments inside carried-over documents survive", "addon/kube-proxy",
+		"taints: []", "mode: nftables", "# comments inside carried-over documents survive", "addon/kube-proxy",
 	} {
 		if !strings.Contains(custom, want) {
 			t.Errorf("custom rendering lacks %q:\n%s", want, custom)
