@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,9 @@ Certificates: ` + strings.Join(names, ", ") + `.
 kubelet.conf is renewed only when it embeds its client certificate; once the kubelet rotates its own, it is
 left to the kubelet.
 
+With -q, the text output lists only what was renewed or needs attention, and is empty otherwise, so
+that cron mails only then.
+
 Exit status: 0 when every certificate was renewed or is not due; 1 when something needs a person: a
 certificate that could not be renewed (external CA, broken key pair, CA expired or about to), a missing file
 a control-plane node must have (super-admin.conf and kubelet.conf may be absent), an unreadable file, or a
@@ -97,7 +101,7 @@ certificates are renewed even when one cannot be.`,
 	fl.BoolVar(&f.rotateKeys, "rotate-keys", true, "make a new key for each renewed certificate (false: keep the current key)")
 	fl.StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+pki.DefaultBackupDir+", or the per-user state directory without root)")
 	fl.IntVar(&f.keepBackups, "keep-backups", 10, "number of backup directories to keep")
-	fl.StringVar(&f.onRenew, "on-renew", "", "shell command (sh -c) to run when something was renewed, e.g. to restart the static pods; $K8SCRYPTO_RENEWED lists the renewed names")
+	fl.StringVar(&f.onRenew, "on-renew", "", "shell command (sh -c) to run when something was renewed, e.g. to restart the static pods; $K8SCRYPTO_RENEWED lists the renewed names (comma-separated), $K8SCRYPTO_RENEWED_BACKUP the backup directory")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "write nothing; report what is due")
 	return cmd
 }
@@ -206,7 +210,7 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 	// The files are safely written: let the next cron run in while the hook restarts the control plane.
 	lock.Release()
 
-	if err := printRenewResult(e.stdout, g.output, res); err != nil {
+	if err := printRenewResult(e.stdout, g.output, g.quiet, res); err != nil {
 		return err
 	}
 	var errs []error
@@ -232,14 +236,14 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 func runHook(ctx context.Context, e *env, command string, res phases.RenewResult) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
+	// Not named like a flag: every K8SCRYPTO_<FLAG> variable sets that flag of a k8scrypto the hook runs.
 	cmd.Env = append(os.Environ(),
 		"K8SCRYPTO_RENEWED="+strings.Join(res.Renewed(), ","),
-		"K8SCRYPTO_CERT_DIR="+res.CertificatesDir,
-		"K8SCRYPTO_KUBECONFIG_DIR="+res.KubeconfigDir,
-		"K8SCRYPTO_BACKUP_DIR="+res.BackupDir,
+		"K8SCRYPTO_RENEWED_BACKUP="+res.BackupDir,
 	)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%q: %w", command, err)
+		// %v, not %w: the hook's exit status must not become k8scrypto's (run honours ExitCode()).
+		return fmt.Errorf("%q: %v", command, err)
 	}
 	return nil
 }
@@ -282,9 +286,17 @@ func renewAuditEvents(res phases.RenewResult) []pki.AuditEvent {
 	return out
 }
 
-func printRenewResult(w io.Writer, format string, r phases.RenewResult) error {
+// printRenewResult prints the result. With -q the text lists only what was renewed or needs attention, and
+// nothing when nothing did, so that cron mails only then.
+func printRenewResult(w io.Writer, format string, quiet bool, r phases.RenewResult) error {
 	if format != "text" {
 		return printStructured(w, format, r)
+	}
+	quietRow := func(it phases.RenewItem) bool {
+		return quiet && (it.Action == phases.RenewNotDue || it.Action == phases.RenewSkipped || (it.Action == phases.RenewMissing && !it.Required))
+	}
+	if !slices.ContainsFunc(r.Certificates, func(it phases.RenewItem) bool { return !quietRow(it) }) {
+		return nil
 	}
 	if r.DryRun {
 		fmt.Fprintln(w, "Dry run: nothing was written.")
@@ -294,6 +306,9 @@ func printRenewResult(w io.Writer, format string, r phases.RenewResult) error {
 	counts := map[string]int{}
 	for _, it := range r.Certificates {
 		counts[it.Action]++
+		if quietRow(it) {
+			continue
+		}
 		expires, residual := "", ""
 		if !it.NotAfter.IsZero() {
 			expires = it.NotAfter.Format("Jan 02, 2006 15:04 MST")
