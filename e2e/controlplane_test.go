@@ -88,7 +88,7 @@ func sharedControlPlane(t *testing.T) *controlPlane {
 }
 
 // startControlPlane starts a control plane of the test's own, for tests that rotate, renew or restart.
-func startControlPlane(t *testing.T) *controlPlane {
+func startControlPlane(t testing.TB) *controlPlane {
 	t.Helper()
 	cp := &controlPlane{Dir: t.TempDir(), bins: requireBins(t)}
 	t.Cleanup(cp.Stop)
@@ -102,7 +102,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 }
 
 // dumpLogsOnFailure prints the tail of every component's log when t fails.
-func (cp *controlPlane) dumpLogsOnFailure(t *testing.T) {
+func (cp *controlPlane) dumpLogsOnFailure(t testing.TB) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
