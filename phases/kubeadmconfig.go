@@ -56,13 +56,18 @@ func (d *Data) KubeadmConfigPath() string {
 	return filepath.Join(d.KubeconfigDir, KubeadmConfigFileName)
 }
 
+// kubeadmKubeconfigDir is where "kubeadm init" reads kubeconfigs: it has no --kubeconfig-dir (only its phase
+// subcommands do).
+const kubeadmKubeconfigDir = "/etc/kubernetes"
+
 // KubeadmInitCommand is the command that continues from what k8scrypto wrote.
 func (d *Data) KubeadmInitCommand() string {
-	cmd := "kubeadm init --config " + absPath(d.KubeadmConfigPath())
-	if dir := absPath(d.KubeconfigDir); d.KubeconfigDir != "" && dir != "/etc/kubernetes" {
-		cmd += " --kubeconfig-dir " + dir
-	}
-	return cmd
+	return "kubeadm init --config " + absPath(d.KubeadmConfigPath())
+}
+
+// kubeconfigsElsewhere reports whether "kubeadm init" would miss the kubeconfigs and write its own.
+func (d *Data) kubeconfigsElsewhere() bool {
+	return absPath(d.KubeconfigDir) != kubeadmKubeconfigDir
 }
 
 // absPath makes a path absolute (kubeadm requires absolute paths); it is unchanged if the working directory
@@ -81,6 +86,10 @@ func ensureKubeadmConfig(d *Data) error {
 		return err
 	}
 	d.nextStep = d.KubeadmInitCommand()
+	if d.kubeconfigsElsewhere() {
+		d.Log.Warn("kubeadm init reads kubeconfig files only from "+kubeadmKubeconfigDir+"; use --kubeconfig-dir "+kubeadmKubeconfigDir+
+			" on the node, or pass --kubeconfig-dir to kubeadm's phase commands", "kubeconfig-dir", absPath(d.KubeconfigDir))
+	}
 	r := FileResult{Type: "kubeadm-config", Path: path}
 	exists, err := d.Exists(path)
 	if err != nil {
@@ -142,6 +151,7 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		NextCommand:   d.KubeadmInitCommand(),
 		CertDir:       certDir,
 		KubeconfigDir: absPath(d.KubeconfigDir),
+		Elsewhere:     d.kubeconfigsElsewhere(),
 		APIVersion:    kubeadmAPIVersion,
 		Init:          string(initBody),
 		Cluster:       string(clusterBody),

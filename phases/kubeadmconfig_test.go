@@ -279,10 +279,14 @@ func TestKubeadmConfigPhaseReuseReplaceAndDryRun(t *testing.T) {
 	if info.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600 (the file may carry bootstrap tokens)", info.Mode().Perm())
 	}
-	if want := "kubeadm init --config " + out + " --kubeconfig-dir " + e.kubeDir; d.Result().NextCommand != want {
+	if want := "kubeadm init --config " + out; d.Result().NextCommand != want {
 		t.Errorf("next command %q, want %q", d.Result().NextCommand, want)
 	}
 	first, _ := os.ReadFile(out)
+	// kubeadm init has no --kubeconfig-dir: the file says so when the kubeconfigs are not in /etc/kubernetes.
+	if !bytes.Contains(first, []byte("# kubeadm init reads kubeconfigs only from /etc/kubernetes, not "+e.kubeDir)) {
+		t.Errorf("no note about the kubeconfig directory:\n%s", first)
+	}
 
 	d = e.mustRun(pkitest.Now, "kubeadm-config")
 	if r := d.Result().Files; len(r) != 1 || r[0].Action != ActionReused {

@@ -19,6 +19,7 @@ type KubeadmConfigData struct {
 	NextCommand   string
 	CertDir       string
 	KubeconfigDir string
+	Elsewhere     bool // the kubeconfigs are not in /etc/kubernetes, where "kubeadm init" reads them
 	APIVersion    string
 	Init          string // YAML body without apiVersion and kind, ending in a newline
 	Cluster       string

@@ -162,7 +162,7 @@ func TestRenewalExamplesRunAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	rendered := filepath.Join(kubeDir, "kubeadm-config.yaml")
-	if want := "kubeadm init --config " + rendered + " --kubeconfig-dir " + kubeDir; res.NextCommand != want {
+	if want := "kubeadm init --config " + rendered; res.NextCommand != want {
 		t.Errorf("-o json nextCommand %q, want %q", res.NextCommand, want)
 	}
 	marker := filepath.Join(dir, "restarted")
