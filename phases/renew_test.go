@@ -28,7 +28,7 @@ const day = 24 * time.Hour
 
 // renewEnv is a PKI made by the init phases (certs, sa, kubeconfig) at pkitest.Now.
 type renewEnv struct {
-	t                          *testing.T
+	t                          testing.TB
 	dir, certDir, kubeDir      string
 	backupDir, cfgFile, config string
 	keys                       pki.KeySource
@@ -48,7 +48,7 @@ encryptionAlgorithm: %s
 `
 
 // newRenewEnv builds the PKI with algorithm alg; extra is appended to the ClusterConfiguration.
-func newRenewEnv(t *testing.T, alg pki.Algorithm, extra string) *renewEnv {
+func newRenewEnv(t testing.TB, alg pki.Algorithm, extra string) *renewEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := &renewEnv{t: t, dir: dir, certDir: filepath.Join(dir, "pki"), kubeDir: filepath.Join(dir, "kube"),
@@ -120,7 +120,7 @@ var allLeafNames = []string{"admin.conf", "apiserver", "apiserver-etcd-client", 
 	"etcd-healthcheck-client", "etcd-peer", "etcd-server", "front-proxy-client", "kubelet.conf", "scheduler.conf", "super-admin.conf"}
 
 // snapshot hashes every file under the roots, with its mode.
-func snapshot(t *testing.T, roots ...string) map[string]string {
+func snapshot(t testing.TB, roots ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, root := range roots {
