@@ -1,0 +1,180 @@
+// Package kind generates a kind (kubernetes-in-docker) cluster configuration that runs kubeadm on the PKI
+// k8scrypto wrote: the certificate directory is bind-mounted at /etc/kubernetes/pki, and the apiserver
+// wiring of k8scrypto's rendered kubeadm config (encryption at rest, validity periods, key algorithm) is
+// applied to kind's own kubeadm config as a patch.
+package kind
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/yaml"
+)
+
+// NodeCertDir is where kubeadm, in the node, looks for the PKI.
+const NodeCertDir = "/etc/kubernetes/pki"
+
+// Options are the inputs of a cluster configuration.
+type Options struct {
+	// Name is the kind cluster's name; the control-plane node is Name+"-control-plane".
+	Name string
+	// CertDir is the host directory k8scrypto writes the PKI into (absolute).
+	CertDir string
+	// RenderedKubeadmConfig is k8scrypto's kubeadm-config.yaml; its ClusterConfiguration is what the
+	// node's kubeadm config is patched with. Empty means no patch.
+	RenderedKubeadmConfig []byte
+	// NodeImage overrides kind's default node image when set.
+	NodeImage string
+}
+
+// ControlPlaneNode is the name (and host name) kind gives the single control-plane node.
+func ControlPlaneNode(cluster string) string { return cluster + "-control-plane" }
+
+// ControlPlaneEndpoint is what kind sets as controlPlaneEndpoint for a single control-plane node; the
+// apiserver certificate must carry it.
+func ControlPlaneEndpoint(cluster string) string { return ControlPlaneNode(cluster) + ":6443" }
+
+// clusterConfigOwnedByKind are ClusterConfiguration fields kind sets from the node and its networking;
+// the patch leaves them to kind.
+var clusterConfigOwnedByKind = []string{"apiVersion", "kind", "kubernetesVersion", "certificatesDir", "controlPlaneEndpoint", "networking", "clusterName", "etcd"}
+
+// Cluster builds the kind v1alpha4 Cluster.
+func Cluster(o Options) (*v1alpha4.Cluster, error) {
+	if o.Name == "" {
+		return nil, errors.New("kind cluster: a name is required")
+	}
+	if !filepath.IsAbs(o.CertDir) {
+		return nil, fmt.Errorf("kind cluster: cert dir %q must be an absolute path (kind bind-mounts it)", o.CertDir)
+	}
+	node := v1alpha4.Node{
+		Role:  v1alpha4.ControlPlaneRole,
+		Image: o.NodeImage,
+		ExtraMounts: []v1alpha4.Mount{{
+			HostPath:      o.CertDir,
+			ContainerPath: NodeCertDir,
+		}},
+	}
+	c := &v1alpha4.Cluster{
+		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Name:     o.Name,
+		Nodes:    []v1alpha4.Node{node},
+	}
+	if len(o.RenderedKubeadmConfig) > 0 {
+		patch, err := ClusterConfigurationPatch(o.RenderedKubeadmConfig)
+		if err != nil {
+			return nil, err
+		}
+		c.KubeadmConfigPatches = []string{patch}
+	}
+	return c, nil
+}
+
+// Marshal writes the cluster configuration as kind reads it.
+func Marshal(c *v1alpha4.Cluster) ([]byte, error) {
+	return yaml.Marshal(c)
+}
+
+// ClusterConfigurationPatch turns the ClusterConfiguration of a rendered kubeadm config into a kind
+// kubeadmConfigPatches entry: the fields kind owns are dropped, and paths under the rendered
+// certificatesDir are moved to NodeCertDir, where the same files appear in the node.
+func ClusterConfigurationPatch(rendered []byte) (string, error) {
+	doc, err := clusterConfiguration(rendered)
+	if err != nil {
+		return "", err
+	}
+	certDir, _ := doc["certificatesDir"].(string)
+	for _, k := range clusterConfigOwnedByKind {
+		delete(doc, k)
+	}
+	if certDir != "" {
+		doc = remapPaths(doc, filepath.Clean(certDir), NodeCertDir).(map[string]any)
+	}
+	doc["apiVersion"] = "kubeadm.k8s.io/v1beta4"
+	doc["kind"] = "ClusterConfiguration"
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// clusterConfiguration returns the ClusterConfiguration document of a kubeadm config stream.
+func clusterConfiguration(rendered []byte) (map[string]any, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendered)))
+	for {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("rendered kubeadm config: no ClusterConfiguration document")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rendered kubeadm config: %w", err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("rendered kubeadm config: %w", err)
+		}
+		if doc["kind"] != "ClusterConfiguration" {
+			continue
+		}
+		if doc["apiVersion"] != "kubeadm.k8s.io/v1beta4" {
+			return nil, fmt.Errorf("rendered kubeadm config: ClusterConfiguration is %v, want kubeadm.k8s.io/v1beta4", doc["apiVersion"])
+		}
+		return doc, nil
+	}
+}
+
+// remapPaths replaces the prefix from with to in every string that is from or a path below it.
+func remapPaths(v any, from, to string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, c := range v {
+			v[k] = remapPaths(c, from, to)
+		}
+		return v
+	case []any:
+		for i, c := range v {
+			v[i] = remapPaths(c, from, to)
+		}
+		return v
+	case string:
+		if v == from {
+			return to
+		}
+		if rest, ok := strings.CutPrefix(v, from+"/"); ok {
+			return to + "/" + rest
+		}
+		return v
+	}
+	return v
+}
+
+// K8scryptoConfig is the kubeadm v1beta4 input for `k8scrypto init` that matches the kubeadm config kind
+// generates for its control-plane node at nodeIP (kind's defaults: service subnet 10.96.0.0/16, pod
+// subnet 10.244.0.0/16, API server reachable from the host on 127.0.0.1 and localhost).
+func K8scryptoConfig(cluster, nodeIP string) string {
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: %[2]s
+  bindPort: 6443
+nodeRegistration:
+  name: %[3]s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+clusterName: %[1]s
+controlPlaneEndpoint: %[4]s
+networking:
+  serviceSubnet: 10.96.0.0/16
+  podSubnet: 10.244.0.0/16
+apiServer:
+  certSANs: ["localhost", "127.0.0.1"]
+`, cluster, nodeIP, ControlPlaneNode(cluster), ControlPlaneEndpoint(cluster))
+}
