@@ -114,7 +114,7 @@ type RenewOptions struct {
 	// Now is read once by the caller.
 	Now time.Time
 	// Threshold renews a certificate whose remaining lifetime is under it; 0 means a third of the
-	// certificate's own lifetime (cert-manager's default).
+	// certificate's own lifetime (cert-manager's default), at most a third of Cfg.CertValidity.
 	Threshold  time.Duration
 	Force      bool
 	RotateKeys bool
@@ -432,7 +432,10 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 	remaining := cert.NotAfter.Sub(o.Now)
 	threshold := o.Threshold
 	if threshold == 0 {
-		threshold = cert.NotAfter.Sub(cert.NotBefore) / 3
+		// A third of the lifetime, at most a third of certificateValidityPeriod: kubeadm backdates kubeconfig
+		// client certificates to their CA's NotBefore, so on a node set up years after its CA the lifetime
+		// would count those years and make a fresh certificate due at once.
+		threshold = min(cert.NotAfter.Sub(cert.NotBefore), o.Cfg.CertValidity) / 3
 	}
 	switch {
 	case remaining <= 0:

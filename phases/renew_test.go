@@ -868,3 +868,55 @@ func relocate(m map[string]string, from, to string) map[string]string {
 	}
 	return out
 }
+
+func TestRenewLeavesKubeletRotatedCertificateAlone(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	pem := bootstrapKubelet(t, e)
+	before := snapshot(t, e.kubeDir, filepath.Dir(pem))
+	o := e.opts(pkitest.Now.Add(250 * day))
+	o.Keys = nil
+	res := e.renew(o)
+	if it := itemsBy(res)["kubelet.conf"]; it.Action != RenewSkipped || it.Path != pem || !strings.Contains(it.Reason, "the kubelet rotates its own client certificate") {
+		t.Errorf("kubelet.conf: %+v", it)
+	}
+	if len(res.Problems()) != 0 || len(res.Renewed()) != len(allLeafNames)-1 {
+		t.Errorf("renewed %v, problems %v", res.Renewed(), res.Problems())
+	}
+	after := snapshot(t, e.kubeDir, filepath.Dir(pem))
+	for _, p := range []string{filepath.Join(e.kubeDir, "kubelet.conf"), pem} {
+		if before[p] != after[p] {
+			t.Errorf("%s changed", p)
+		}
+	}
+	o.Names = []string{"kubelet.conf"}
+	if it := itemsBy(e.renew(o))["kubelet.conf"]; it.Action != RenewFailed || !strings.Contains(it.Reason, "renews only embedded client certificates") {
+		t.Errorf("kubelet.conf named explicitly: %+v", it)
+	}
+}
+
+// kubeadm backdates kubeconfig client certificates to the CA's NotBefore; on a node set up years after the
+// CA, a fresh kubeconfig must not count as due.
+func TestRenewThresholdIgnoresBackdating(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	os.Remove(filepath.Join(e.kubeDir, "admin.conf"))
+	joined := pkitest.Now.Add(3 * 365 * day)
+	d := NewData(e.loadConfig(), joined, nil, nil)
+	d.KubeconfigDir = e.kubeDir
+	if err := (&Runner{Phases: InitPhases()}).Run(context.Background(), d, Selection{Only: []string{"kubeconfig/admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := e.pair("admin.conf")
+	if !cert.NotBefore.Equal(e.ca("ca").NotBefore) {
+		t.Fatalf("admin.conf NotBefore %s, expected the CA's (kubeadm's backdating)", cert.NotBefore)
+	}
+	o := e.opts(joined.Add(10 * day))
+	o.DryRun = true
+	if it := itemsBy(e.renew(o))["admin.conf"]; it.Action != RenewNotDue || !strings.Contains(it.Reason, "due under 121d") {
+		t.Errorf("fresh admin.conf on a late node: %+v", it)
+	}
+	o = e.opts(joined.Add(250 * day))
+	o.DryRun = true
+	if it := itemsBy(e.renew(o))["admin.conf"]; it.Action != RenewWouldRenew {
+		t.Errorf("admin.conf with 115 days left: %+v", it)
+	}
+}

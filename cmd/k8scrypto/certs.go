@@ -22,7 +22,11 @@ func newCertsCommand(e *env, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newCheckExpirationCommand(e, g))
+	// kubeadm's spelling, "certs renew", for the same command.
+	renew := newRenewCertsCommand(e, g)
+	renew.Use = "renew [all|NAME...]"
+	renew.Short = `Renew the certificates that are due (the same as "k8scrypto renew certs")`
+	cmd.AddCommand(newCheckExpirationCommand(e, g), renew)
 	return cmd
 }
 

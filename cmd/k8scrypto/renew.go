@@ -55,7 +55,8 @@ func newRenewCertsCommand(e *env, g *globals) *cobra.Command {
 		Use:   "certs [all|NAME...]",
 		Short: "Renew the leaf and kubeconfig client certificates that are due; safe to run from cron",
 		Long: `Renew the leaf certificates and the kubeconfig client certificates whose remaining lifetime is under
---threshold (default: a third of each certificate's own lifetime), with the CA that signs them. Run it daily
+--threshold (default: a third of each certificate's own lifetime, at most a third of
+certificateValidityPeriod), with the CA that signs them. Run it daily
 from cron or a systemd timer: a run with nothing due changes nothing. CAs are never renewed.
 
 A renewed certificate keeps the subject and SANs of the one it replaces. With --config (or flags such as

@@ -305,6 +305,16 @@ func TestRenewCertsWithoutConfigKeepsAlgorithmAndSANs(t *testing.T) {
 	}
 }
 
+func TestCertsRenewIsKubeadmsSpelling(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	e, stdout, stderr := c.env(pkitest.Now.Add(250 * renewDay))
+	args := append([]string{"certs", "renew", "apiserver", "-o", "json", "--backup-dir", c.backupDir}, c.paths()...)
+	var res phases.RenewResult
+	if code := run(args, e); code != 0 || json.Unmarshal(stdout.Bytes(), &res) != nil || !slices.Equal(res.Renewed(), []string{"apiserver"}) {
+		t.Errorf("certs renew apiserver: exit %d %s %s", code, stdout, stderr)
+	}
+}
+
 func TestRenewCertsDryRun(t *testing.T) {
 	c := newRenewCluster(t, pki.ECDSAP256, "")
 	before := fileHashes(t, c.dir)
