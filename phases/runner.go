@@ -91,6 +91,13 @@ func (r *Runner) selected(sel Selection) ([]flatPhase, error) {
 	return out, nil
 }
 
+// Validate checks the phase names of a selection, so that a command can refuse a bad --skip-phases before
+// it takes a lock or touches a file.
+func (r *Runner) Validate(sel Selection) error {
+	_, err := r.selected(sel)
+	return err
+}
+
 // Run runs the selected phases against d, then commits what they staged (unless d is a dry run).
 func (r *Runner) Run(ctx context.Context, d *Data, sel Selection) error {
 	phases, err := r.selected(sel)

@@ -80,6 +80,7 @@ type initFlags struct {
 	clusterFlags
 	dryRun     bool
 	skipPhases []string
+	encryption encryptionFlags
 	// kubeadmConfigOut is where the kubeadm-config phase writes ("" means <kubeconfig-dir>/kubeadm-config.yaml).
 	kubeadmConfigOut string
 }
@@ -101,6 +102,7 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 		},
 	}
 	f.add(cmd.PersistentFlags())
+	addEncryptionFlags(cmd.PersistentFlags(), &f.encryption)
 	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
 	cmd.PersistentFlags().StringVar(&f.kubeadmConfigOut, "kubeadm-config-out", "", "where to write the kubeadm configuration for \"kubeadm init --config\" (default <kubeconfig-dir>/"+phases.KubeadmConfigFileName+")")
 	cmd.Flags().StringSliceVar(&f.skipPhases, "skip-phases", nil, "phases to skip, comma-separated (e.g. certs/etcd-ca,sa)")
@@ -149,6 +151,9 @@ func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p 
 }
 
 func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phases.Runner, sel phases.Selection) error {
+	if err := runner.Validate(sel); err != nil {
+		return usageError{fmt.Errorf("--skip-phases: %w", err)}
+	}
 	cfg, err := f.load(e)
 	if err != nil {
 		return err
@@ -158,6 +163,7 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	d.Rand = e.rand
 	d.DryRun = f.dryRun
 	d.KubeconfigDir = f.kubeconfigDir
+	d.Encryption = f.encryption.options()
 	d.KubeadmConfigOut = f.kubeadmConfigOut
 	var audit *pki.AuditLog
 	if !f.dryRun {

@@ -95,6 +95,7 @@ Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K
 		newVersionCommand(e, g),
 		newInitCommand(e, g),
 		newRenewCommand(e, g), newCertsCommand(e, g),
+		newEncryptionCommand(e, g), newSACommand(e, g),
 	)
 	return root
 }
@@ -119,7 +120,12 @@ func bindSettings(cmd *cobra.Command, settingsFile string) error {
 		}
 		var err error
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			err = sv.Replace(v.GetStringSlice(f.Name))
+			if s, isString := v.Get(f.Name).(string); isString {
+				// An environment variable: comma-separated like the flag (viper would split on spaces).
+				err = f.Value.Set(s)
+			} else {
+				err = sv.Replace(v.GetStringSlice(f.Name))
+			}
 		} else {
 			err = f.Value.Set(v.GetString(f.Name))
 		}
