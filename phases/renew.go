@@ -516,6 +516,12 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 				t.Name, reasons[0], t.CAName, ca.cert.NotAfter.UTC().Format(time.RFC3339), t.CAName)
 		}
 	}
+	// Checked here, not only by the commit, so that one symlinked file fails its certificate, not the run.
+	for _, path := range []string{t.CertPath, t.KeyPath} {
+		if info, err := os.Lstat(path); err == nil && info.Mode()&fs.ModeSymlink != 0 && (path == t.CertPath || o.RotateKeys) {
+			return fail("%s is a symbolic link; k8scrypto does not write through links: replace it with the file it points to", path)
+		}
+	}
 	usages := cert.ExtKeyUsage
 	if len(usages) == 0 && t.Spec != nil {
 		usages = t.Spec.Usages

@@ -920,3 +920,22 @@ func TestRenewThresholdIgnoresBackdating(t *testing.T) {
 		t.Errorf("admin.conf with 115 days left: %+v", it)
 	}
 }
+
+func TestRenewSymlinkFailsOnlyItsCertificate(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	real := filepath.Join(e.dir, "elsewhere.crt")
+	crt := filepath.Join(e.certDir, "apiserver-kubelet-client.crt")
+	os.Rename(crt, real)
+	if err := os.Symlink(real, crt); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts(pkitest.Now.Add(250 * day))
+	o.Keys = nil
+	res := e.renew(o)
+	if it := itemsBy(res)["apiserver-kubelet-client"]; it.Action != RenewFailed || !strings.Contains(it.Reason, "is a symbolic link") {
+		t.Errorf("symlinked certificate: %+v", it)
+	}
+	if len(res.Renewed()) != len(allLeafNames)-1 {
+		t.Errorf("renewed %v", res.Renewed())
+	}
+}
