@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -135,12 +136,12 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		return nil, err
 	}
 
-	initBody, err := minimalYAML(in, v1beta4.SetObjectDefaults_InitConfiguration,
+	initBody, err := minimalYAML(in, normalizeInit,
 		[]string{"nodeRegistration", "name"}, []string{"localAPIEndpoint", "advertiseAddress"})
 	if err != nil {
 		return nil, fmt.Errorf("kubeadm-config: InitConfiguration: %w", err)
 	}
-	clusterBody, err := minimalYAML(cl, v1beta4.SetObjectDefaults_ClusterConfiguration,
+	clusterBody, err := minimalYAML(cl, normalizeCluster,
 		[]string{"certificatesDir"}, []string{"kubernetesVersion"}, []string{"encryptionAlgorithm"},
 		[]string{"certificateValidityPeriod"}, []string{"caCertificateValidityPeriod"})
 	if err != nil {
@@ -268,17 +269,19 @@ func within(path, dir string) bool {
 }
 
 // minimalYAML marshals obj without the fields kubeadm would set to the same value itself: each field is
-// dropped only if decoding and defaulting the remainder gives back exactly obj defaulted. keep lists fields
-// (JSON paths) that stay regardless. apiVersion and kind are left to the template.
-func minimalYAML[T any](obj *T, setDefaults func(*T), keep ...[]string) ([]byte, error) {
-	target, err := defaultedJSON(obj, setDefaults)
-	if err != nil {
-		return nil, err
-	}
+// dropped only if decoding and normalising (defaulting) the remainder gives back exactly obj normalised. keep
+// lists fields (JSON paths) that stay regardless. apiVersion and kind are left to the template, so normalise
+// must clear them.
+func minimalYAML[T any](obj *T, normalize func(*T), keep ...[]string) ([]byte, error) {
 	raw, err := json.Marshal(obj)
 	if err != nil {
 		return nil, err
 	}
+	var target T
+	if err := json.Unmarshal(raw, &target); err != nil {
+		return nil, err
+	}
+	normalize(&target)
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, err
@@ -294,8 +297,8 @@ func minimalYAML[T any](obj *T, setDefaults func(*T), keep ...[]string) ([]byte,
 		if err := json.Unmarshal(b, &back); err != nil {
 			return false
 		}
-		got, err := defaultedJSON(&back, setDefaults)
-		return err == nil && bytes.Equal(got, target)
+		normalize(&back)
+		return reflect.DeepEqual(&back, &target)
 	}
 	if !same() {
 		return nil, errors.New("internal error: the object does not survive a JSON round trip")
@@ -304,29 +307,14 @@ func minimalYAML[T any](obj *T, setDefaults func(*T), keep ...[]string) ([]byte,
 	return yaml.Marshal(m)
 }
 
-func defaultedJSON[T any](obj *T, setDefaults func(*T)) ([]byte, error) {
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	var c T
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, err
-	}
-	setDefaults(&c)
-	// apiVersion and kind come from the template; compare without them.
-	var m map[string]any
-	if err := json.Unmarshal(mustJSON(&c), &m); err != nil {
-		return nil, err
-	}
-	delete(m, "apiVersion")
-	delete(m, "kind")
-	return json.Marshal(m)
+func normalizeInit(c *v1beta4.InitConfiguration) {
+	v1beta4.SetObjectDefaults_InitConfiguration(c)
+	c.TypeMeta = metav1.TypeMeta{}
 }
 
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
+func normalizeCluster(c *v1beta4.ClusterConfiguration) {
+	v1beta4.SetObjectDefaults_ClusterConfiguration(c)
+	c.TypeMeta = metav1.TypeMeta{}
 }
 
 // prune removes every key of m (depth first, in sorted order) whose removal keeps same() true.

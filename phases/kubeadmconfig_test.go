@@ -325,3 +325,16 @@ func TestKubeadmConfigPhaseReuseReplaceAndDryRun(t *testing.T) {
 		t.Errorf("next command %q does not name %s", d.Result().NextCommand, custom)
 	}
 }
+
+// BenchmarkRenderKubeadmConfig measures the kubeadm-config phase's cost (the field-by-field default pruning
+// dominates): go test ./phases -run x -bench RenderKubeadmConfig
+func BenchmarkRenderKubeadmConfig(b *testing.B) {
+	t := &testing.T{}
+	d := kubeadmConfigCases[2].data(t, kubeadmConfigCases[2].input, "h") // the HA example
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := RenderKubeadmConfig(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
