@@ -208,6 +208,68 @@ func TestKubeadmReusesEverything(t *testing.T) {
 	}
 }
 
+// TestKubeadmJoinControlPlaneReusesSecondNode follows the HA example's instructions for a second control-plane
+// node: the shared CAs, sa keys and encryption config copied from the first, k8scrypto init without kubelet.conf,
+// super-admin.conf and the kubeadm config; kubeadm join --control-plane's PKI and kubeconfig steps then find
+// everything valid for this node (SANs included) and write nothing.
+func TestKubeadmJoinControlPlaneReusesSecondNode(t *testing.T) {
+	first := runInit(t, cases[0])
+	dir := t.TempDir()
+	certDir, kubeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "kube")
+	shared := []string{"ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key", "sa.key", "sa.pub", encryption.FileName}
+	for _, f := range shared {
+		data, err := os.ReadFile(filepath.Join(first.certDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(certDir, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(certDir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(cases[0].input, config.Overrides{CertDir: certDir, NodeName: "cp-2", AdvertiseAddress: "192.168.10.12"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := phases.NewData(cfg.PKI, kubeadmutil.StartTimeUTC(), pkitest.Keys(), nil)
+	d.Kubeadm, d.Rand, d.KubeconfigDir = cfg, pkitest.Rand(2), kubeDir
+	skip := []string{"kubeconfig/kubelet", "kubeconfig/super-admin", "kubeadm-config"}
+	if err := (&phases.Runner{Phases: phases.InitPhases()}).Run(context.Background(), d, phases.Selection{Skip: skip}); err != nil {
+		t.Fatalf("k8scrypto init on the second node: %v", err)
+	}
+	for _, r := range d.Result().Files {
+		if slices.Contains(shared, strings.TrimPrefix(r.Path, certDir+"/")) && r.Action != phases.ActionReused {
+			t.Errorf("%s: %s, want the copied file reused", r.Path, r.Action)
+		}
+	}
+	for _, absent := range []string{"kubelet.conf", "super-admin.conf", "kubeadm-config.yaml"} {
+		if _, err := os.Stat(filepath.Join(kubeDir, absent)); err == nil {
+			t.Errorf("%s written although skipped", absent)
+		}
+	}
+	rendered, err := phases.RenderKubeadmConfig(d) // what kubeadm join sees: the cluster's config, this node's endpoint
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcfg := kubeadmConfig(t, rendered)
+	before := snapshot(t, certDir, kubeDir)
+	out, err := captureStdout(func() error {
+		if err := certsphase.CreatePKIAssets(kcfg); err != nil {
+			return err
+		}
+		return kubeconfigphase.CreateJoinControlPlaneKubeConfigFiles(kubeDir, kcfg)
+	})
+	if err != nil {
+		t.Fatalf("kubeadm join's PKI steps: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "Generating") || strings.Contains(out, "Writing") {
+		t.Errorf("kubeadm generated files for the second node:\n%s", out)
+	}
+	if after := snapshot(t, certDir, kubeDir); !reflect.DeepEqual(before, after) {
+		t.Errorf("kubeadm changed files on the second node")
+	}
+}
+
 // TestKubeconfigsMatchKubeadmFieldForField: kubeadm's kubeconfig phase, given the same CA, configuration and
 // clock, writes files that differ from ours only in the client key and certificate bytes; every field of the
 // certificates matches too.
