@@ -1,0 +1,697 @@
+// Package reencrypt rewrites stored objects through the API so that each is stored again with the
+// current write key of the encryption configuration: step 6 of the Kubernetes key-rotation procedure
+// ("kubectl get secrets -A -o json | kubectl replace -f -"), done as a library.
+//
+// Every object is listed page by page (limit PageSize, in etcd key order) and sent back unchanged with a
+// PUT. The apiserver writes such a no-op update to etcd only when the stored value was read with a key or
+// provider other than the first (it is "stale"); objects already under the write key cost a read and no
+// write, so a repeated run is cheap. Updates run on a bounded number of workers while the next page is
+// listed; a conflict (the object changed since it was listed) is retried with a fresh GET, an object
+// deleted meanwhile is counted and skipped.
+//
+// Progress is recorded in a checkpoint file: for each resource, the key (namespace/name) up to which every
+// object has been rewritten. A run that is interrupted, or that fails on some objects, resumes after that
+// key; objects at or before it are skipped without a PUT. The checkpoint names the server and the write
+// key, so a checkpoint from another cluster or another rotation is ignored, and it is removed when a run
+// completes without errors.
+package reencrypt
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Defaults.
+const (
+	DefaultPageSize = 500
+	DefaultWorkers  = 16
+	// DefaultConflictRetries bounds the re-GET and PUT rounds for one object that keeps changing.
+	DefaultConflictRetries = 5
+	// FieldManager names k8scrypto in managedFields (a no-op update changes none).
+	FieldManager = "k8scrypto-reencrypt"
+)
+
+// Options tune a run. The zero value rewrites Secrets with the defaults and no checkpoint.
+type Options struct {
+	// Resources are resource names as the encryption configuration spells them ("secrets", "configmaps",
+	// "deployments.apps", "*.apps", "*.", "*.*"). Empty means secrets.
+	Resources []string
+	// Dynamic serves every resource but Secrets; required when Resources names others.
+	Dynamic dynamic.Interface
+	// Workers is the number of concurrent updates (DefaultWorkers when 0).
+	Workers int
+	// PageSize is the list limit (DefaultPageSize when 0).
+	PageSize int64
+	// ConflictRetries bounds retries per object (DefaultConflictRetries when 0).
+	ConflictRetries int
+	// Checkpoint is the progress file; "" disables resuming.
+	Checkpoint string
+	// Server and Target identify the cluster and the write key; a checkpoint recorded for other values
+	// is discarded.
+	Server string
+	Target string
+	// Restart ignores an existing checkpoint.
+	Restart bool
+	// Progress, when set, is called about every ProgressInterval (default 250ms) and once at the end.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+	// Now is the clock for durations and rates; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Progress is a snapshot of a running rewrite.
+type Progress struct {
+	Resource string
+	// Done counts objects handled (updated, skipped, gone or failed) across all resources; Total is an
+	// estimate from the apiserver's remainingItemCount, or -1 when unknown.
+	Done, Total int
+	Updated     int
+	Errors      int
+	Elapsed     time.Duration
+}
+
+// ResourceSummary counts the objects of one resource.
+type ResourceSummary struct {
+	Resource string `json:"resource"`
+	Version  string `json:"version"`
+	Listed   int    `json:"listed"`
+	// Updated objects were sent back with a PUT (the apiserver writes those that were stale).
+	Updated int `json:"updated"`
+	// Skipped objects were rewritten by an earlier, interrupted run (before the checkpoint).
+	Skipped int `json:"skipped"`
+	// Gone objects were deleted between the list and the update.
+	Gone int `json:"gone"`
+	// Conflicts counts retries after a conflict.
+	Conflicts int `json:"conflicts"`
+	Errors    int `json:"errors"`
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Resources []ResourceSummary `json:"resources"`
+	// NotServed lists configured resource names the apiserver does not serve (a CRD not installed).
+	NotServed []string      `json:"notServed,omitempty"`
+	Updated   int           `json:"updated"`
+	Skipped   int           `json:"skipped"`
+	Gone      int           `json:"gone"`
+	Conflicts int           `json:"conflicts"`
+	Errors    int           `json:"errors"`
+	Duration  time.Duration `json:"duration"`
+	// PerSecond is updated objects per second of the run.
+	PerSecond float64 `json:"perSecond"`
+	// Resumed is true when a checkpoint was used.
+	Resumed bool `json:"resumed"`
+	// ErrorSamples holds the first few failures ("namespace/name: error").
+	ErrorSamples []string `json:"errorSamples,omitempty"`
+}
+
+// item is one object to rewrite.
+type item struct {
+	seq       int
+	namespace string
+	name      string
+	obj       any // *corev1.Secret or *unstructured.Unstructured
+}
+
+func (it item) key() string { return objectKey(it.namespace, it.name) }
+
+// objectKey orders objects as their etcd keys (<prefix>/<namespace>/<name>) are ordered.
+func objectKey(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// resource lists, gets and updates objects of one kind.
+type resource struct {
+	gr      schema.GroupResource
+	version string
+	list    func(ctx context.Context, opts metav1.ListOptions) (items []item, cont string, remaining *int64, err error)
+	get     func(ctx context.Context, namespace, name string) (any, error)
+	update  func(ctx context.Context, obj any) error
+}
+
+func (r resource) name() string {
+	if r.gr.Group == "" {
+		return r.gr.Resource
+	}
+	return r.gr.Resource + "." + r.gr.Group
+}
+
+func secretsResource(client kubernetes.Interface) resource {
+	api := client.CoreV1().Secrets(metav1.NamespaceAll)
+	return resource{
+		gr:      schema.GroupResource{Resource: "secrets"},
+		version: "v1",
+		list: func(ctx context.Context, opts metav1.ListOptions) ([]item, string, *int64, error) {
+			l, err := api.List(ctx, opts)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			out := make([]item, len(l.Items))
+			for i := range l.Items {
+				s := &l.Items[i]
+				out[i] = item{namespace: s.Namespace, name: s.Name, obj: s}
+			}
+			return out, l.Continue, l.RemainingItemCount, nil
+		},
+		get: func(ctx context.Context, ns, name string) (any, error) {
+			return client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, obj any) error {
+			s := obj.(*corev1.Secret)
+			_, err := client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
+			return err
+		},
+	}
+}
+
+func dynamicResource(client dynamic.Interface, gvr schema.GroupVersionResource, namespaced bool) resource {
+	ri := client.Resource(gvr)
+	scoped := func(ns string) dynamic.ResourceInterface {
+		if namespaced {
+			return ri.Namespace(ns)
+		}
+		return ri
+	}
+	return resource{
+		gr:      gvr.GroupResource(),
+		version: gvr.Version,
+		list: func(ctx context.Context, opts metav1.ListOptions) ([]item, string, *int64, error) {
+			l, err := ri.List(ctx, opts)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			out := make([]item, len(l.Items))
+			for i := range l.Items {
+				u := &l.Items[i]
+				out[i] = item{namespace: u.GetNamespace(), name: u.GetName(), obj: u}
+			}
+			return out, l.GetContinue(), l.GetRemainingItemCount(), nil
+		},
+		get: func(ctx context.Context, ns, name string) (any, error) {
+			return scoped(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, obj any) error {
+			u := obj.(*unstructured.Unstructured)
+			_, err := scoped(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
+			return err
+		},
+	}
+}
+
+// Run rewrites every object of the configured resources. It returns an error when a list fails or any
+// object could not be rewritten; the summary is filled in either way.
+func Run(ctx context.Context, client kubernetes.Interface, o Options) (Summary, error) {
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.ConflictRetries <= 0 {
+		o.ConflictRetries = DefaultConflictRetries
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = 250 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(o.Resources) == 0 {
+		o.Resources = []string{"secrets"}
+	}
+	var sum Summary
+	resources, notServed, err := resolve(client, o)
+	if err != nil {
+		return sum, err
+	}
+	sum.NotServed = notServed
+	for _, n := range notServed {
+		o.Log.Warn("the encryption config names a resource the apiserver does not serve; skipping it", "resource", n)
+	}
+
+	cp := newCheckpoint(o.Server, o.Target)
+	if o.Checkpoint != "" && !o.Restart {
+		prev, err := loadCheckpoint(o.Checkpoint)
+		switch {
+		case err != nil:
+			return sum, err
+		case prev == nil:
+		case prev.Server != o.Server || prev.Target != o.Target:
+			o.Log.Warn("ignoring a checkpoint recorded for another server or write key", "checkpoint", o.Checkpoint, "server", prev.Server, "target", prev.Target)
+		default:
+			cp, sum.Resumed = prev, true
+			o.Log.Info("resuming from checkpoint", "checkpoint", o.Checkpoint)
+		}
+	}
+
+	r := &run{o: o, cp: cp, start: o.Now()}
+	stopProgress := r.startProgress()
+	var runErr error
+	for _, res := range resources {
+		rs, err := r.resource(ctx, res)
+		sum.Resources = append(sum.Resources, rs)
+		if err != nil {
+			runErr = err
+			break
+		}
+	}
+	stopProgress()
+	if err := r.saveCheckpoint(true); err != nil && runErr == nil {
+		runErr = err
+	}
+
+	for _, rs := range sum.Resources {
+		sum.Updated += rs.Updated
+		sum.Skipped += rs.Skipped
+		sum.Gone += rs.Gone
+		sum.Conflicts += rs.Conflicts
+		sum.Errors += rs.Errors
+	}
+	sum.Duration = o.Now().Sub(r.start)
+	if s := sum.Duration.Seconds(); s > 0 {
+		sum.PerSecond = float64(sum.Updated) / s
+	}
+	r.mu.Lock()
+	sum.ErrorSamples = r.samples
+	r.mu.Unlock()
+	if runErr == nil && sum.Errors > 0 {
+		runErr = fmt.Errorf("%d object(s) could not be rewritten (first: %s); run again to retry them (it resumes from the checkpoint)", sum.Errors, sum.ErrorSamples[0])
+	}
+	if runErr == nil && o.Checkpoint != "" {
+		if err := removeCheckpoint(o.Checkpoint); err != nil {
+			return sum, err
+		}
+	}
+	return sum, runErr
+}
+
+// run is the state of one Run.
+type run struct {
+	o     Options
+	start time.Time
+
+	mu      sync.Mutex
+	cp      *Checkpoint
+	dirty   bool
+	saved   time.Time
+	samples []string
+
+	current atomic.Value // resource name
+	done    atomic.Int64
+	updated atomic.Int64
+	errs    atomic.Int64
+	total   atomic.Int64 // estimate; 0 unknown
+}
+
+const maxSamples = 10
+
+func (r *run) startProgress() (stop func()) {
+	if r.o.Progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.o.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				r.o.Progress(r.snapshot())
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		wg.Wait()
+		r.o.Progress(r.snapshot())
+	}
+}
+
+func (r *run) snapshot() Progress {
+	name, _ := r.current.Load().(string)
+	total := int(r.total.Load())
+	if total == 0 {
+		total = -1
+	}
+	return Progress{Resource: name, Done: int(r.done.Load()), Total: total, Updated: int(r.updated.Load()), Errors: int(r.errs.Load()), Elapsed: r.o.Now().Sub(r.start)}
+}
+
+// resource rewrites every object of one resource.
+func (r *run) resource(ctx context.Context, res resource) (ResourceSummary, error) {
+	rs := ResourceSummary{Resource: res.name(), Version: res.version}
+	r.current.Store(rs.Resource)
+	r.mu.Lock()
+	state := r.cp.Resources[rs.Resource]
+	r.mu.Unlock()
+	if state.Done {
+		r.o.Log.Info("already rewritten by an earlier run", "resource", rs.Resource)
+		return rs, nil
+	}
+	after := state.After
+	tr := newTracker(func(key string) { r.advance(rs.Resource, key) })
+
+	var mu sync.Mutex // guards rs counters updated by workers
+	jobs := make(chan item, r.o.PageSize)
+	var wg sync.WaitGroup
+	for range r.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range jobs {
+				if ctx.Err() != nil {
+					continue // interrupted: left for the next run, the mark stays before it
+				}
+				conflicts, gone, err := r.rewrite(ctx, res, it)
+				if err != nil && ctx.Err() != nil {
+					continue
+				}
+				mu.Lock()
+				rs.Conflicts += conflicts
+				switch {
+				case err != nil:
+					rs.Errors++
+				case gone:
+					rs.Gone++
+				default:
+					rs.Updated++
+				}
+				mu.Unlock()
+				if err != nil {
+					r.errs.Add(1)
+					r.sample(fmt.Sprintf("%s %s: %v", rs.Resource, it.key(), err))
+				} else if !gone {
+					r.updated.Add(1)
+				}
+				r.done.Add(1)
+				tr.complete(it.seq, err == nil)
+			}
+		}()
+	}
+
+	listErr := r.produce(ctx, res, after, jobs, tr, &rs, &mu)
+	close(jobs)
+	wg.Wait()
+	if listErr == nil && ctx.Err() != nil {
+		listErr = ctx.Err()
+	}
+	if listErr == nil && rs.Errors == 0 {
+		r.mu.Lock()
+		r.cp.Resources[rs.Resource] = ResourceState{Done: true}
+		r.dirty = true
+		r.mu.Unlock()
+	}
+	return rs, listErr
+}
+
+// produce lists every page and queues the objects after the checkpoint key. A continue token that
+// expired (a long run outlived etcd's compaction) restarts the list, skipping what was already seen.
+func (r *run) produce(ctx context.Context, res resource, after string, jobs chan<- item, tr *tracker, rs *ResourceSummary, mu *sync.Mutex) error {
+	cont, seen, prev, seq := "", "", "", 0
+	relisting, warned := false, false
+	for page := 0; ; page++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		items, next, remaining, err := res.list(ctx, metav1.ListOptions{Limit: r.o.PageSize, Continue: cont})
+		if apierrors.IsResourceExpired(err) && cont != "" {
+			r.o.Log.Warn("list continuation expired; listing again after the last object seen", "resource", rs.Resource, "after", seen)
+			cont, relisting, prev = "", true, ""
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", rs.Resource, err)
+		}
+		if page == 0 && remaining != nil {
+			r.total.Add(int64(len(items)) + *remaining)
+		}
+		for _, it := range items {
+			k := it.key()
+			if k < prev && !warned {
+				warned = true
+				r.o.Log.Warn("the apiserver listed objects out of key order; resuming from a checkpoint may skip or repeat some", "resource", rs.Resource)
+			}
+			prev = k
+			if relisting && k <= seen {
+				continue // queued or skipped before the list restarted
+			}
+			if k > seen {
+				seen = k
+			}
+			mu.Lock()
+			rs.Listed++
+			if after != "" && k <= after {
+				rs.Skipped++
+				mu.Unlock()
+				r.done.Add(1)
+				continue
+			}
+			mu.Unlock()
+			it.seq = seq
+			seq++
+			tr.add(it.seq, k)
+			select {
+			case jobs <- it:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		r.maybeSave()
+		if next == "" {
+			return nil
+		}
+		cont = next
+	}
+}
+
+// rewrite PUTs one object back, re-reading it after a conflict.
+func (r *run) rewrite(ctx context.Context, res resource, it item) (conflicts int, gone bool, err error) {
+	obj := it.obj
+	for {
+		err := res.update(ctx, obj)
+		switch {
+		case err == nil:
+			return conflicts, false, nil
+		case apierrors.IsNotFound(err):
+			return conflicts, true, nil
+		case !apierrors.IsConflict(err) || conflicts >= r.o.ConflictRetries:
+			return conflicts, false, err
+		}
+		conflicts++
+		obj, err = res.get(ctx, it.namespace, it.name)
+		if apierrors.IsNotFound(err) {
+			return conflicts, true, nil
+		}
+		if err != nil {
+			return conflicts, false, err
+		}
+	}
+}
+
+func (r *run) sample(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.samples) < maxSamples {
+		r.samples = append(r.samples, s)
+	}
+}
+
+// advance records that every object of resource up to key is rewritten.
+func (r *run) advance(resource, key string) {
+	r.mu.Lock()
+	r.cp.Resources[resource] = ResourceState{After: key}
+	r.dirty = true
+	r.mu.Unlock()
+}
+
+// maybeSave writes the checkpoint at most once a second while running.
+func (r *run) maybeSave() {
+	if err := r.saveCheckpoint(false); err != nil {
+		r.o.Log.Warn("could not write the checkpoint", "checkpoint", r.o.Checkpoint, "error", err)
+	}
+}
+
+func (r *run) saveCheckpoint(force bool) error {
+	if r.o.Checkpoint == "" {
+		return nil
+	}
+	r.mu.Lock()
+	if !r.dirty || (!force && time.Since(r.saved) < time.Second) {
+		r.mu.Unlock()
+		return nil
+	}
+	data := r.cp.marshal()
+	r.dirty = false
+	r.saved = time.Now()
+	r.mu.Unlock()
+	return writeCheckpoint(r.o.Checkpoint, data)
+}
+
+// tracker computes the low-water mark of completed objects: the key of the last object such that it and
+// every object queued before it were rewritten. A failed object holds the mark before it for the rest of
+// the run, so a rerun retries it.
+type tracker struct {
+	mu        sync.Mutex
+	keys      map[int]string
+	done      map[int]bool
+	next      int
+	failedAt  int // lowest failed seq, -1 when none
+	onAdvance func(key string)
+}
+
+func newTracker(onAdvance func(string)) *tracker {
+	return &tracker{keys: map[int]string{}, done: map[int]bool{}, failedAt: -1, onAdvance: onAdvance}
+}
+
+func (t *tracker) add(seq int, key string) {
+	t.mu.Lock()
+	t.keys[seq] = key
+	t.mu.Unlock()
+}
+
+func (t *tracker) complete(seq int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !ok && (t.failedAt < 0 || seq < t.failedAt) {
+		t.failedAt = seq
+		// Nothing after the failure can become the mark in this run: forget it.
+		for s := range t.keys {
+			if s > seq {
+				delete(t.keys, s)
+				delete(t.done, s)
+			}
+		}
+	}
+	if !ok || (t.failedAt >= 0 && seq > t.failedAt) {
+		delete(t.keys, seq)
+		return
+	}
+	t.done[seq] = true
+	advanced := ""
+	for t.done[t.next] {
+		advanced = t.keys[t.next]
+		delete(t.done, t.next)
+		delete(t.keys, t.next)
+		t.next++
+	}
+	if advanced != "" {
+		t.onAdvance(advanced)
+	}
+}
+
+// resolve maps configured resource names to what the apiserver serves: Secrets through the typed client,
+// everything else through the dynamic client, in the preferred version of its group, when it can be
+// listed and updated.
+func resolve(client kubernetes.Interface, o Options) ([]resource, []string, error) {
+	if len(o.Resources) == 1 && o.Resources[0] == "secrets" {
+		return []resource{secretsResource(client)}, nil, nil
+	}
+	groups, lists, err := client.Discovery().ServerGroupsAndResources()
+	if err != nil && len(lists) == 0 {
+		return nil, nil, fmt.Errorf("discovering the apiserver's resources: %w", err)
+	}
+	if err != nil {
+		// Typically an aggregated API that is down; its resources are not rewritten.
+		o.Log.Warn("discovery was partial; resources of the failing API groups are not rewritten", "error", err)
+	}
+	preferred := map[string]string{}
+	for _, g := range groups {
+		preferred[g.Name] = g.PreferredVersion.Version
+	}
+	type served struct {
+		gvr        schema.GroupVersionResource
+		namespaced bool
+	}
+	var all []served
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil || (preferred[gv.Group] != "" && preferred[gv.Group] != gv.Version) {
+			continue
+		}
+		for _, ar := range l.APIResources {
+			if strings.Contains(ar.Name, "/") || !slices.Contains(ar.Verbs, "list") || !slices.Contains(ar.Verbs, "update") || !slices.Contains(ar.Verbs, "get") {
+				continue
+			}
+			all = append(all, served{gvr: gv.WithResource(ar.Name), namespaced: ar.Namespaced})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i].gvr, all[j].gvr
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Resource < b.Resource
+	})
+	var out []resource
+	var notServed []string
+	seen := map[schema.GroupResource]bool{}
+	for _, name := range o.Resources {
+		want := schema.ParseGroupResource(name)
+		matched := false
+		for _, s := range all {
+			gr := s.gvr.GroupResource()
+			if !matches(want, gr) {
+				continue
+			}
+			matched = true
+			// events.k8s.io events are stored with core events; rewriting one rewrites the other.
+			if seen[gr] || (gr.Group == "events.k8s.io" && gr.Resource == "events") {
+				continue
+			}
+			seen[gr] = true
+			if gr == (schema.GroupResource{Resource: "secrets"}) {
+				out = append(out, secretsResource(client))
+				continue
+			}
+			if o.Dynamic == nil {
+				return nil, nil, fmt.Errorf("rewriting %s needs a dynamic client", gr)
+			}
+			out = append(out, dynamicResource(o.Dynamic, s.gvr, s.namespaced))
+		}
+		if !matched && want.Resource != "*" {
+			notServed = append(notServed, name)
+		}
+	}
+	// Secrets first: they are why the rotation is done.
+	isSecrets := func(r resource) bool { return r.gr == schema.GroupResource{Resource: "secrets"} }
+	sort.SliceStable(out, func(i, j int) bool { return isSecrets(out[i]) && !isSecrets(out[j]) })
+	return out, notServed, nil
+}
+
+// matches applies the encryption configuration's matching rules: an exact group/resource, "*.<group>" for
+// a whole group, "*." for the core group and "*.*" for everything.
+func matches(pattern, gr schema.GroupResource) bool {
+	switch {
+	case pattern.Group == "*" && pattern.Resource == "*":
+		return true
+	case pattern.Resource == "*":
+		return pattern.Group == gr.Group
+	}
+	return pattern == gr
+}
