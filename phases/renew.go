@@ -390,7 +390,7 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 		return fail("%v", err)
 	}
 	if lt.Missing {
-		item.Action, item.Reason = RenewMissing, missingReason(t, o.Cfg)
+		item.Action, item.Reason = RenewMissing, missingReason(t)
 		return nil
 	}
 	cert := lt.Cert
@@ -557,7 +557,7 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 	return p
 }
 
-func missingReason(t certTarget, cfg *pki.Config) string {
+func missingReason(t certTarget) string {
 	switch {
 	case t.Name == "super-admin.conf":
 		return fmt.Sprintf("%s does not exist (normal on control-plane nodes that joined: only the first node has it)", t.CertPath)
