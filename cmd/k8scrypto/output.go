@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +29,25 @@ func printStructured(w io.Writer, format string, v any) error {
 }
 
 // newTable is the one table style of text output.
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 10, 4, 3, ' ', 0)
+func newTable(w io.Writer) *table {
+	t := &table{w: w}
+	t.Writer = tabwriter.NewWriter(&t.buf, 10, 4, 3, ' ', 0)
+	return t
+}
+
+// table is a tabwriter whose Flush writes the whole table at once: a tabwriter alone writes every cell and
+// padding run separately, hundreds of write system calls for a PKI listing.
+type table struct {
+	*tabwriter.Writer
+	buf bytes.Buffer
+	w   io.Writer
+}
+
+func (t *table) Flush() error {
+	if err := t.Writer.Flush(); err != nil {
+		return err
+	}
+	_, err := t.w.Write(t.buf.Bytes())
+	t.buf.Reset()
+	return err
 }
