@@ -266,7 +266,8 @@ func Commit(journalDir string, files []File) error {
 			return fmt.Errorf("writing %s: %w", f.Path, err)
 		}
 		fhs, targets = append(fhs, fh), append(targets, f.Path)
-		entries = append(entries, journalEntry{Target: f.Path, Temp: tmp})
+		// Absolute paths: a crash is recovered by a later run, which may start in another working directory.
+		entries = append(entries, journalEntry{Target: absPath(f.Path), Temp: absPath(tmp)})
 	}
 	if err := syncTemps(fhs, targets); err != nil {
 		cleanup()
@@ -312,6 +313,13 @@ func Commit(journalDir string, files []File) error {
 	}
 	finish(jpath, entries)
 	return nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // abort undoes a partly applied replacement and returns cause. The journal is first turned into a rollback

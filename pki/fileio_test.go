@@ -444,3 +444,38 @@ func TestEnsureDirTighten(t *testing.T) {
 		t.Error("pki.EnsureDir accepted a regular file")
 	}
 }
+
+// TestJournalSurvivesAnotherWorkingDirectory: a transaction given relative paths crashes after its commit
+// point; a later run started elsewhere recovers it into the right directory.
+func TestJournalSurvivesAnotherWorkingDirectory(t *testing.T) {
+	fx := newTxFixture(t)
+	t.Chdir(fx.dir)
+	var rel []pki.File
+	for _, f := range fx.files {
+		r, err := filepath.Rel(fx.dir, f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel = append(rel, pki.File{Path: r, Data: f.Data, Mode: f.Mode})
+	}
+	restore := pki.SetFaultHook(func(op pki.Op, path string) error {
+		if op == pki.OpRename && !strings.Contains(path, pki.JournalName) {
+			runtime.Goexit() // crash right after the journal is on disk
+		}
+		return nil
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pki.Commit(".", rel)
+	}()
+	<-done
+	restore()
+	t.Chdir(t.TempDir())
+	if _, err := pki.Recover(fx.dir, fx.dir, filepath.Join(fx.dir, "etcd")); err != nil {
+		t.Fatal(err)
+	}
+	if got := contents(t, fx.dir); !sameContents(got, fx.new) {
+		t.Errorf("recovered %v, want %v", got, fx.new)
+	}
+}

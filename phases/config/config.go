@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -212,8 +213,18 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 		cl.APIServer.CertSANs[i] = strings.ToLower(s)
 	}
 
+	// kubeadm requires an absolute certificatesDir; k8scrypto accepts a relative one (--cert-dir ./pki) and
+	// resolves it once, so that every path it writes, journals and prints is absolute.
+	certDir := cl.CertificatesDir
+	if certDir != "" {
+		abs, err := filepath.Abs(certDir)
+		if err != nil {
+			return fmt.Errorf("certificatesDir: %w", err)
+		}
+		certDir = abs
+	}
 	p := &pki.Config{
-		CertDir:              cl.CertificatesDir,
+		CertDir:              certDir,
 		NodeName:             in.NodeRegistration.Name,
 		AdvertiseAddress:     netutils.ParseIPSloppy(in.LocalAPIEndpoint.AdvertiseAddress),
 		BindPort:             in.LocalAPIEndpoint.BindPort,

@@ -217,3 +217,16 @@ func TestExamplesLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativeCertDirBecomesAbsolute: --cert-dir ./pki is resolved once against the working directory.
+func TestRelativeCertDirBecomesAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfg, err := config.Load("", config.Overrides{CertDir: "./pki", AdvertiseAddress: "10.0.0.5"}, host("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "pki"); cfg.PKI.CertDir != want {
+		t.Errorf("CertDir = %q, want %q", cfg.PKI.CertDir, want)
+	}
+}
