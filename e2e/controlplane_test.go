@@ -132,6 +132,7 @@ func (cp *controlPlane) k8scryptoEnv() []string {
 		"XDG_STATE_HOME=" + cp.StateDir,
 		"K8SCRYPTO_AUDIT_LOG=" + filepath.Join(cp.StateDir, "audit.log"),
 		"K8SCRYPTO_BACKUP_DIR=" + filepath.Join(cp.StateDir, "backups"),
+		"K8SCRYPTO_CHECKPOINT=" + filepath.Join(cp.StateDir, "reencrypt-checkpoint.json"),
 	}
 }
 

@@ -156,6 +156,7 @@ func runK8scrypto(t testing.TB, args ...string) (stdout, stderr string, err erro
 		"XDG_STATE_HOME=" + state,
 		"K8SCRYPTO_AUDIT_LOG=" + filepath.Join(state, "audit.log"),
 		"K8SCRYPTO_BACKUP_DIR=" + filepath.Join(state, "backups"),
+		"K8SCRYPTO_CHECKPOINT=" + filepath.Join(state, "reencrypt-checkpoint.json"),
 	}, args...)
 }
 

@@ -115,7 +115,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	}
 
 	// encryption status, reading etcd, agrees with the raw count.
-	out, _, err := cp.run(t, "encryption", "status", "--cert-dir", cp.CertDir, "--kubeconfig", kubeconfig,
+	out, _, err := cp.run(t, "encryption", "status", "--cert-dir", cp.CertDir,
 		"--etcd-endpoints", strings.Join(cp.etcdEndpoints(), ","),
 		"--etcd-cacert", cp.cert("etcd/ca.crt"), "--etcd-cert", cp.cert("etcd/healthcheck-client.crt"), "--etcd-key", cp.cert("etcd/healthcheck-client.key"),
 		"-o", "json")
