@@ -23,6 +23,8 @@ const DefaultBackupDir = "/var/lib/k8scrypto/backups"
 type BackupSet struct {
 	Root string
 	Dir  string
+
+	swept bool
 }
 
 // NewBackupSet names the backup directory for a run at now; nothing is created until Save.
@@ -63,6 +65,10 @@ func (b *BackupSet) Save(path string) (string, error) {
 	if err := EnsureDir(b.Root, ModeStrictDir, false); err != nil {
 		return "", fmt.Errorf("creating backup directory: %w", err)
 	}
+	if !b.swept {
+		b.swept = true
+		sweepBackups(b.Root)
+	}
 	if err := EnsureDir(filepath.Dir(dst), ModeStrictDir, false); err != nil {
 		return "", fmt.Errorf("creating backup directory: %w", err)
 	}
@@ -70,6 +76,17 @@ func (b *BackupSet) Save(path string) (string, error) {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}
 	return dst, nil
+}
+
+// sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a
+// partial copy, and its complete original was never replaced (backups are taken before any write).
+func sweepBackups(root string) {
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && IsBookkeeping(d.Name()) {
+			os.Remove(p)
+		}
+		return nil
+	})
 }
 
 // PruneBackups keeps the newest keep backup directories under root and removes the rest; it returns the
