@@ -78,10 +78,11 @@ const KeySize = 32
 // DefaultResource is always encrypted unless a wildcard covers it.
 const DefaultResource = "secrets"
 
-// Config and ProviderConfig are the apiserver's v1 types, named here for callers.
+// Config, ProviderConfig and KeyConfig are the apiserver's v1 types, named here for callers.
 type (
 	Config         = apiserverv1.EncryptionConfiguration
 	ProviderConfig = apiserverv1.ProviderConfiguration
+	KeyConfig      = apiserverv1.Key
 )
 
 // Options are the inputs of a new configuration.

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
+)
+
+func newSACommand(e *env, g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sa",
+		Short: "Inspect and rotate the service-account signing key pair (sa.key, sa.pub)",
+		Long: `Inspect and rotate the service-account signing key pair in three stages:
+  1. k8scrypto sa rotate prepare      stage a new key (sa.key.next) and append its public key to sa.pub
+                                      restart every kube-apiserver: tokens of both keys are accepted
+  2. k8scrypto sa rotate promote      the new key becomes sa.key (signing); sa.pub keeps both
+                                      restart kube-apiserver and kube-controller-manager
+  3. k8scrypto sa rotate prune --yes  once old tokens have expired or been replaced: sa.pub keeps the new key only
+Tokens signed by the old key stay valid until prune.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newSAStatusCommand(e, g), newSARotateCommand(e, g))
+	return cmd
+}
+
+type saStatusResult struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	*sakeys.State
+}
+
+func newSAStatusCommand(e *env, g *globals) *cobra.Command {
+	f := &clusterFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the rotation stage of sa.key/sa.pub and the fingerprint of every key",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, _, err := maintenanceConfig(e, f)
+			if err != nil {
+				return err
+			}
+			st, err := sakeys.Read(cfg.CertDir)
+			if err != nil {
+				return err
+			}
+			res := saStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "ServiceAccountKeyStatus", State: st}
+			if g.output != "text" {
+				return printStructured(e.stdout, g.output, res)
+			}
+			return printSAState(e.stdout, st)
+		},
+	}
+	f.add(cmd.Flags())
+	return cmd
+}
+
+func printSAState(w io.Writer, st *sakeys.State) error {
+	fmt.Fprintf(w, "Directory: %s\nStage:     %s\nNext:      %s\n\n", st.Dir, st.Stage, st.Next)
+	t := newTable(w)
+	fmt.Fprintln(t, "FILE\tROLE\tALGORITHM\tSHA256")
+	fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.KeyName, st.Key.Role, st.Key.Algorithm, st.Key.SHA256)
+	if st.New != nil {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.NextName, st.New.Role, st.New.Algorithm, st.New.SHA256)
+	}
+	for _, k := range st.Pub {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.PubName, k.Role, k.Algorithm, k.SHA256)
+	}
+	return t.Flush()
+}
+
+type saRotateFlags struct {
+	clusterFlags
+	backupDir string
+	dryRun    bool
+	yes       bool
+}
+
+type saRotateResult struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Step       string           `json:"step"`
+	DryRun     bool             `json:"dryRun"`
+	Backups    []string         `json:"backups,omitempty"`
+	Added      *sakeys.KeyInfo  `json:"added,omitempty"`
+	Removed    []sakeys.KeyInfo `json:"removed,omitempty"`
+	State      *sakeys.State    `json:"state"`
+}
+
+func newSARotateCommand(e *env, g *globals) *cobra.Command {
+	f := &saRotateFlags{}
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate the service-account signing key in three stages: prepare, promote, prune",
+		Long: `Rotate sa.key/sa.pub one stage per command. Each stage refuses to run out of order and says which stage the
+files are in; the files are backed up under --backup-dir before every change and replaced in one crash-safe
+transaction under the certificate directory's lock.
+
+The new key has the algorithm of --encryption-algorithm or the configuration's encryptionAlgorithm when either is
+given, else that of the current sa.key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	f.add(cmd.PersistentFlags())
+	cmd.PersistentFlags().StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+pki.DefaultBackupDir+", or the per-user state directory without root)")
+	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; say whether the step would run")
+	for _, s := range []struct{ use, short string }{
+		{"prepare", "Stage a new key as sa.key.next and append its public key to sa.pub"},
+		{"promote", "Make sa.key.next the signing key sa.key; sa.pub keeps every public key"},
+		{"prune", "Leave only the signing key's public key in sa.pub; tokens of older keys stop working (needs --yes)"},
+	} {
+		step := s.use
+		sub := &cobra.Command{
+			Use:   step,
+			Short: s.short,
+			Args:  cobra.NoArgs,
+			RunE:  func(*cobra.Command, []string) error { return runSARotate(e, g, f, step) },
+		}
+		if step == "prune" {
+			sub.Flags().BoolVar(&f.yes, "yes", false, "confirm that tokens signed by the older keys are no longer needed")
+		}
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
+	cfg, explicitAlg, err := maintenanceConfig(e, &f.clusterFlags)
+	if err != nil {
+		return err
+	}
+	now := e.now().UTC()
+	var audit *pki.AuditLog
+	var root string
+	if !f.dryRun {
+		if audit, err = openAudit(f.auditLog, g.log); err != nil {
+			return err
+		}
+		if root, err = backupRoot(f.backupDir, g.log); err != nil {
+			return err
+		}
+		if _, err := os.Stat(cfg.CertDir); err != nil {
+			return fmt.Errorf("certificate directory %s: %w (set --cert-dir)", cfg.CertDir, err)
+		}
+		lock, err := lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, g.log)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
+	st, err := sakeys.Read(cfg.CertDir)
+	if err != nil {
+		return err
+	}
+	res := saRotateResult{APIVersion: phases.ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: f.dryRun}
+
+	// Refuse before generating a key or touching a file.
+	want := map[string]sakeys.Stage{"prepare": sakeys.StageSteady, "promote": sakeys.StagePrepared, "prune": sakeys.StagePromoted}[step]
+	if st.Stage != want && !(step == "promote" && st.LeftoverNext) {
+		return &sakeys.StageError{Op: step, State: st}
+	}
+	if step == "prune" && !f.yes {
+		var old []string
+		for _, k := range st.Pub {
+			if k.Role == sakeys.RoleOld {
+				old = append(old, k.SHA256[:16])
+			}
+		}
+		return usageError{fmt.Errorf("prune removes %d public key(s) (sha256 %s) from sa.pub: tokens they signed will be rejected once the apiservers restart. Add --yes when those tokens have expired or been replaced", len(old), strings.Join(old, ", "))}
+	}
+	if f.dryRun {
+		res.State = st
+		return printSARotate(e.stdout, g.output, res)
+	}
+	var backupEvents []pki.AuditEvent
+	bs := pki.NewBackupSet(root, now)
+	for _, p := range sakeys.Files(cfg.CertDir) {
+		dst, err := bs.Save(p)
+		if err != nil {
+			return err
+		}
+		if dst != "" {
+			res.Backups = append(res.Backups, dst)
+			backupEvents = append(backupEvents, pki.AuditEvent{Time: now, Operation: pki.AuditBackup, File: p, Detail: "copied to " + dst})
+		}
+	}
+
+	var events []pki.AuditEvent
+	var stepErr error
+	switch step {
+	case "prepare":
+		alg := pki.Algorithm(st.Key.Algorithm)
+		if explicitAlg {
+			alg = cfg.Algorithm
+		}
+		keys := e.keys
+		if keys == nil {
+			keys = pki.GenerateKey
+		}
+		key, err := keys("sa", alg)
+		if err != nil {
+			return fmt.Errorf("generating the new service-account key (%s): %w", alg, err)
+		}
+		stepErr = st.Prepare(key)
+		fp, _ := pki.PublicKeyFingerprint(key.Public())
+		res.Added = &sakeys.KeyInfo{SHA256: fp, Algorithm: string(alg), Role: sakeys.RoleNext}
+		events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.NextName), SHA256: fp,
+			Detail: "sa rotate prepare: new signing key staged, its public key appended to " + sakeys.PubName})
+	case "promote":
+		next := st.New
+		stepErr = st.Promote()
+		if next != nil {
+			events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.KeyName), SHA256: next.SHA256,
+				Detail: fmt.Sprintf("sa rotate promote: %s is now the signing key; the previous one (sha256 %s) stays in %s", sakeys.NextName, st.Key.SHA256, sakeys.PubName)})
+		}
+	case "prune":
+		res.Removed, stepErr = st.Prune()
+		for _, k := range res.Removed {
+			events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRemove, File: filepath.Join(st.Dir, sakeys.PubName), SHA256: k.SHA256,
+				Detail: "sa rotate prune: public key removed; tokens it signed are no longer accepted"})
+		}
+	}
+	outcome := "ok"
+	if stepErr != nil {
+		outcome = stepErr.Error()
+	}
+	for i := range events {
+		events[i].Outcome = outcome
+	}
+	if err := errors.Join(stepErr, audit.Record(append(backupEvents, events...)...)); err != nil {
+		return err
+	}
+	if res.State, err = sakeys.Read(cfg.CertDir); err != nil {
+		return err
+	}
+	return printSARotate(e.stdout, g.output, res)
+}
+
+func printSARotate(w io.Writer, format string, r saRotateResult) error {
+	if format != "text" {
+		return printStructured(w, format, r)
+	}
+	switch {
+	case r.DryRun:
+		fmt.Fprintf(w, "dry run: %s can run; nothing was changed\n", r.Step)
+	case r.Added != nil:
+		fmt.Fprintf(w, "staged a new %s key (sha256 %s) as %s and appended its public key to %s\n", r.Added.Algorithm, r.Added.SHA256, sakeys.NextName, sakeys.PubName)
+	case r.Step == "promote":
+		fmt.Fprintf(w, "%s is now the signing key %s (sha256 %s)\n", sakeys.NextName, sakeys.KeyName, r.State.Key.SHA256)
+	case r.Step == "prune":
+		for _, k := range r.Removed {
+			fmt.Fprintf(w, "removed public key sha256 %s from %s\n", k.SHA256, sakeys.PubName)
+		}
+	}
+	if len(r.Backups) > 0 {
+		fmt.Fprintf(w, "backed up to %s\n", strings.Join(r.Backups, ", "))
+	}
+	_, err := fmt.Fprintf(w, "stage: %s\nnext: copy the files to every control-plane node; then %s\n", r.State.Stage, r.State.Next)
+	return err
+}
