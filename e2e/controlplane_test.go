@@ -80,10 +80,10 @@ func sharedControlPlane(t *testing.T) *controlPlane {
 		sharedCPErr = cp.start(ctx, t.Logf)
 		sharedCP = cp
 	})
+	sharedCP.dumpLogsOnFailure(t) // also when starting it failed
 	if sharedCPErr != nil {
 		t.Fatalf("shared control plane: %v", sharedCPErr)
 	}
-	sharedCP.dumpLogsOnFailure(t)
 	return sharedCP
 }
 

@@ -35,13 +35,15 @@ type reencryptRun struct {
 
 func (r reencryptRun) PerSecond() float64 { return float64(r.Secrets) / r.Duration.Seconds() }
 
-// Test 9 (the correctness half; BenchmarkReencrypt reports the same measurement as benchmark metrics):
-// with 10,000 Secrets stored under an old key, `k8scrypto encryption reencrypt` rewrites every one under
-// the new key, and so does the kubectl get | kubectl replace baseline, measured in the same run.
+// Test 9: with 10,000 Secrets stored under an old key, `k8scrypto encryption reencrypt` rewrites every one
+// under the new key (read raw from etcd). Its throughput and peak RSS are logged; BenchmarkReencrypt
+// measures them beside the kubectl-style baseline, which at 10,000 sequential PUTs takes minutes and so is
+// left out of the default run.
 func TestReencryptAtScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: writes 10,000 Secrets")
 	}
+	t.Parallel() // own control plane; overlaps test 4's reload waits
 	cp := startControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -50,16 +52,18 @@ func TestReencryptAtScale(t *testing.T) {
 	populateSecrets(ctx, t, cp.admin(t), reencryptSecrets)
 	t.Logf("wrote %d Secrets in %v", reencryptSecrets, time.Since(start).Round(time.Millisecond))
 
-	for _, m := range reencryptMethods {
-		st := rotateForReencrypt(ctx, t, cp)
-		run := m.run(ctx, t, cp, kubeconfig)
-		raw := rawSecretPrefixes(ctx, t, cp)
-		if raw[st.Prefix(st.Keys[0])] != sum(raw) || sum(raw) < reencryptSecrets {
-			t.Fatalf("%s: etcd holds Secrets by prefix %v; want all %d+ under %s", m.name, raw, reencryptSecrets, st.Prefix(st.Keys[0]))
-		}
-		t.Logf("%-10s %6d Secrets in %8v: %7.0f Secrets/s, peak RSS %4d MiB", m.name, run.Secrets, run.Duration.Round(time.Millisecond), run.PerSecond(), run.MaxRSS>>20)
-		finishRotation(t, cp)
+	m := reencryptMethods[0]
+	st := rotateForReencrypt(ctx, t, cp)
+	if before := rawSecretPrefixes(ctx, t, cp); before[st.Prefix(st.Keys[0])] != 0 {
+		t.Fatalf("control: before reencrypt %d Secrets are already under the new key", before[st.Prefix(st.Keys[0])])
 	}
+	run := m.run(ctx, t, cp, kubeconfig)
+	raw := rawSecretPrefixes(ctx, t, cp)
+	if raw[st.Prefix(st.Keys[0])] != sum(raw) || sum(raw) < reencryptSecrets {
+		t.Fatalf("%s: etcd holds Secrets by prefix %v; want all %d+ under %s", m.name, raw, reencryptSecrets, st.Prefix(st.Keys[0]))
+	}
+	t.Logf("%s: %d Secrets in %v: %.0f Secrets/s, peak RSS %d MiB (run in parallel with other tests; see BenchmarkReencrypt for a measurement)",
+		m.name, run.Secrets, run.Duration.Round(time.Millisecond), run.PerSecond(), run.MaxRSS>>20)
 }
 
 // BenchmarkReencrypt reports Secrets/s and peak RSS of `k8scrypto encryption reencrypt` and of the
