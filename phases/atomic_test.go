@@ -186,4 +186,3 @@ func equalFiles(a, b map[string]string) bool {
 	}
 	return true
 }
-
