@@ -79,7 +79,7 @@ func loadEncryptionConfig(certDir string) (string, *encryption.Config, error) {
 	path := phases.EncryptionConfigPath(certDir)
 	cfg, err := encryption.Load(path)
 	if encryption.IsNotExist(err) {
-		return path, nil, fmt.Errorf("no encryption config at %s: create it with \"k8scrypto init phase encryption-config\" (or set --cert-dir)", path)
+		return path, nil, fmt.Errorf("no encryption config at %s: create it with \"k8scrypto init phase encryption-config\" (or set --cert-dir): %w", path, err)
 	}
 	return path, cfg, err
 }
@@ -523,7 +523,7 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 		if st := encryption.Describe(ec); st.Stage == encryption.StagePrepared {
 			g.log.Warn("the encryption config is prepared, not promoted: objects are rewritten under the old key; run \"k8scrypto encryption rotate promote\" first", "file", path)
 		}
-	} else if !strings.HasPrefix(err.Error(), "no encryption config") {
+	} else if !encryption.IsNotExist(err) {
 		return err
 	} else {
 		g.log.Warn("no encryption config in the certificate directory; rewriting the given resources without checking the write key", "resources", strings.Join(resources, ","))

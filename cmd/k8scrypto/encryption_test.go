@@ -27,14 +27,14 @@ import (
 // encCase is a certificate directory the encryption and sa commands work on, with its own audit log and
 // backup directory, a settable clock and one key source shared by every run (so a rotation gets a new key).
 type encCase struct {
-	t                                *testing.T
+	t                                testing.TB
 	dir, certDir, audit, backups, cp string
 	keys                             pki.KeySource
 	now                              time.Time
 	seed                             uint64
 }
 
-func newEncCase(t *testing.T) *encCase {
+func newEncCase(t testing.TB) *encCase {
 	t.Helper()
 	dir := t.TempDir()
 	return &encCase{t: t, dir: dir, certDir: filepath.Join(dir, "pki"), audit: filepath.Join(dir, "state", "audit.log"),
@@ -428,4 +428,31 @@ current-context: x
 	if code != 0 || !strings.Contains(out, "23 object(s) rewritten") || !strings.Contains(out, "objects/s") {
 		t.Fatalf("text summary: exit %d\n%s", code, out)
 	}
+}
+
+// BenchmarkReencryptClientSide measures what the client side of reencrypt costs (list decode, protobuf
+// encode, HTTP) against an in-process server that stores nothing: an upper bound for the CLI, not a
+// cluster measurement (the e2e suite measures against a real apiserver and etcd).
+func BenchmarkReencryptClientSide(b *testing.B) {
+	c := newEncCase(b)
+	c.initPhase("encryption-config")
+	const n = 5000
+	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}}
+	for i := range n {
+		ns, name := fmt.Sprintf("ns-%d", i%50), fmt.Sprintf("s-%05d", i)
+		api.secrets[ns+"/"+name] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: "7"},
+			Data: map[string][]byte{"tls.crt": bytes.Repeat([]byte("x"), 1500), "tls.key": bytes.Repeat([]byte("y"), 1600)}}
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	kubeconfig := filepath.Join(c.dir, "admin.conf")
+	os.WriteFile(kubeconfig, []byte(fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: %q}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n", srv.URL)), 0o600)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if code, _, stderr := c.exec("encryption", "reencrypt", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "--checkpoint", c.cp, "-q"); code != 0 {
+			b.Fatal(stderr)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "objects/s")
 }
