@@ -110,7 +110,6 @@ func newCluster(t *testing.T, n int) (*pagedClient, []string) {
 	}
 	sort.Strings(keys)
 	// NewClientset's field-managed tracker costs ~25ms per update; these tests make thousands.
-	//lint:ignore SA1019 the simple tracker is what these tests need, and it is fast
 	cs := fake.NewSimpleClientset(objs...)
 	return &pagedClient{Clientset: cs, p: &pager{expire: map[string]bool{}}}, keys
 }
