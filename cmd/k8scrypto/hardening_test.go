@@ -1,0 +1,650 @@
+package main
+
+// Crash safety of every writing command, through the CLI: each file-system step of init, renew certs,
+// encryption rotate prepare|promote|prune and sa rotate prepare|promote|prune is failed in turn (an
+// injected error, and an "abort" that stops the run dead at that step, as a SIGKILL would), and after each
+// the node is checked: no temp file, every certificate matches its key and chains to its CA, no CA key,
+// sa.key or encryption key that existed before is lost or changed unless the command exists to change it,
+// and a re-run of the same command completes. The real-process SIGKILL test is in crash_test.go.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/encryption"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
+)
+
+// hardeningConfig is the node of every hardening test: ECDSA-P256 keys, which are fast to make.
+const hardeningConfig = `apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 10.0.0.5
+nodeRegistration:
+  name: cp-1
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+encryptionAlgorithm: ECDSA-P256
+`
+
+// node is a control-plane node's files, every state path inside one directory.
+type node struct {
+	t                          *testing.T
+	dir, cfg, certDir, kubeDir string
+	backupDir, auditLog        string
+}
+
+// memTempDir is a temporary directory on tmpfs when the machine has one: the crash walks repeat whole runs,
+// each with dozens of fsyncs, hundreds of times.
+func memTempDir(t *testing.T) string {
+	t.Helper()
+	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "k8scrypto-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
+func newNode(t *testing.T) *node {
+	t.Helper()
+	dir := memTempDir(t)
+	n := &node{t: t, dir: dir, cfg: filepath.Join(dir, "kubeadm.yaml"), certDir: filepath.Join(dir, "pki"),
+		kubeDir: filepath.Join(dir, "kube"), backupDir: filepath.Join(dir, "backups"), auditLog: filepath.Join(dir, "audit.log")}
+	if err := os.WriteFile(n.cfg, []byte(hardeningConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// args completes a command line with the flags that keep the command inside the node's directory; init
+// also gets the node's configuration.
+func (n *node) args(args ...string) []string {
+	var words []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			break
+		}
+		words = append(words, a)
+	}
+	cmd := strings.Join(words, " ")
+	out := slices.Clone(args)
+	switch {
+	case strings.HasPrefix(cmd, "certs check-expiration"):
+		return append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir)
+	case strings.HasPrefix(cmd, "init") && !slices.Contains(args, "--config"):
+		out = append(out, "--config", n.cfg)
+	}
+	out = append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir, "--audit-log", n.auditLog)
+	if strings.HasPrefix(cmd, "renew") || strings.HasPrefix(cmd, "encryption rotate") || strings.HasPrefix(cmd, "sa rotate") {
+		out = append(out, "--backup-dir", n.backupDir)
+	}
+	return out
+}
+
+// testEnv is the injected world of one run: a fixed clock, serials (and encryption keys) from a seeded
+// reader, fresh ECDSA keys (a fixture source would hand a rotation the key it replaces).
+func testEnv(now time.Time) (*env, *bytes.Buffer, *bytes.Buffer) {
+	var stdout, stderr bytes.Buffer
+	return &env{stdout: &stdout, stderr: &stderr, now: func() time.Time { return now }, rand: pkitest.Rand(uint64(now.UnixNano())),
+		hostname: func() (string, error) { return "cp-1", nil }}, &stdout, &stderr
+}
+
+func (n *node) run(now time.Time, args ...string) (int, string, string) {
+	n.t.Helper()
+	e, stdout, stderr := testEnv(now)
+	code := run(n.args(args...), e)
+	return code, stdout.String(), stderr.String()
+}
+
+// mustRun runs a command that has to succeed.
+func (n *node) mustRun(now time.Time, args ...string) string {
+	n.t.Helper()
+	code, stdout, stderr := n.run(now, args...)
+	if code != 0 {
+		n.t.Fatalf("%s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	return stdout
+}
+
+// errInjected is what the fault hook returns; the CLI must report it.
+var errInjected = errors.New("injected fault")
+
+// runFault runs a command with the fault hook failing its nth file-system step: with err, or, when abort is
+// set, by stopping the run right there (runtime.Goexit: deferred calls run, as the kernel closes files and
+// releases the lock of a killed process, but nothing else; temp files and journals stay). It returns the
+// exit code (-1 after an abort) and the failed step's operation and path.
+func (n *node) runFault(now time.Time, nth int, err error, abort bool, args ...string) (code int, stderr string, op string) {
+	n.t.Helper()
+	e, _, errBuf := testEnv(now)
+	calls := 0
+	restore := pki.SetFaultHook(func(o pki.Op, path string) error {
+		if calls++; calls == nth {
+			op = fmt.Sprintf("%s %s", o, strings.TrimPrefix(path, n.dir+"/"))
+			if abort {
+				runtime.Goexit()
+			}
+			return err
+		}
+		return nil
+	})
+	defer restore()
+	done := make(chan int, 1)
+	go func() {
+		aborted := true
+		defer func() {
+			if aborted {
+				done <- -1
+			}
+		}()
+		c := run(n.args(args...), e)
+		aborted = false
+		done <- c
+	}()
+	select {
+	case code = <-done:
+	case <-time.After(time.Minute):
+		n.t.Fatalf("step %d (%s): the run neither finished nor stopped (was the hook called from another goroutine?)", nth, op)
+	}
+	return code, errBuf.String(), op
+}
+
+// countSteps counts the file-system steps of an uninterrupted run, which must succeed.
+func (n *node) countSteps(now time.Time, args ...string) int {
+	n.t.Helper()
+	steps := 0
+	restore := pki.SetFaultHook(func(pki.Op, string) error { steps++; return nil })
+	code, _, stderr := n.run(now, args...)
+	restore()
+	if code != 0 {
+		n.t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	return steps
+}
+
+// copyTree copies a directory tree with its modes (whatever the umask).
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return err
+			}
+			return os.Chmod(target, info.Mode().Perm())
+		}
+		if !info.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(target, data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chmod(target, info.Mode().Perm()); err != nil {
+			return err
+		}
+		return os.Chtimes(target, info.ModTime(), info.ModTime())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reset puts the node's directory back to a saved copy, at the same path (kubeadm-config.yaml names it).
+func (n *node) reset(saved string) {
+	n.t.Helper()
+	if err := os.RemoveAll(n.dir); err != nil {
+		n.t.Fatal(err)
+	}
+	copyTree(n.t, saved, n.dir)
+}
+
+func (n *node) save() string {
+	n.t.Helper()
+	saved := filepath.Join(memTempDir(n.t), "saved")
+	copyTree(n.t, n.dir, saved)
+	return saved
+}
+
+// snap records the node's own files: the certificate and kubeconfig directories (not the audit log or
+// backups), keyed "pki/..." and "kube/...".
+func (n *node) snap() pkitest.Snapshot {
+	n.t.Helper()
+	out := pkitest.Snapshot{}
+	for _, sub := range []string{"pki", "kube"} {
+		for p, st := range pkitest.MustSnapshot(n.t, filepath.Join(n.dir, sub)) {
+			out[filepath.ToSlash(filepath.Join(sub, p))] = st
+		}
+	}
+	return out
+}
+
+// protectedFiles are the files whose loss or change loses a cluster's identity or data: CA certificates and
+// keys, the service-account keys and the encryption config. Relative to the node's directory.
+var protectedFiles = []string{
+	"pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/front-proxy-ca.key", "pki/etcd/ca.crt", "pki/etcd/ca.key",
+	"pki/sa.key", "pki/sa.pub", "pki/" + sakeys.NextName, "pki/" + encryption.FileName,
+}
+
+// checkBookkeeping fails for any temp, rollback or journal file anywhere in the node's directory.
+func (n *node) checkBookkeeping(label string) {
+	n.t.Helper()
+	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && (pki.IsBookkeeping(d.Name()) || strings.Contains(d.Name(), ".k8scrypto-")) {
+			n.t.Errorf("%s: %s left behind", label, strings.TrimPrefix(p, n.dir+"/"))
+		}
+		return nil
+	})
+}
+
+// checkConsistent checks whatever key material exists: each certificate with its key, matching and chaining
+// to its CA; each kubeconfig's client certificate with its key and chaining to ca.crt, its CA data ca.crt;
+// sa.key's public key in sa.pub (sakeys.Read); the encryption config valid. With complete set, every file of
+// a control-plane node must exist.
+func (n *node) checkConsistent(label string, now time.Time, complete bool) {
+	n.t.Helper()
+	t := n.t
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+	cfg := defaultPKIConfig(n.certDir)
+	cas := map[string]*pki.CertSpec{}
+	for _, spec := range cfg.Certs() {
+		if spec.IsCA() {
+			cas[spec.Name] = &spec
+		}
+	}
+	loadCA := func(name string) []byte {
+		data, _ := os.ReadFile(cas[name].CertPath(n.certDir))
+		return data
+	}
+	for _, spec := range cfg.Certs() {
+		crt, key := spec.CertPath(n.certDir), spec.KeyPath(n.certDir)
+		hc, hk := exists(crt), exists(key)
+		if !hc && !hk && !complete {
+			continue
+		}
+		if !hc || !hk {
+			t.Errorf("%s: %s: certificate present %v, key present %v", label, spec.Name, hc, hk)
+			continue
+		}
+		cert, chain, err := phases.LoadCert(crt)
+		if err != nil {
+			t.Errorf("%s: %v", label, err)
+			continue
+		}
+		k, err := phases.LoadKey(key)
+		if err != nil {
+			t.Errorf("%s: %v", label, err)
+			continue
+		}
+		if !pki.KeyMatchesCert(k, cert) {
+			t.Errorf("%s: %s does not match %s", label, key, crt)
+		}
+		if !spec.IsCA() {
+			ca, _, err := pki.ParseCertChain(loadCA(spec.CAName))
+			if err != nil {
+				t.Errorf("%s: %s: CA %s: %v", label, spec.Name, spec.CAName, err)
+			} else if err := pki.VerifyChain(cert, chain, ca, now); err != nil {
+				t.Errorf("%s: %s does not chain to %s: %v", label, spec.Name, spec.CAName, err)
+			}
+		}
+	}
+	ca, _, caErr := pki.ParseCertChain(loadCA("ca"))
+	for _, spec := range pki.Kubeconfigs() {
+		p := spec.Path(n.kubeDir)
+		if !exists(p) {
+			if complete {
+				t.Errorf("%s: %s missing", label, spec.FileName)
+			}
+			continue
+		}
+		kc, err := phases.LoadKubeconfig(p)
+		if err != nil {
+			t.Errorf("%s: %v", label, err)
+			continue
+		}
+		if !pki.KeyMatchesCert(kc.ClientKey, kc.ClientCert) {
+			t.Errorf("%s: %s: client key does not match its certificate", label, spec.FileName)
+		}
+		if caErr != nil || len(kc.CAs) == 0 || !pki.SameCert(kc.CAs[0], ca) {
+			t.Errorf("%s: %s: CA data is not ca.crt", label, spec.FileName)
+		} else if err := pki.VerifyChain(kc.ClientCert, kc.ClientChain, ca, now); err != nil {
+			t.Errorf("%s: %s: client certificate does not chain to ca.crt: %v", label, spec.FileName, err)
+		}
+	}
+	if exists(filepath.Join(n.certDir, "sa.key")) || exists(filepath.Join(n.certDir, "sa.pub")) || complete {
+		if _, err := sakeys.Read(n.certDir); err != nil {
+			t.Errorf("%s: %v", label, err)
+		}
+	}
+	if p := phases.EncryptionConfigPath(n.certDir); exists(p) || complete {
+		if _, err := encryption.Load(p); err != nil {
+			t.Errorf("%s: %v", label, err)
+		}
+	}
+	if complete && !exists(filepath.Join(n.kubeDir, phases.KubeadmConfigFileName)) {
+		t.Errorf("%s: %s missing", label, phases.KubeadmConfigFileName)
+	}
+}
+
+// checkProtected fails when a protected file that existed in before is gone or changed, unless the command
+// may change it.
+func (n *node) checkProtected(label string, before pkitest.Snapshot, mayChange []string) {
+	n.t.Helper()
+	after := n.snap()
+	for _, p := range protectedFiles {
+		b, had := before[p]
+		if !had || slices.Contains(mayChange, p) {
+			continue
+		}
+		if a, ok := after[p]; !ok {
+			n.t.Errorf("%s: %s was lost", label, p)
+		} else if a.SHA256 != b.SHA256 {
+			n.t.Errorf("%s: %s was changed", label, p)
+		}
+	}
+}
+
+// checkUnchanged: after a failed command the certificate and kubeconfig directories are exactly as before
+// (content, mode and modification time), but for the lock file the command may have created.
+func (n *node) checkUnchanged(label string, before pkitest.Snapshot) {
+	n.t.Helper()
+	for _, d := range pkitest.Diff(before, n.snap()) {
+		path := d[strings.Index(d, " ")+1:]
+		path, _, _ = strings.Cut(path, ":")
+		if path == "pki" || path == "pki/"+pki.LockName {
+			continue // the lock, and the directory holding it
+		}
+		n.t.Errorf("%s: %s", label, d)
+	}
+}
+
+// crashCase is one command walked through every failure.
+type crashCase struct {
+	name string
+	// setup brings a new node to the command's starting state.
+	setup func(n *node)
+	args  []string
+	// mayChange lists the protected files the command exists to change.
+	mayChange []string
+	// effect checks the command's outcome once it has completed.
+	effect func(n *node, before pkitest.Snapshot)
+	// stage commands refuse (exit 3) to run again once done: after a crash that had reached the commit
+	// point, the re-run finds the step complete.
+	stage bool
+	// journal: the command replaces several files in one journalled transaction.
+	journal bool
+}
+
+// The commands run at these times: init, then each earlier stage an hour apart, the command a day later.
+var (
+	setupTime = pkitest.Now
+	cmdTime   = pkitest.Now.Add(24 * time.Hour)
+)
+
+func initNode(n *node) { n.mustRun(setupTime, "init") }
+
+func stages(steps ...[]string) func(n *node) {
+	return func(n *node) {
+		initNode(n)
+		for i, s := range steps {
+			n.mustRun(setupTime.Add(time.Duration(i+1)*time.Hour), s...)
+		}
+	}
+}
+
+func crashCases() []crashCase {
+	encPrepare := []string{"encryption", "rotate", "prepare"}
+	encPromote := []string{"encryption", "rotate", "promote"}
+	saPrepare := []string{"sa", "rotate", "prepare"}
+	saPromote := []string{"sa", "rotate", "promote"}
+	encFile := "pki/" + encryption.FileName
+	return []crashCase{
+		{name: "init on an empty directory", journal: true, setup: func(*node) {}, args: []string{"init"}, effect: func(*node, pkitest.Snapshot) {}},
+		{name: "init keeping CAs, sa and encryption keys", journal: true, setup: func(n *node) {
+			initNode(n)
+			for _, spec := range pki.Catalog() {
+				if !spec.IsCA() {
+					os.Remove(spec.CertPath(n.certDir))
+					os.Remove(spec.KeyPath(n.certDir))
+				}
+			}
+			for _, k := range pki.Kubeconfigs() {
+				os.Remove(k.Path(n.kubeDir))
+			}
+		}, args: []string{"init"}, effect: func(*node, pkitest.Snapshot) {}},
+		{name: "renew certs --force", journal: true, setup: initNode, args: []string{"renew", "certs", "--force"}, effect: func(n *node, before pkitest.Snapshot) {
+			after := n.snap()
+			for _, spec := range pki.Catalog() {
+				p := "pki/" + spec.BaseName + ".crt"
+				if !spec.IsCA() && after[p].SHA256 == before[p].SHA256 {
+					n.t.Errorf("%s was not renewed", p)
+				}
+			}
+			for _, k := range pki.Kubeconfigs() {
+				if p := "kube/" + k.FileName; k.Renewable && after[p].SHA256 == before[p].SHA256 {
+					n.t.Errorf("%s was not renewed", p)
+				}
+			}
+		}},
+		{name: "encryption rotate prepare", setup: initNode, args: encPrepare, mayChange: []string{encFile}, stage: true,
+			effect: encryptionEffect(encryption.StagePrepared, false)},
+		{name: "encryption rotate promote", setup: stages(encPrepare), args: encPromote, mayChange: []string{encFile}, stage: true,
+			effect: encryptionEffect(encryption.StagePromoted, false)},
+		{name: "encryption rotate prune", setup: stages(encPrepare, encPromote), args: []string{"encryption", "rotate", "prune", "--yes"},
+			mayChange: []string{encFile}, stage: true, effect: encryptionEffect(encryption.StageSteady, true)},
+		{name: "sa rotate prepare", journal: true, setup: initNode, args: saPrepare, mayChange: []string{"pki/sa.pub", "pki/" + sakeys.NextName}, stage: true,
+			effect: saEffect(sakeys.StagePrepared)},
+		{name: "sa rotate promote", setup: stages(saPrepare), args: saPromote, mayChange: []string{"pki/sa.key", "pki/" + sakeys.NextName}, stage: true,
+			effect: saEffect(sakeys.StagePromoted)},
+		{name: "sa rotate prune", setup: stages(saPrepare, saPromote), args: []string{"sa", "rotate", "prune", "--yes"}, mayChange: []string{"pki/sa.pub"}, stage: true,
+			effect: saEffect(sakeys.StageSteady)},
+	}
+}
+
+// encryptionEffect: the file reached the stage, and no key of the file before is lost or changed; prune
+// keeps the write key only.
+func encryptionEffect(want encryption.Stage, prune bool) func(n *node, before pkitest.Snapshot) {
+	return func(n *node, _ pkitest.Snapshot) {
+		n.t.Helper()
+		path := phases.EncryptionConfigPath(n.certDir)
+		cfg, err := encryption.Load(path)
+		if err != nil {
+			n.t.Error(err)
+			return
+		}
+		if st := encryption.Describe(cfg); st.Stage != want {
+			n.t.Errorf("encryption config in stage %s, want %s", st.Stage, want)
+		}
+		prev, err := encryption.Parse(n.savedFile("pki/" + encryption.FileName))
+		if err != nil {
+			n.t.Error(err)
+			return
+		}
+		have := encryptionSecrets(cfg)
+		prevKeys := encryptionSecrets(prev)
+		if prune {
+			prevKeys = prevKeys[:1] // the write key
+		}
+		for _, k := range prevKeys {
+			if !slices.Contains(have, k) {
+				n.t.Errorf("encryption key %s was lost or changed", strings.SplitN(k, "=", 2)[0])
+			}
+		}
+	}
+}
+
+func encryptionSecrets(cfg *encryption.Config) []string {
+	var out []string
+	for _, rc := range cfg.Resources {
+		for _, p := range rc.Providers {
+			for _, k := range localKeys(p) {
+				out = append(out, k.Name+"="+k.Secret)
+			}
+		}
+	}
+	return out
+}
+
+// localKeys are a provider's own keys (secretbox, aescbc, aesgcm).
+func localKeys(p encryption.ProviderConfig) []apiserverv1.Key {
+	switch {
+	case p.Secretbox != nil:
+		return p.Secretbox.Keys
+	case p.AESCBC != nil:
+		return p.AESCBC.Keys
+	case p.AESGCM != nil:
+		return p.AESGCM.Keys
+	}
+	return nil
+}
+
+// saEffect: the key pair reached the stage, and the signing key is the one the stage says: unchanged for
+// prepare and prune, the staged key for promote.
+func saEffect(want sakeys.Stage) func(n *node, before pkitest.Snapshot) {
+	return func(n *node, before pkitest.Snapshot) {
+		n.t.Helper()
+		st, err := sakeys.Read(n.certDir)
+		if err != nil {
+			n.t.Error(err)
+			return
+		}
+		if st.Stage != want {
+			n.t.Errorf("sa keys in stage %s, want %s", st.Stage, want)
+		}
+		signing := before["pki/sa.key"].SHA256
+		if want == sakeys.StagePromoted {
+			signing = before["pki/"+sakeys.NextName].SHA256
+		}
+		if got := n.snap()["pki/sa.key"].SHA256; got != signing {
+			n.t.Errorf("sa.key is not the key stage %s signs with", want)
+		}
+	}
+}
+
+// savedFile reads a file of the starting state (set by walkCrashCase).
+func (n *node) savedFile(rel string) []byte {
+	data, err := os.ReadFile(filepath.Join(savedStates[n.dir], rel))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return data
+}
+
+// savedStates maps a node's directory to the copy of its starting state.
+var savedStates = map[string]string{}
+
+// TestFaultAtEveryStep walks every writing command through an injected error at each of its file-system
+// steps (create, write, fsync, rename, link, mkdir, directory fsync), then through an abort at each step.
+// Error: the command fails naming the fault, the node's files are exactly as before and a re-run completes.
+// Abort: right after, no protected file that existed is lost or changed; the re-run recovers (finishing or
+// undoing the interrupted replacement) and completes, or, for a rotation stage that had reached its commit
+// point, finds the stage done. After every re-run: no temp file anywhere, every key pair consistent, the
+// command's effect in place, no protected file changed that the command does not exist to change.
+func TestFaultAtEveryStep(t *testing.T) {
+	for _, c := range crashCases() {
+		t.Run(c.name, func(t *testing.T) { walkCrashCase(t, c) })
+	}
+}
+
+func walkCrashCase(t *testing.T, c crashCase) {
+	n := newNode(t)
+	c.setup(n)
+	saved := n.save()
+	savedStates[n.dir] = saved
+	defer delete(savedStates, n.dir)
+	before := n.snap()
+	steps := n.countSteps(cmdTime, c.args...)
+	c.effect(n, before)
+	n.checkConsistent("uninterrupted run", cmdTime, true)
+	stride := 1
+	if testing.Short() {
+		stride = 5
+	}
+	kinds := map[string]int{}
+	// What the re-runs after an abort found and repaired, from their warnings.
+	recovered := map[string]int{}
+	for _, abort := range []bool{false, true} {
+		mode := map[bool]string{false: "error", true: "abort"}[abort]
+		for i := 1; i <= steps; i += stride {
+			n.reset(saved)
+			code, stderr, op := n.runFault(cmdTime, i, errInjected, abort, c.args...)
+			label := fmt.Sprintf("%s at step %d/%d (%s)", mode, i, steps, op)
+			kinds[mode+" "+strings.Fields(op)[0]]++
+			switch {
+			case abort:
+				n.checkProtected(label+", right after", before, c.mayChange)
+			case code == 0:
+				// Only a step after the transaction ended (removing the kept old files, syncing) can fail
+				// without failing the command; the command's work is then complete.
+				n.checkBookkeeping(label)
+				c.effect(n, before)
+				n.checkConsistent(label, cmdTime, true)
+				continue
+			default:
+				if !strings.Contains(stderr, errInjected.Error()) {
+					t.Errorf("%s: exit %d without naming the fault: %s", label, code, stderr)
+				}
+				n.checkBookkeeping(label)
+				n.checkUnchanged(label, before)
+				n.checkConsistent(label, cmdTime, false)
+			}
+			// The re-run: recovery first, then the command.
+			code, _, stderr = n.run(cmdTime, c.args...)
+			switch {
+			case code == 0:
+			case c.stage && abort && code == 3 && strings.Contains(stderr, "refused"):
+				recovered["stage found done"]++ // the aborted run had committed
+			default:
+				t.Fatalf("%s: re-run: exit %d: %s", label, code, stderr)
+			}
+			for _, w := range []string{"completed an interrupted replacement", "undid a failed replacement", "removed a leftover temporary file"} {
+				if strings.Contains(stderr, w) {
+					recovered[w]++
+				}
+			}
+			n.checkBookkeeping(label + ", after the re-run")
+			n.checkProtected(label+", after the re-run", before, c.mayChange)
+			c.effect(n, before)
+			n.checkConsistent(label+", after the re-run", cmdTime, true)
+			if t.Failed() {
+				return
+			}
+		}
+	}
+	// The abort walk must have hit both sides of the commit point: temp files to discard before it, a
+	// journalled replacement to complete after it.
+	if recovered["removed a leftover temporary file"] == 0 {
+		t.Error("no abort left a temp file for recovery to remove")
+	}
+	if c.journal && recovered["completed an interrupted replacement"] == 0 {
+		t.Error("no abort left a journalled replacement for recovery to complete")
+	}
+	t.Logf("%d steps; failed: %v; recovery: %v", steps, kinds, recovered)
+}
