@@ -288,7 +288,7 @@ func Parse(data []byte) (*apiserverv1.EncryptionConfiguration, error) {
 	}
 	obj, gvk, err := codecs.UniversalDeserializer().Decode(data, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("decoding: %s", redactDecodeError(err))
+		return nil, fmt.Errorf("decoding: %s", redactDecodeError(err, data))
 	}
 	cfg, ok := obj.(*apiserverv1.EncryptionConfiguration)
 	if !ok {
@@ -301,10 +301,22 @@ func Parse(data []byte) (*apiserverv1.EncryptionConfiguration, error) {
 }
 
 // redactDecodeError keeps decoding errors from quoting the file: YAML type errors quote the offending
-// value in backticks, and that value may be a key.
-func redactDecodeError(err error) string {
+// value in backticks, a missing kind or apiVersion quotes the whole document, and either may hold a key.
+func redactDecodeError(err error, data []byte) string {
+	switch {
+	case runtime.IsMissingKind(err):
+		return "kind is not set: the file must declare apiVersion: apiserver.config.k8s.io/v1 and kind: EncryptionConfiguration"
+	case runtime.IsMissingVersion(err):
+		return "apiVersion is not set: the file must declare apiVersion: apiserver.config.k8s.io/v1 and kind: EncryptionConfiguration"
+	}
 	msg := err.Error()
-	if strings.Contains(msg, "`") || len(msg) > 400 {
+	withheld := strings.Contains(msg, "`") || len(msg) > 400
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if l := bytes.TrimSpace(line); len(l) >= 16 && strings.Contains(msg, string(l)) {
+			withheld = true // the message quotes the file
+		}
+	}
+	if withheld {
 		return "the file is not a valid EncryptionConfiguration (syntax error or wrong field types; the message is withheld because it may quote a key)"
 	}
 	return msg
