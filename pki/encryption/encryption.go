@@ -310,16 +310,33 @@ func redactDecodeError(err error, data []byte) string {
 		return "apiVersion is not set: the file must declare apiVersion: apiserver.config.k8s.io/v1 and kind: EncryptionConfiguration"
 	}
 	msg := err.Error()
-	withheld := strings.Contains(msg, "`") || len(msg) > 400
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		if l := bytes.TrimSpace(line); len(l) >= 16 && strings.Contains(msg, string(l)) {
-			withheld = true // the message quotes the file
-		}
-	}
-	if withheld {
+	if quotesInput(msg, data) {
 		return "the file is not a valid EncryptionConfiguration (syntax error or wrong field types; the message is withheld because it may quote a key)"
 	}
 	return msg
+}
+
+// quotesInput reports whether a decoding error repeats a part of the file that may be a key: a value in
+// backticks (YAML type errors), a dumped "secret" pair (YAML conversion errors print whole maps), a line of
+// the file, or a run of 16 or more base64 characters from it.
+func quotesInput(msg string, data []byte) bool {
+	if strings.Contains(msg, "`") || len(msg) > 400 || strings.Contains(msg, `secret":`) || strings.Contains(msg, "secret:") {
+		return true
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if l := bytes.TrimSpace(line); len(l) >= 16 && strings.Contains(msg, string(l)) {
+			return true
+		}
+	}
+	notBase64 := func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' || r == '=')
+	}
+	for _, tok := range bytes.FieldsFunc(data, notBase64) {
+		if len(tok) >= 16 && string(tok) != "EncryptionConfiguration" && strings.Contains(msg, string(tok)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate applies the apiserver's defaults to a copy of cfg and runs the apiserver's validation
