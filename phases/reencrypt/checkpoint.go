@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"k8scrypto.dev/k8scrypto/pki"
 )
@@ -20,7 +21,9 @@ type Checkpoint struct {
 	Kind       string `json:"kind"`
 	Server     string `json:"server"`
 	// Target is the write key the objects are rewritten under (encryption.WriteKey).
-	Target    string                   `json:"target"`
+	Target string `json:"target"`
+	// Updated is when the checkpoint was last written; an old one is not trusted (see Options.MaxAge).
+	Updated   time.Time                `json:"updated"`
 	Resources map[string]ResourceState `json:"resources"`
 }
 

@@ -42,6 +42,8 @@ const (
 	DefaultWorkers  = 16
 	// DefaultConflictRetries bounds the re-GET and PUT rounds for one object that keeps changing.
 	DefaultConflictRetries = 5
+	// DefaultMaxCheckpointAge bounds how long an interrupted run can be resumed.
+	DefaultMaxCheckpointAge = 24 * time.Hour
 	// FieldManager names k8scrypto in managedFields (a no-op update changes none).
 	FieldManager = "k8scrypto-reencrypt"
 )
@@ -67,6 +69,10 @@ type Options struct {
 	Target string
 	// Restart ignores an existing checkpoint.
 	Restart bool
+	// MaxAge is how old a checkpoint may be and still be resumed (DefaultMaxCheckpointAge when 0): skipping
+	// objects on the word of a stale checkpoint could leave some under a key about to be pruned, while
+	// rewriting everything is always safe.
+	MaxAge time.Duration
 	// Progress, when set, is called about every ProgressInterval (default 250ms) and once at the end.
 	Progress         func(Progress)
 	ProgressInterval time.Duration
@@ -235,6 +241,9 @@ func Run(ctx context.Context, client kubernetes.Interface, o Options) (Summary, 
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxCheckpointAge
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -260,6 +269,8 @@ func Run(ctx context.Context, client kubernetes.Interface, o Options) (Summary, 
 		case prev == nil:
 		case prev.Server != o.Server || prev.Target != o.Target:
 			o.Log.Warn("ignoring a checkpoint recorded for another server or write key", "checkpoint", o.Checkpoint, "server", prev.Server, "target", prev.Target)
+		case o.Now().Sub(prev.Updated) > o.MaxAge:
+			o.Log.Warn("ignoring a checkpoint older than "+o.MaxAge.String(), "checkpoint", o.Checkpoint, "updated", prev.Updated)
 		default:
 			cp, sum.Resumed = prev, true
 			o.Log.Info("resuming from checkpoint", "checkpoint", o.Checkpoint)
@@ -546,6 +557,7 @@ func (r *run) saveCheckpoint(force bool) error {
 		r.mu.Unlock()
 		return nil
 	}
+	r.cp.Updated = r.o.Now().UTC()
 	data := r.cp.marshal()
 	r.dirty = false
 	r.saved = time.Now()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -314,6 +315,9 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
 	old := newCheckpoint("https://cp:6443", "secretbox:key-a")
 	old.Resources["secrets"] = ResourceState{After: "ns-06/s-9999"}
+	old.Updated = time.Now().Add(-time.Hour)
+	stale := *old
+	stale.Updated = time.Now().Add(-25 * time.Hour)
 	if err := writeCheckpoint(cp, old.marshal()); err != nil {
 		t.Fatal(err)
 	}
@@ -321,9 +325,14 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 		"other target": {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b"},
 		"other server": {Checkpoint: cp, Server: "https://other:6443", Target: "secretbox:key-a"},
 		"restart":      {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", Restart: true},
+		"stale":        {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			writeCheckpoint(cp, old.marshal())
+			if name == "stale" {
+				writeCheckpoint(cp, stale.marshal())
+			} else {
+				writeCheckpoint(cp, old.marshal())
+			}
 			sum, err := Run(context.Background(), cs, o)
 			if err != nil {
 				t.Fatal(err)
