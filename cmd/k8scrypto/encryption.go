@@ -572,7 +572,7 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	if bar != nil {
 		opts.Progress = bar.draw
 	}
-	g.log.Info("rewriting", "resources", strings.Join(resources, ","), "server", rc.Host, "write key", target)
+	g.log.Info("rewriting", "resources", strings.Join(resources, ","), "server", rc.Host, "target", target)
 	sum, runErr := reencrypt.Run(ctx, client, opts)
 	if bar != nil {
 		bar.finish()

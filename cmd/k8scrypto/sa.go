@@ -199,9 +199,13 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 	var stepErr error
 	switch step {
 	case "prepare":
-		alg := pki.Algorithm(st.Key.Algorithm)
-		if explicitAlg {
+		// Keep the current key's algorithm unless one was asked for, or kubeadm could not make it.
+		alg, err := pki.ParseAlgorithm(st.Key.Algorithm)
+		if explicitAlg || err != nil {
 			alg = cfg.Algorithm
+		}
+		if alg == "" {
+			alg = pki.RSA2048 // kubeadm's default
 		}
 		keys := e.keys
 		if keys == nil {
