@@ -29,6 +29,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "-noop" {
+		return // the start-up floor of a small Go program (see startupFloor)
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %s\n", err)
 		os.Exit(1)
@@ -121,13 +124,18 @@ func (b *bench) main(stdout io.Writer) error {
 	}
 	fmt.Fprintf(b.log, "measuring RSA-2048 key generation in-process (%d keys) ...\n", b.o.keygens)
 	keygen := measureKeygen(b.o.keygens)
+	fmt.Fprintf(b.log, "measuring the start-up floor ...\n")
+	floor, err := b.startupFloor()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(b.log, "tracing package initialisation ...\n")
 	inits, err := b.initTrace(5)
 	if err != nil {
 		return err
 	}
 	rep := report{
-		results: results, keygen: keygen, inits: inits, runs: b.o.runs,
+		results: results, keygen: keygen, inits: inits, startup: floor, runs: b.o.runs,
 		loadBefore: loadBefore, loadAfter: loadAvg(), cpus: runtime.NumCPU(),
 	}
 	return rep.write(stdout, b.o.format)
@@ -137,6 +145,7 @@ func (b *bench) main(stdout io.Writer) error {
 type sample struct {
 	wall, cpu time.Duration
 	rssKiB    int64
+	faults    int64 // minor page faults: most of a process start on a VM where each costs tens of µs
 }
 
 // result is one operation measured on both tools.
@@ -174,6 +183,7 @@ func (b *bench) measure(s scenario) (result, error) {
 					}
 					smp.wall += one.wall
 					smp.cpu += one.cpu
+					smp.faults += one.faults
 					smp.rssKiB = max(smp.rssKiB, one.rssKiB)
 				}
 			}
@@ -281,7 +291,42 @@ func (b *bench) exec(root string, kubeadm bool, args []string) (sample, error) {
 		return sample{}, errors.New("no resource usage for the child process on this platform")
 	}
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return sample{wall: wall, cpu: cpu, rssKiB: ru.Maxrss}, nil
+	return sample{wall: wall, cpu: cpu, rssKiB: ru.Maxrss, faults: ru.Minflt}, nil
+}
+
+// startupFloor times processes that do nothing, o.runs times each, alternating: /bin/true and this
+// program with -noop (a Go binary with the standard library only). What the machine charges to start any
+// process bounds what "version" can reach.
+func (b *bench) startupFloor() ([]startupRow, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	rows := []startupRow{{name: "/bin/true", argv: []string{"/bin/true"}}, {name: "Go program doing nothing", argv: []string{self, "-noop"}}}
+	for i := -1; i < b.o.runs; i++ {
+		for j := range rows {
+			cmd := exec.Command(rows[j].argv[0], rows[j].argv[1:]...)
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return nil, fmt.Errorf("%s: %w", rows[j].name, err)
+			}
+			wall := time.Since(start)
+			ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			if !ok {
+				return nil, errors.New("no resource usage for the child process on this platform")
+			}
+			if i >= 0 {
+				rows[j].samples = append(rows[j].samples, sample{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rssKiB: ru.Maxrss, faults: ru.Minflt})
+			}
+		}
+	}
+	return rows, nil
+}
+
+type startupRow struct {
+	name    string
+	argv    []string
+	samples []sample
 }
 
 // childEnv is this environment without K8SCRYPTO_* settings and GODEBUG, which would change what is timed.
