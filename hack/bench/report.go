@@ -126,8 +126,8 @@ func (rep report) writeFloor(b *bytes.Buffer, rows []row) {
 	}
 	mean := meanDuration(rep.keygen)
 	floor := mean * pkiKeys / time.Duration(rep.cpus)
-	fmt.Fprintf(b, "RSA-2048 floor: %d keys x %s mean keygen (in-process, %d keys, median %s) / %d CPUs = %s.\n",
-		pkiKeys, ms(mean), len(rep.keygen), ms(median(rep.keygen)), rep.cpus, ms(floor))
+	fmt.Fprintf(b, "RSA-2048 floor: %d keys x %s mean keygen (in-process, %d keys: median %s, from %s to %s) / %d CPUs = %s.\n",
+		pkiKeys, ms(mean), len(rep.keygen), ms(median(rep.keygen)), ms(slices.Min(rep.keygen)), ms(slices.Max(rep.keygen)), rep.cpus, ms(floor))
 	for _, r := range rows {
 		if strings.HasPrefix(r.name, "full PKI RSA-2048") {
 			fmt.Fprintf(b, "  %s: %s = %.2fx the floor (%s above it); kubeadm, one key at a time: %s = %.2fx.\n",
