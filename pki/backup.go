@@ -55,7 +55,7 @@ func (b *BackupSet) Save(path string) (string, error) {
 		return "", err
 	}
 	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("backing up %s: not a regular file", abs)
+		return "", fmt.Errorf("backing up %s: not a regular file (k8scrypto does not follow symbolic links: replace the link with the file it points to)", abs)
 	}
 	data, err := os.ReadFile(abs)
 	if err != nil {
@@ -76,6 +76,16 @@ func (b *BackupSet) Save(path string) (string, error) {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}
 	return dst, nil
+}
+
+// Discard removes the backup directory of a run that failed before replacing anything (its copies back up
+// nothing that changed), and the backup root too when that leaves it empty.
+func (b *BackupSet) Discard() {
+	if b == nil || filepath.Dir(b.Dir) != filepath.Clean(b.Root) {
+		return
+	}
+	os.RemoveAll(b.Dir)
+	os.Remove(b.Root) // only when empty
 }
 
 // sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a

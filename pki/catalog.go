@@ -115,7 +115,7 @@ func validateServiceSubnet(s string) error {
 	for i, p := range parts {
 		_, cidr, err := netutils.ParseCIDRSloppy(p)
 		if err != nil {
-			return fmt.Errorf("%q is not a CIDR", p)
+			return fmt.Errorf("%q is not a CIDR (give an address/prefix such as 10.96.0.0/12)", p)
 		}
 		cidrs[i] = cidr
 	}

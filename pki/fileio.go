@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"sync"
 )
 
@@ -114,7 +115,7 @@ func checkTarget(f File) error {
 		return err
 	}
 	if f.Mode&0o077 == 0 && info.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("refusing to write private file %s into %s, which is group- or world-writable (mode %04o)", f.Path, dir, info.Mode().Perm())
+		return fmt.Errorf("refusing to write private file %s into %s, which is group- or world-writable (mode %04o): make it writable by its owner only (chmod go-w %s)", f.Path, dir, info.Mode().Perm(), dir)
 	}
 	return nil
 }
@@ -229,6 +230,31 @@ type journal struct {
 // point (the journal in journalDir) and discards it otherwise. A single file needs no journal: one rename
 // is atomic. journalDir is the certificate directory; it may be "" only for a single file.
 func Commit(journalDir string, files []File) error {
+	return withHint(commit(journalDir, files))
+}
+
+// withHint adds what to do about the file-system errors an operator fixes outside k8scrypto.
+func withHint(err error) error {
+	var hint string
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		hint = "the file system is full: free space, then run the command again"
+	case errors.Is(err, syscall.EROFS):
+		hint = "the file system is read-only: remount it read-write, then run the command again"
+	case errors.Is(err, fs.ErrPermission):
+		hint = "permission denied: run as the owner of the directory (usually root), then run the command again"
+	default:
+		return err
+	}
+	if strings.Contains(err.Error(), hint) {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, hint)
+}
+
+func commit(journalDir string, files []File) error {
 	if len(files) == 0 {
 		return nil
 	}

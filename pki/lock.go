@@ -20,12 +20,12 @@ type Lock struct{ f *os.File }
 // for each other instead of interleaving.
 func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 	if err := EnsureDir(dir, ModeDir, false); err != nil {
-		return nil, err
+		return nil, withHint(err)
 	}
 	path := filepath.Join(dir, LockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, ModeKey)
 	if err != nil {
-		return nil, fmt.Errorf("opening lock %s: %w", path, err)
+		return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
 	}
 	deadline := time.Now().Add(timeout)
 	for {
