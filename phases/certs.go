@@ -103,9 +103,10 @@ func LoadKey(path string) (crypto.Signer, error) {
 // without its key is an external CA.
 func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
 	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
+	restore := "restore it from a backup (a new CA would mean re-issuing everything it signed)"
 	cert, _, err := LoadCert(crtPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; %s", err, restore)
 	}
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
@@ -124,7 +125,7 @@ func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
 	if haveKey {
 		key, err := LoadKey(keyPath)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w; %s", err, restore)
 		}
 		if !pki.KeyMatchesCert(key, cert) {
 			return nil, fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
@@ -247,13 +248,14 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 	fix := fmt.Sprintf("run \"k8scrypto renew certs %s --force\" to re-issue it (the old files are backed up)", spec.Name)
 	switch {
 	case haveCrt && haveKey:
+		unreadable := fmt.Sprintf("restore it from a backup, or remove %s and %s and run init again to issue a new pair", crtPath, keyPath)
 		cert, chain, err := LoadCert(crtPath)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; %s", err, unreadable)
 		}
 		key, err := LoadKey(keyPath)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; %s", err, unreadable)
 		}
 		var problems []string
 		if !pki.KeyMatchesCert(key, cert) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 	netutils "k8s.io/utils/net"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -105,7 +107,7 @@ func (c *Config) decode(data []byte) error {
 		}
 		var tm typeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			return fmt.Errorf("document %d: not valid YAML: %w", i, err)
+			return fmt.Errorf("document %d: not valid YAML (line numbers count from the document's start; fix the syntax there): %w", i, err)
 		}
 		if tm.APIVersion == "" || tm.Kind == "" {
 			return fmt.Errorf("document %d: apiVersion and kind must be set", i)
@@ -128,7 +130,7 @@ func (c *Config) decode(data []byte) error {
 				return fmt.Errorf("document %d: more than one InitConfiguration", i)
 			}
 			seenInit = true
-			if err := yaml.UnmarshalStrict(doc, c.Init); err != nil {
+			if err := decodeStrict(doc, c.Init); err != nil {
 				return fmt.Errorf("InitConfiguration: %w", err)
 			}
 		case "ClusterConfiguration":
@@ -136,7 +138,7 @@ func (c *Config) decode(data []byte) error {
 				return fmt.Errorf("document %d: more than one ClusterConfiguration", i)
 			}
 			seenCluster = true
-			if err := yaml.UnmarshalStrict(doc, c.Cluster); err != nil {
+			if err := decodeStrict(doc, c.Cluster); err != nil {
 				return fmt.Errorf("ClusterConfiguration: %w", err)
 			}
 		case "JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration":
@@ -146,6 +148,22 @@ func (c *Config) decode(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// decodeStrict decodes one document strictly. An unknown or duplicate field is reported with its path
+// (yaml.UnmarshalStrict names only the last key) and what to do about it.
+func decodeStrict(doc []byte, obj any) error {
+	err := yaml.UnmarshalStrict(doc, obj)
+	if err == nil {
+		return nil
+	}
+	if js, jerr := yaml.YAMLToJSON(doc); jerr == nil {
+		fresh := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
+		if strict, _ := sigsjson.UnmarshalStrict(js, fresh); len(strict) > 0 {
+			return fmt.Errorf("%w: check the spelling and indentation against kubeadm's v1beta4 reference (https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/), or remove it", errors.Join(strict...))
+		}
+	}
+	return err
 }
 
 func stripComments(doc []byte) []byte {
