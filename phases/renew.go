@@ -253,6 +253,7 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 			}
 			saved, err := backups.Save(f.Path)
 			if err != nil {
+				backups.Discard()
 				return res, fmt.Errorf("%w; nothing was renewed (give a writable --backup-dir)", err)
 			}
 			if saved != "" {

@@ -388,7 +388,9 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 	st := encryption.Describe(next)
 	res := encryptionRotateResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionRotateResult", Step: step, File: path, DryRun: f.dryRun, Changes: changes, Stage: st.Stage, Next: st.Next}
 	if !f.dryRun {
-		if res.Backup, err = pki.NewBackupSet(root, now).Save(path); err != nil {
+		backups := pki.NewBackupSet(root, now)
+		if res.Backup, err = backups.Save(path); err != nil {
+			backups.Discard()
 			return err
 		}
 		events := []pki.AuditEvent{{Time: now, Operation: pki.AuditBackup, File: path, Detail: "copied to " + res.Backup}}

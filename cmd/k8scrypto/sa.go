@@ -187,6 +187,7 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 	for _, p := range sakeys.Files(cfg.CertDir) {
 		dst, err := bs.Save(p)
 		if err != nil {
+			bs.Discard()
 			return err
 		}
 		if dst != "" {
