@@ -47,6 +47,8 @@ type node struct {
 	t                          *testing.T
 	dir, cfg, certDir, kubeDir string
 	backupDir, auditLog        string
+	// savedAudit is the audit log's content before a command under test.
+	savedAudit string
 }
 
 // memTempDir is a temporary directory on tmpfs when the machine has one: the crash walks repeat whole runs,
@@ -638,12 +640,12 @@ func walkCrashCase(t *testing.T, c crashCase) {
 			}
 		}
 	}
-	// The abort walk must have hit both sides of the commit point: temp files to discard before it, a
-	// journalled replacement to complete after it.
-	if recovered["removed a leftover temporary file"] == 0 {
+	// The full abort walk must have hit both sides of the commit point: temp files to discard before it, a
+	// journalled replacement to complete after it (-short skips steps, and may miss either).
+	if stride == 1 && recovered["removed a leftover temporary file"] == 0 {
 		t.Error("no abort left a temp file for recovery to remove")
 	}
-	if c.journal && recovered["completed an interrupted replacement"] == 0 {
+	if stride == 1 && c.journal && recovered["completed an interrupted replacement"] == 0 {
 		t.Error("no abort left a journalled replacement for recovery to complete")
 	}
 	t.Logf("%d steps; failed: %v; recovery: %v", steps, kinds, recovered)

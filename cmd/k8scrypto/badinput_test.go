@@ -1,0 +1,381 @@
+package main
+
+// The hostile-input table: every bad input docs/bad-input.md lists, given to the command that meets it.
+// In every case the command exits non-zero, the message names the file or field and says what to do, and
+// no file anywhere in the node's directory changes (content, mode, modification time).
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/encryption"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+)
+
+// badInput is one row of docs/bad-input.md.
+type badInput struct {
+	name string
+	// fresh: the node is not initialised first (configuration errors meet an empty directory).
+	fresh bool
+	// setup breaks the node; it may return a path outside the node that must not change either.
+	setup func(t *testing.T, n *node) (outside string)
+	now   time.Time
+	args  []string
+	// fault, when set, fails every file-system step of that kind with this error (a read-only or full disk),
+	// in the node's certificate and kubeconfig directories, or only in the backup directory with inBackups.
+	fault     pki.Op
+	faultErr  error
+	inBackups bool
+	code      int
+	// want are pieces of the message: the file or field, and the fix.
+	want []string
+}
+
+// writeFile replaces a node file, keeping its mode.
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	mode := os.FileMode(0o600)
+	if info, err := os.Stat(path); err == nil {
+		mode = info.Mode().Perm()
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func withConfig(doc string) func(t *testing.T, n *node) string {
+	return func(t *testing.T, n *node) string {
+		writeFile(t, n.cfg, []byte(doc))
+		return ""
+	}
+}
+
+// setEncryptionSecret replaces the secret of the encryption config's first key.
+func setEncryptionSecret(secret string) func(t *testing.T, n *node) string {
+	return func(t *testing.T, n *node) string {
+		p := phases.EncryptionConfigPath(n.certDir)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, _, ok := strings.Cut(line, "secret: "); ok {
+				line = k + "secret: " + secret
+			}
+			out = append(out, line)
+		}
+		writeFile(t, p, []byte(strings.Join(out, "\n")))
+		return ""
+	}
+}
+
+// signedBy issues a certificate for key's public half from a CA (caKey self-signed when ca is nil).
+func signedBy(t *testing.T, cn string, isCA bool, pub any, ca *x509.Certificate, caKey any, notAfter time.Time) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
+		NotBefore: pkitest.Now.Add(-time.Hour), NotAfter: notAfter, BasicConstraintsValid: true, IsCA: isCA,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if isCA {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		tmpl.ExtKeyUsage = nil
+	}
+	parent := tmpl
+	if ca != nil {
+		parent = ca
+	}
+	der, err := x509.CreateCertificate(pkitest.Rand(3), tmpl, parent, pub, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return pki.EncodeCert(cert)
+}
+
+func badInputs() []badInput {
+	day := 24 * time.Hour
+	cfgHead := "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.5\nnodeRegistration:\n  name: cp-1\n---\n"
+	removeLeaf := func(n *node, name string) {
+		os.Remove(filepath.Join(n.certDir, name+".crt"))
+		os.Remove(filepath.Join(n.certDir, name+".key"))
+	}
+	return []badInput{
+		{name: "unknown config field", fresh: true, args: []string{"init"},
+			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  servceSubnet: 10.97.0.0/16\n"),
+			code:  1, want: []string{"kubeadm.yaml", "ClusterConfiguration", `unknown field "networking.servceSubnet"`, "check the spelling and indentation", "or remove it"}},
+		{name: "unsupported API version (v1beta3)", fresh: true, args: []string{"init"},
+			setup: withConfig("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"),
+			code:  1, want: []string{"kubeadm.yaml", `"kubeadm.k8s.io/v1beta3"`, "kubeadm config migrate", "use kubeadm.k8s.io/v1beta4"}},
+		{name: "broken YAML", fresh: true, args: []string{"init"},
+			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [a, b\n"),
+			code:  1, want: []string{"kubeadm.yaml", "document 2", "not valid YAML", "fix the syntax there", "line 4"}},
+		{name: "invalid SAN", fresh: true, args: []string{"init", "--apiserver-cert-extra-sans", "bad_name!"},
+			code: 1, want: []string{"apiServer.certSANs", `"bad_name!"`, "not an IP address or an RFC 1123 DNS name"}},
+		{name: "invalid CIDR", fresh: true, args: []string{"init", "--service-cidr", "10.96.0.0/33"},
+			code: 1, want: []string{"networking.serviceSubnet", `"10.96.0.0/33"`, "is not a CIDR", "such as 10.96.0.0/12"}},
+		{name: "unknown algorithm", fresh: true, args: []string{"init", "--encryption-algorithm", "DSA-1024"},
+			code: 1, want: []string{"encryptionAlgorithm", `"DSA-1024"`, "must be one of ECDSA-P256, ECDSA-P384, RSA-2048, RSA-3072, RSA-4096"}},
+		{name: "certificate validity longer than the CA validity", fresh: true, args: []string{"init"},
+			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 100000h\n"),
+			code:  1, want: []string{"certificateValidityPeriod", "longer than caCertificateValidityPeriod"}},
+		{name: "certificate would outlive its existing CA", now: pkitest.Now.Add(9*365*day + 200*day), args: []string{"init"},
+			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
+			code:  1, want: []string{"certificateValidityPeriod", "apiserver would expire", "after its CA ca", "shorten the period or renew the CA"}},
+		{name: "truncated certificate", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				p := filepath.Join(n.certDir, "apiserver.crt")
+				data, _ := os.ReadFile(p)
+				writeFile(t, p, data[:len(data)/2])
+				return ""
+			},
+			code: 1, want: []string{"apiserver.crt", "truncated", "restore it from a backup, or remove", "run init again"}},
+		{name: "garbage key", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("\x00\x01garbage\xff"))
+				return ""
+			},
+			code: 1, want: []string{"apiserver.key", "no valid private key", "restore it from a backup, or remove", "run init again"}},
+		{name: "garbage key (renew keeping the key)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force", "--rotate-keys=false"},
+			setup: func(t *testing.T, n *node) string {
+				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+				return ""
+			},
+			code: 1, want: []string{"apiserver.key", "no valid private key", `"k8scrypto renew certs apiserver --force"`}},
+		{name: "key does not match its certificate", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				other, _ := os.ReadFile(filepath.Join(n.certDir, "front-proxy-client.key"))
+				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), other)
+				return ""
+			},
+			code: 1, want: []string{"apiserver.key does not match", "apiserver.crt", `"k8scrypto renew certs apiserver --force"`}},
+		{name: "leaf signed by another CA", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				otherKey := pkitest.MustKey(pki.ECDSAP256, "spare-a")
+				other, _, _ := pki.ParseCertChain(signedBy(t, "other-ca", true, otherKey.Public(), nil, otherKey, pkitest.Now.Add(365*day)))
+				key, err := phases.LoadKey(filepath.Join(n.certDir, "apiserver.key"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(n.certDir, "apiserver.crt"), signedBy(t, "kube-apiserver", false, key.Public(), other, otherKey, pkitest.Now.Add(300*day)))
+				return ""
+			},
+			code: 1, want: []string{"apiserver.crt cannot be reused", "does not verify against ca", `"k8scrypto renew certs apiserver --force"`}},
+		{name: "CA certificate without the CA bit", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				key, err := phases.LoadKey(filepath.Join(n.certDir, "ca.key"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(n.certDir, "ca.crt"), signedBy(t, "kubernetes", false, key.Public(), nil, key, pkitest.Now.Add(3650*day)))
+				return ""
+			},
+			code: 1, want: []string{"ca.crt is not a CA certificate", "restore the ca CA or remove it and its key"}},
+		{name: "expired CA", now: pkitest.Now.Add(11 * 365 * day), args: []string{"init"},
+			code: 1, want: []string{"ca.crt expired on", "replace the CA"}},
+		{name: "expired CA (renew)", now: pkitest.Now.Add(11 * 365 * day), args: []string{"renew", "certs"},
+			code: 1, want: []string{"ca.crt expired on", "replace the ca CA and re-issue its certificates"}},
+		{name: "ca.key without ca.crt", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string { os.Remove(filepath.Join(n.certDir, "ca.crt")); return "" },
+			code:  1, want: []string{"ca.key exists but", "ca.crt does not", "restore the CA certificate, or remove the key"}},
+		{name: "symlink in the cert dir (renew)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force"},
+			setup: symlinkOut("apiserver.crt"),
+			code:  1, want: []string{"apiserver.crt is a symbolic link", "replace it with the file it points to"}},
+		{name: "symlink in the cert dir (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"},
+			setup: symlinkOut(encryption.FileName),
+			code:  1, want: []string{encryption.FileName, "does not follow symbolic links", "replace the link with the file it points to"}},
+		{name: "symlink in the cert dir (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"},
+			setup: symlinkOut("sa.pub"),
+			code:  1, want: []string{"sa.pub is not a regular file", "symbolic links are refused"}},
+		{name: "symlink for a missing key (init)", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				removeLeaf(n, "apiserver")
+				out := filepath.Join(t.TempDir(), "planted")
+				os.Symlink(out, filepath.Join(n.certDir, "apiserver.key"))
+				return out
+			},
+			code: 1, want: []string{"apiserver.key exists but its certificate", "apiserver.crt does not"}},
+		{name: "read-only directory", args: []string{"init"}, fault: pki.OpCreate, faultErr: syscall.EROFS,
+			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
+			code:  1, want: []string{"apiserver.key", "read-only file system", "remount it read-write"}},
+		{name: "full disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
+			code: 1, want: []string{"writing the renewed certificates", "admin.conf", "no space left on device", "free space, then run the command again"}},
+		{name: "full backup disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, inBackups: true,
+			code: 1, want: []string{"backing up", "admin.conf", "no space left on device", "free space, then run the command again", "nothing was renewed"}},
+		{name: "full disk (init)", args: []string{"init"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
+			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
+			code:  1, want: []string{"apiserver.key", "no space left on device", "free space, then run the command again"}},
+		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC,
+			code: 1, want: []string{encryption.FileName, "no space left on device", "free space, then run the command again"}},
+		{name: "full disk (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
+			code: 1, want: []string{"sa.", "no space left on device", "free space, then run the command again"}},
+		{name: "read-only directory (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpRename, faultErr: syscall.EROFS,
+			code: 1, want: []string{"writing the renewed certificates", "journal", "read-only file system", "remount it read-write"}},
+		{name: "encryption key not 32 bytes", args: []string{"init"},
+			setup: setEncryptionSecret(base64.StdEncoding.EncodeToString(make([]byte, 16))),
+			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+		{name: "encryption key not base64", now: cmdTime, args: []string{"encryption", "rotate", "prepare"},
+			setup: setEncryptionSecret("not-base64!!"),
+			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+		{name: "encryption key not base64 (status)", args: []string{"encryption", "status"},
+			setup: setEncryptionSecret("not-base64!!"),
+			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+		{name: "group-writable certificate directory", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				removeLeaf(n, "apiserver")
+				os.Chmod(n.certDir, 0o775)
+				return ""
+			},
+			code: 1, want: []string{"refusing to write private file", "apiserver.key", "group- or world-writable", "chmod go-w"}},
+	}
+}
+
+// checkAuditOnlyFailures: the audit log is a file a refused command may change, by appending lines that
+// record the failure (and the backups it took); it never records a success, and never loses a line.
+func checkAuditOnlyFailures(t *testing.T, n *node, before, after pkitest.Snapshot) {
+	t.Helper()
+	if before["audit.log"] == after["audit.log"] {
+		return
+	}
+	data, err := os.ReadFile(n.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := n.savedAudit
+	if !strings.HasPrefix(string(data), old) {
+		t.Fatal("the audit log lost lines")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(strings.TrimPrefix(string(data), old)), "\n") {
+		var ev pki.AuditEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		// A backup that was taken is recorded as such; nothing else may claim success.
+		if (ev.Outcome == "ok" || ev.Outcome == "") && ev.Operation != pki.AuditBackup {
+			t.Errorf("a refused command recorded a success: %s", line)
+		}
+	}
+}
+
+// checkBackupsAreCopies: a command that fails after taking its backups keeps them; every file added under
+// the backup directory must be an exact copy of a node file as it was (and still is).
+func checkBackupsAreCopies(t *testing.T, n *node, before, after pkitest.Snapshot) {
+	t.Helper()
+	for p, st := range after {
+		if _, had := before[p]; had || !strings.HasPrefix(p, "backups/") || !st.Mode.IsRegular() {
+			continue
+		}
+		// backups/<UTC time>/<absolute path of the original>
+		parts := strings.SplitN(p, "/", 3)
+		orig, ok := strings.CutPrefix("/"+parts[len(parts)-1], n.dir+"/")
+		if !ok || before[orig].SHA256 != st.SHA256 {
+			t.Errorf("%s is not a copy of a node file as it was", p)
+		}
+	}
+}
+
+// symlinkOut replaces a node file by a symbolic link to a copy outside the node.
+func symlinkOut(name string) func(t *testing.T, n *node) string {
+	return func(t *testing.T, n *node) string {
+		p := filepath.Join(n.certDir, name)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "outside-"+name)
+		if err := os.WriteFile(out, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		if err := os.Symlink(out, p); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+}
+
+// TestBadInput runs the table (docs/bad-input.md points here, row by row).
+func TestBadInput(t *testing.T) {
+	base := newNode(t)
+	initNode(base)
+	initialised := base.save()
+	for _, bi := range badInputs() {
+		t.Run(bi.name, func(t *testing.T) {
+			n := newNode(t)
+			if !bi.fresh {
+				// The same directory each time: kubeadm-config.yaml names it.
+				nn := *base
+				n = &nn
+				n.t = t
+				n.reset(initialised)
+			}
+			outside := ""
+			if bi.setup != nil {
+				outside = bi.setup(t, n)
+			}
+			now := bi.now
+			if now.IsZero() {
+				now = setupTime.Add(time.Hour)
+			}
+			before := pkitest.MustSnapshot(t, n.dir)
+			audit, _ := os.ReadFile(n.auditLog)
+			n.savedAudit = string(audit)
+			var outBefore pkitest.Snapshot
+			if outside != "" {
+				outBefore = pkitest.MustSnapshot(t, filepath.Dir(outside))
+			}
+			if bi.fault != "" {
+				restore := pki.SetFaultHook(func(op pki.Op, path string) error {
+					if op == bi.fault && strings.HasPrefix(path, n.backupDir+"/") == bi.inBackups {
+						return bi.faultErr
+					}
+					return nil
+				})
+				defer restore()
+			}
+			code, stdout, stderr := n.run(now, append(bi.args, "-v")...)
+			t.Logf("exit %d: %s", code, stderr)
+			if code != bi.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, bi.code, stdout, stderr)
+			}
+			msg := stderr[max(strings.LastIndex(stderr, "error: "), 0):]
+			for _, w := range bi.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the message does not say %q:\n%s", w, msg)
+				}
+			}
+			after := pkitest.MustSnapshot(t, n.dir)
+			checkAuditOnlyFailures(t, n, before, after)
+			checkBackupsAreCopies(t, n, before, after)
+			for _, s := range []pkitest.Snapshot{before, after} {
+				delete(s, "audit.log")
+				for p := range s {
+					if p == "backups" || strings.HasPrefix(p, "backups/") {
+						delete(s, p)
+					}
+				}
+			}
+			if d := pkitest.Diff(before, after); len(d) > 0 {
+				t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
+			}
+			if outside != "" {
+				if d := pkitest.Diff(outBefore, pkitest.MustSnapshot(t, filepath.Dir(outside))); len(d) > 0 {
+					t.Errorf("a file outside the node changed through a symlink:\n%s", strings.Join(d, "\n"))
+				}
+			}
+		})
+	}
+}
