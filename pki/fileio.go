@@ -8,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 )
 
 // File modes k8scrypto writes, independent of the umask (kubeadm's modes; see StrictModes for CIS).
