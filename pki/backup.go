@@ -24,7 +24,8 @@ type BackupSet struct {
 	Root string
 	Dir  string
 
-	swept bool
+	swept       bool
+	createdRoot bool
 }
 
 // NewBackupSet names the backup directory for a run at now; nothing is created until Save.
@@ -62,8 +63,17 @@ func (b *BackupSet) Save(path string) (string, error) {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}
 	dst := filepath.Join(b.Dir, abs)
+	if _, err := os.Lstat(b.Root); errors.Is(err, fs.ErrNotExist) {
+		b.createdRoot = true
+	}
 	if err := EnsureDir(b.Root, ModeStrictDir, false); err != nil {
 		return "", fmt.Errorf("creating backup directory: %w", err)
+	}
+	// The copies hold keys: in a directory others can write to, they could be swapped or redirected.
+	if info, err := os.Stat(b.Root); err != nil {
+		return "", err
+	} else if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		return "", fmt.Errorf("refusing to back up %s into %s, which is group- or world-writable (mode %04o): make it writable by its owner only (chmod go-w %s) or give another --backup-dir", abs, b.Root, perm, b.Root)
 	}
 	if !b.swept {
 		b.swept = true
@@ -79,13 +89,15 @@ func (b *BackupSet) Save(path string) (string, error) {
 }
 
 // Discard removes the backup directory of a run that failed before replacing anything (its copies back up
-// nothing that changed), and the backup root too when that leaves it empty.
+// nothing that changed), and the backup root too when this set created it and it is left empty.
 func (b *BackupSet) Discard() {
 	if b == nil || filepath.Dir(b.Dir) != filepath.Clean(b.Root) {
 		return
 	}
 	os.RemoveAll(b.Dir)
-	os.Remove(b.Root) // only when empty
+	if b.createdRoot {
+		os.Remove(b.Root) // only when empty
+	}
 }
 
 // sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,14 +378,23 @@ func (n *node) checkProtected(label string, before pkitest.Snapshot, mayChange [
 // (content, mode and modification time), but for the lock file the command may have created.
 func (n *node) checkUnchanged(label string, before pkitest.Snapshot) {
 	n.t.Helper()
-	for _, d := range pkitest.Diff(before, n.snap()) {
-		path := d[strings.Index(d, " ")+1:]
-		path, _, _ = strings.Cut(path, ":")
-		if path == "pki" || path == "pki/"+pki.LockName {
-			continue // the lock, and the directory holding it
-		}
+	for _, d := range nodeDiff(before, n.snap()) {
 		n.t.Errorf("%s: %s", label, d)
 	}
+}
+
+// nodeDiff lists the differences between two snapshots of the node's files but the lock file, and the
+// certificate directory a writing command creates to hold it (empty, 0600, opened without following links).
+func nodeDiff(before, after pkitest.Snapshot) []string {
+	var out []string
+	for _, d := range pkitest.Diff(before, after) {
+		path := d[strings.Index(d, " ")+1:]
+		path, _, _ = strings.Cut(path, ":")
+		if path != "pki" && path != "pki/"+pki.LockName {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // crashCase is one command walked through every failure.
@@ -649,4 +659,140 @@ func walkCrashCase(t *testing.T, c crashCase) {
 		t.Error("no abort left a journalled replacement for recovery to complete")
 	}
 	t.Logf("%d steps; failed: %v; recovery: %v", steps, kinds, recovered)
+}
+
+// Key hygiene.
+
+// documentedMode is the mode README.md and docs/ give each file k8scrypto writes (rel is relative to the
+// node's directory); ok is false for files the test itself wrote.
+func (n *node) documentedMode(rel string, isDir, strict bool) (mode os.FileMode, ok bool) {
+	if rest, isBackup := strings.CutPrefix(rel, "backups"); isBackup {
+		if isDir {
+			return 0o700, true
+		}
+		// backups/<UTC time>/<absolute path>: a copy keeps the original's mode.
+		parts := strings.SplitN(strings.TrimPrefix(rest, "/"), "/", 2)
+		orig, found := strings.CutPrefix("/"+parts[len(parts)-1], n.dir+"/")
+		if !found {
+			return 0, false
+		}
+		return n.documentedMode(orig, false, strict)
+	}
+	switch {
+	case isDir && (rel == "pki" || rel == "pki/etcd" || rel == "kube"):
+		if strict {
+			return pki.ModeStrictDir, true
+		}
+		return pki.ModeDir, true
+	case strings.HasSuffix(rel, ".crt"):
+		if strict {
+			return pki.ModeStrictCert, true
+		}
+		return pki.ModeCert, true
+	case strings.HasPrefix(rel, "pki/"), strings.HasPrefix(rel, "kube/"), rel == "audit.log":
+		// keys, sa.pub, sa.key.next, encryption-config.yaml, the lock, kubeconfigs, kubeadm-config.yaml
+		return pki.ModeKey, true
+	}
+	return 0, false
+}
+
+// TestModesWhateverTheUmask runs every writing command under umask 0 and 077, with and without
+// --strict-permissions, and checks every file and directory has exactly its documented mode. Not parallel:
+// the umask belongs to the process.
+func TestModesWhateverTheUmask(t *testing.T) {
+	for _, mask := range []int{0, 0o077} {
+		for _, strict := range []bool{false, true} {
+			t.Run(fmt.Sprintf("umask %04o strict %v", mask, strict), func(t *testing.T) {
+				old := syscall.Umask(mask)
+				defer syscall.Umask(old)
+				n := newNode(t)
+				var extra []string
+				if strict {
+					extra = []string{"--strict-permissions"}
+				}
+				for i, args := range [][]string{
+					{"init"}, {"renew", "certs", "--force"}, {"encryption", "rotate", "prepare"}, {"sa", "rotate", "prepare"},
+				} {
+					n.mustRun(setupTime.Add(time.Duration(i)*time.Hour), append(args, extra...)...)
+				}
+				seen := map[string]bool{}
+				filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+					if err != nil || p == n.dir {
+						return err
+					}
+					rel, _ := filepath.Rel(n.dir, p)
+					info, _ := d.Info()
+					want, ok := n.documentedMode(rel, d.IsDir(), strict)
+					if !ok {
+						return nil
+					}
+					seen[strings.SplitN(rel, "/", 2)[0]] = true
+					if got := info.Mode().Perm(); got != want {
+						t.Errorf("%s: mode %04o, documented %04o", rel, got, want)
+					}
+					return nil
+				})
+				for _, top := range []string{"pki", "kube", "backups", "audit.log"} {
+					if !seen[top] {
+						t.Errorf("%s was not checked", top)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestKeysNeverWrittenIntoOpenDirectories: a private file is never put into a directory others can write to
+// (they could swap it, or read it through a link they planted), through the CLI: the certificate directory,
+// its etcd subdirectory, the kubeconfig directory and the backup directory. The command fails, says which
+// directory and the chmod, and writes nothing there.
+func TestKeysNeverWrittenIntoOpenDirectories(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		open  func(n *node) string // makes a directory group- or world-writable and returns it
+		args  []string
+		setup bool
+	}{
+		{name: "certificate directory 0777", args: []string{"init"}, open: func(n *node) string {
+			os.MkdirAll(n.certDir, 0o700)
+			os.Chmod(n.certDir, 0o777)
+			return n.certDir
+		}},
+		{name: "etcd directory 0770", args: []string{"init"}, setup: true, open: func(n *node) string {
+			dir := filepath.Join(n.certDir, "etcd")
+			os.Remove(filepath.Join(dir, "server.crt"))
+			os.Remove(filepath.Join(dir, "server.key"))
+			os.Chmod(dir, 0o770)
+			return dir
+		}},
+		{name: "kubeconfig directory 0757", args: []string{"init"}, open: func(n *node) string {
+			os.MkdirAll(n.kubeDir, 0o700)
+			os.Chmod(n.kubeDir, 0o757)
+			return n.kubeDir
+		}},
+		{name: "backup directory 0777", args: []string{"renew", "certs", "--force"}, setup: true, open: func(n *node) string {
+			os.MkdirAll(n.backupDir, 0o700)
+			os.Chmod(n.backupDir, 0o777)
+			return n.backupDir
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := newNode(t)
+			if c.setup {
+				initNode(n)
+			}
+			dir := c.open(n)
+			before := n.snap()
+			code, _, stderr := n.run(cmdTime, c.args...)
+			if code != 1 || !strings.Contains(stderr, dir+", which is group- or world-writable") || !strings.Contains(stderr, "chmod go-w "+dir) {
+				t.Errorf("exit %d: %s", code, stderr)
+			}
+			if d := nodeDiff(before, n.snap()); len(d) > 0 {
+				t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
+			}
+			if ents, _ := os.ReadDir(n.backupDir); len(ents) > 0 {
+				t.Errorf("%d entries written into the backup directory", len(ents))
+			}
+		})
+	}
 }
