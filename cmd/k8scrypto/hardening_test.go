@@ -9,11 +9,19 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -795,4 +803,247 @@ func TestKeysNeverWrittenIntoOpenDirectories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secretForms are the ways a leaked key could appear in text: for a private key its PEM body (the DER in
+// base64, as the file holds it), its PKCS#8 DER in base64, and its private scalar (ECDSA D, RSA D and P) in
+// hex and base64; for an encryption key the file's base64, and the decoded key in hex and other base64s.
+func secretForms(key crypto.Signer) []string {
+	var out []string
+	if p, err := pki.EncodePrivateKey(key); err == nil {
+		if b, _ := pem.Decode(p); b != nil {
+			out = append(out, base64.StdEncoding.EncodeToString(b.Bytes))
+		}
+	}
+	if der, err := x509.MarshalPKCS8PrivateKey(key); err == nil {
+		out = append(out, base64.StdEncoding.EncodeToString(der))
+	}
+	var raw [][]byte
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if b, err := k.Bytes(); err == nil {
+			raw = append(raw, b)
+		}
+	case *rsa.PrivateKey:
+		raw = append(raw, k.D.Bytes(), k.Primes[0].Bytes())
+	}
+	for _, r := range raw {
+		out = append(out, rawForms(r)...)
+	}
+	return out
+}
+
+func rawForms(r []byte) []string {
+	return []string{hex.EncodeToString(r), base64.StdEncoding.EncodeToString(r), base64.RawURLEncoding.EncodeToString(r)}
+}
+
+var secretLine = regexp.MustCompile(`(?m)^\s*secret:\s*"?([^"\s]+)"?\s*$`)
+
+// collectSecrets adds every private key and encryption key now on the node (certificate directory, kubeconfigs,
+// staged sa key, backups) to secrets, keyed by a description.
+func (n *node) collectSecrets(secrets map[string][]string) {
+	n.t.Helper()
+	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(n.dir, p)
+		switch name := d.Name(); {
+		case strings.HasSuffix(name, ".key") || name == sakeys.NextName:
+			if k, err := pki.ParsePrivateKey(data); err == nil {
+				secrets[rel+" "+pki.Fingerprint(data)] = secretForms(k)
+			}
+		case strings.HasSuffix(name, ".conf"):
+			if kc, err := phases.ParseKubeconfig(p, data); err == nil {
+				secrets[rel+" "+pki.Fingerprint(data)] = secretForms(kc.ClientKey)
+			}
+		case name == encryption.FileName:
+			for _, m := range secretLine.FindAllSubmatch(data, -1) {
+				s := string(m[1])
+				forms := []string{s}
+				if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
+					forms = append(forms, rawForms(raw)...)
+				}
+				secrets[rel+" secret "+s[:min(4, len(s))]+"..."] = forms
+			}
+		}
+		return nil
+	})
+}
+
+// TestNoSecretInAnyOutput runs every command (init and its phases, dry runs, renew, check-expiration,
+// encryption status/rotate/reencrypt, sa status/rotate, in every output format, and error paths with -v)
+// and looks for every private key and encryption key the node ever held, in every form secretForms lists,
+// in stdout, stderr, the audit log, and the names of every file (backups included). None may appear.
+func TestNoSecretInAnyOutput(t *testing.T) {
+	n := newNode(t)
+	secrets := map[string][]string{}
+	var corpus strings.Builder
+	step := 0
+	runAll := func(cmds ...[]string) {
+		t.Helper()
+		for _, args := range cmds {
+			step++
+			code, stdout, stderr := n.run(setupTime.Add(time.Duration(step)*time.Minute), args...)
+			corpus.WriteString(stdout)
+			corpus.WriteString(stderr)
+			if code != 0 && !strings.Contains(stderr, "error: ") {
+				t.Errorf("%v: exit %d without an error message", args, code)
+			}
+			n.collectSecrets(secrets)
+		}
+	}
+	mustFail := func(args []string, breakIt func(), restore func()) {
+		t.Helper()
+		breakIt()
+		step++
+		code, stdout, stderr := n.run(setupTime.Add(time.Duration(step)*time.Minute), append(args, "-v")...)
+		corpus.WriteString(stdout)
+		corpus.WriteString(stderr)
+		n.collectSecrets(secrets)
+		if code == 0 {
+			t.Errorf("%v succeeded on broken input", args)
+		}
+		restore()
+	}
+	runAll(
+		[]string{"version"},
+		[]string{"init", "--dry-run", "-v"}, []string{"init", "--dry-run", "-o", "json"},
+		[]string{"init", "-v"}, []string{"init", "-o", "json", "-v"}, []string{"init", "-o", "yaml"},
+		[]string{"init", "phase", "certs", "apiserver", "-v"}, []string{"init", "phase", "kubeconfig", "all", "-v"},
+		[]string{"init", "phase", "encryption-config", "-v", "-o", "json"}, []string{"init", "phase", "sa", "-v"},
+		[]string{"certs", "check-expiration"}, []string{"certs", "check-expiration", "-o", "json"}, []string{"certs", "check-expiration", "-o", "yaml"},
+		[]string{"renew", "certs", "-v"}, []string{"renew", "certs", "--force", "--dry-run", "-v"},
+		[]string{"renew", "certs", "--force", "-v", "-o", "json"}, []string{"renew", "certs", "--force", "--rotate-keys=false", "-o", "yaml", "-v"},
+		[]string{"encryption", "status"}, []string{"encryption", "status", "-o", "json"}, []string{"encryption", "status", "-o", "yaml", "-v"},
+		[]string{"encryption", "rotate", "prepare", "--dry-run", "-v"}, []string{"encryption", "rotate", "prepare", "-v", "-o", "json"},
+		[]string{"encryption", "status", "-v"}, []string{"encryption", "rotate", "promote", "-v"},
+		[]string{"encryption", "rotate", "prune", "-v"}, // refused without --yes
+		[]string{"encryption", "rotate", "prune", "--yes", "-v", "-o", "yaml"}, []string{"encryption", "status", "-o", "json"},
+		[]string{"encryption", "reencrypt", "--kubeconfig", filepath.Join(n.dir, "missing.conf"), "-v"},
+		[]string{"sa", "status"}, []string{"sa", "status", "-o", "json"},
+		[]string{"sa", "rotate", "prepare", "--dry-run", "-v"}, []string{"sa", "rotate", "prepare", "-v", "-o", "json"},
+		[]string{"sa", "status", "-o", "yaml"}, []string{"sa", "rotate", "promote", "-v"},
+		[]string{"sa", "rotate", "prune", "-v"}, // refused without --yes
+		[]string{"sa", "rotate", "prune", "--yes", "-v", "-o", "json"},
+		[]string{"sa", "rotate", "promote", "-v"}, // out of order
+	)
+	// Error paths, with -v, on broken files that hold keys.
+	replace := func(rel string, edit func([]byte) []byte) (func(), func()) {
+		p := filepath.Join(n.dir, rel)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() { writeFile(t, p, edit(bytes.Clone(orig))) }, func() { writeFile(t, p, orig) }
+	}
+	truncate := func(b []byte) []byte { return b[:len(b)*2/3] }
+	swapSecret := func(secret string) func([]byte) []byte {
+		return func(b []byte) []byte {
+			return secretLine.ReplaceAll(b, []byte("        secret: "+secret))
+		}
+	}
+	for _, c := range []struct {
+		rel  string
+		edit func([]byte) []byte
+		args []string
+	}{
+		{"pki/apiserver.key", truncate, []string{"init"}},
+		{"pki/apiserver.key", truncate, []string{"renew", "certs", "apiserver", "--force", "--rotate-keys=false"}},
+		{"pki/ca.key", truncate, []string{"init"}},
+		{"pki/sa.key", truncate, []string{"sa", "rotate", "prepare"}},
+		{"pki/sa.key", truncate, []string{"sa", "status"}},
+		{"kube/admin.conf", truncate, []string{"init"}},
+		{"kube/admin.conf", truncate, []string{"renew", "certs", "admin.conf", "--force"}},
+		{"kube/admin.conf", truncate, []string{"certs", "check-expiration", "-o", "json"}},
+		{"pki/" + encryption.FileName, swapSecret(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))), []string{"encryption", "status"}},
+		{"pki/" + encryption.FileName, swapSecret("bm90LWEtMzItYnl0ZS1rZXk-but-not-base64!!"), []string{"encryption", "rotate", "prepare"}},
+		{"pki/" + encryption.FileName, swapSecret(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ab"))), []string{"init"}},
+		{"pki/" + encryption.FileName, func(b []byte) []byte { return bytes.Replace(b, []byte("kind: EncryptionConfiguration\n"), nil, 1) }, []string{"encryption", "status"}},
+		{"pki/" + encryption.FileName, func(b []byte) []byte { return bytes.Replace(b, []byte("secretbox:"), []byte("secretbox: ["), 1) }, []string{"init"}},
+	} {
+		breakIt, restore := replace(c.rel, c.edit)
+		mustFail(c.args, breakIt, restore)
+	}
+	n.collectSecrets(secrets)
+
+	// The text to search: every output, the audit log, and every file name under the node.
+	audit, err := os.ReadFile(n.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus.Write(audit)
+	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+		corpus.WriteString("\n" + p)
+		return nil
+	})
+	text := corpus.String()
+	idx := newLeakIndex(text)
+	keys := 0
+	var someKey string
+	for what, forms := range secrets {
+		keys++
+		if idx.leaks(forms) {
+			t.Errorf("%s appears in the output", what)
+		}
+		if strings.HasSuffix(strings.Fields(what)[0], ".key") {
+			someKey = strings.Fields(what)[0]
+		}
+	}
+	// The search finds a key that is there: in its file's PEM, and in a log line quoting its hex.
+	data, err := os.ReadFile(filepath.Join(n.dir, someKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := pki.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := secretForms(k)
+	if !newLeakIndex(string(data)).leaks(forms) || !newLeakIndex("level=INFO d="+forms[len(forms)-3][5:40]+"\n").leaks(forms) {
+		t.Fatal("the search does not find a key that is there")
+	}
+	if keys < 40 {
+		t.Errorf("only %d keys collected: the commands did not run as planned", keys)
+	}
+	t.Logf("%d commands, %d keys and encryption keys searched for in %d bytes of output, audit log and file names", step, keys, len(text))
+}
+
+// leakIndex finds any 24-character stretch of a secret in a text.
+type leakIndex struct {
+	text  string
+	grams map[string]bool
+}
+
+const leakWindow = 24
+
+func newLeakIndex(text string) *leakIndex {
+	idx := &leakIndex{text: text, grams: map[string]bool{}}
+	for i := 0; i+leakWindow <= len(text); i++ {
+		idx.grams[text[i:i+leakWindow]] = true
+	}
+	return idx
+}
+
+// leaks reports whether any form appears: a form shorter than the window whole, a longer one by any of its
+// windows (taken every 8 characters, so any 32 consecutive characters of it are found).
+func (idx *leakIndex) leaks(forms []string) bool {
+	for _, f := range forms {
+		if len(f) < leakWindow {
+			if len(f) >= 12 && strings.Contains(idx.text, f) {
+				return true
+			}
+			continue
+		}
+		for i := 0; i+leakWindow <= len(f); i += leakWindow / 3 {
+			if idx.grams[f[i:i+leakWindow]] {
+				return true
+			}
+		}
+	}
+	return false
 }
