@@ -25,12 +25,11 @@ import (
 
 // kcEnv is one test cluster: a config file, a certificate directory and a kubeconfig directory.
 type kcEnv struct {
-	t                  *testing.T
-	cfgFile            string
-	certDir, kubeDir   string
-	keys               pki.KeySource
-	overrides          config.Overrides
-	endpoint, algoName string
+	t                *testing.T
+	cfgFile          string
+	certDir, kubeDir string
+	keys             pki.KeySource
+	overrides        config.Overrides
 }
 
 func newKCEnv(t *testing.T, yaml string) *kcEnv {

@@ -503,7 +503,7 @@ func TestRenewKeyReuseVersusRotation(t *testing.T) {
 	}
 	after, _ := os.ReadFile(keyPath)
 	cert, key := e.pair("apiserver")
-	if !bytes.Equal(before, after) || !pki.PublicKeysEqual(cert.PublicKey, oldKey.Public()) || itemsBy(res)["apiserver"].KeyRotated {
+	if !bytes.Equal(before, after) || !pki.KeyMatchesCert(key, cert) || !pki.PublicKeysEqual(cert.PublicKey, oldKey.Public()) || itemsBy(res)["apiserver"].KeyRotated {
 		t.Error("--rotate-keys=false replaced the apiserver key")
 	}
 	kcCert, _ := e.pair("admin.conf")
