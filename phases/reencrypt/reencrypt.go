@@ -39,7 +39,9 @@ import (
 // Defaults.
 const (
 	DefaultPageSize = 500
-	DefaultWorkers  = 16
+	// DefaultWorkers: etcd batches concurrent writes into one raft round, so throughput grows with
+	// concurrency; on a 3-member etcd and 2 cores, 64 doubled the rate of 16 and 256 gained nothing more.
+	DefaultWorkers = 64
 	// DefaultConflictRetries bounds the re-GET and PUT rounds for one object that keeps changing.
 	DefaultConflictRetries = 5
 	// DefaultMaxCheckpointAge bounds how long an interrupted run can be resumed.
