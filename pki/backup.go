@@ -58,7 +58,7 @@ func (b *BackupSet) Save(path string) (string, error) {
 	if !info.Mode().IsRegular() {
 		return "", fmt.Errorf("backing up %s: not a regular file (k8scrypto does not follow symbolic links: replace the link with the file it points to)", abs)
 	}
-	data, err := os.ReadFile(abs)
+	data, err := os.ReadFile(abs) // #nosec G304 -- a file this run is about to replace, checked regular above
 	if err != nil {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}
@@ -94,18 +94,23 @@ func (b *BackupSet) Discard() {
 	if b == nil || filepath.Dir(b.Dir) != filepath.Clean(b.Root) {
 		return
 	}
-	os.RemoveAll(b.Dir)
+	_ = os.RemoveAll(b.Dir) // best effort: the run has failed already
 	if b.createdRoot {
-		os.Remove(b.Root) // only when empty
+		_ = os.Remove(b.Root) // only when empty
 	}
 }
 
 // sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a
 // partial copy, and its complete original was never replaced (backups are taken before any write).
 func sweepBackups(root string) {
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	_ = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() && IsBookkeeping(d.Name()) {
-			os.Remove(p)
+			_ = r.Remove(p) // inside the root: a link swapped in cannot send it elsewhere
 		}
 		return nil
 	})
@@ -185,8 +190,8 @@ func writableDir(dir string) bool {
 			if err != nil {
 				return false
 			}
-			f.Close()
-			os.Remove(f.Name())
+			_ = f.Close()
+			_ = os.Remove(f.Name())
 			return true
 		}
 		if filepath.Dir(d) == d {

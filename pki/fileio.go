@@ -137,13 +137,13 @@ func writeTemp(f File) (*os.File, string, error) {
 	// O_EXCL|O_NOFOLLOW: never reuse or follow something planted at the temp name. A leftover from a crash is
 	// removed by Recover before any write.
 	_ = os.Remove(tmpPath)
-	fh, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, f.Mode)
+	fh, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, f.Mode) // #nosec G304 -- next to the target, exclusive, links not followed
 	if err != nil {
 		return nil, "", err
 	}
 	fail := func(err error) (*os.File, string, error) {
-		fh.Close()
-		os.Remove(tmpPath)
+		_ = fh.Close()
+		_ = os.Remove(tmpPath)
 		return nil, "", err
 	}
 	if err := fh.Chmod(f.Mode); err != nil { // the umask may have cleared bits
@@ -165,7 +165,7 @@ func writeTemp(f File) (*os.File, string, error) {
 func syncTemps(fhs []*os.File, targets []string) error {
 	closeAll := func() {
 		for _, fh := range fhs {
-			fh.Close()
+			_ = fh.Close()
 		}
 	}
 	for i, fh := range fhs {
@@ -197,7 +197,7 @@ func syncDir(dir string) error {
 	if err := fault(OpSyncDir, dir); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	d, err := os.Open(dir) // #nosec G304 -- a directory k8scrypto writes into, opened to fsync it
 	if err != nil {
 		return err
 	}
@@ -274,9 +274,9 @@ func commit(journalDir string, files []File) error {
 	entries := make([]journalEntry, 0, len(files))
 	cleanup := func() {
 		for _, e := range entries {
-			os.Remove(e.Temp)
+			_ = os.Remove(e.Temp)
 			if e.Old != "" {
-				os.Remove(e.Old)
+				_ = os.Remove(e.Old)
 			}
 		}
 	}
@@ -286,7 +286,7 @@ func commit(journalDir string, files []File) error {
 		fh, tmp, err := writeTemp(f)
 		if err != nil {
 			for _, fh := range fhs {
-				fh.Close()
+				_ = fh.Close()
 			}
 			cleanup()
 			return fmt.Errorf("writing %s: %w", f.Path, err)
@@ -307,7 +307,7 @@ func commit(journalDir string, files []File) error {
 		}
 		dir, base := filepath.Split(e.Target)
 		old := filepath.Join(dir, "."+base+oldSuffix)
-		os.Remove(old)
+		_ = os.Remove(old)
 		if err := fault(OpLink, old); err != nil {
 			cleanup()
 			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
@@ -362,7 +362,7 @@ func abort(jpath string, entries []journalEntry, cause error) error {
 		return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run retries the undo)", cause, err)
 	}
 	if jpath != "" {
-		os.Remove(jpath)
+		_ = os.Remove(jpath)
 	}
 	_ = syncDirsOf(entries) // best effort: the undo is complete in any case
 	return cause
@@ -385,7 +385,7 @@ func undo(entries []journalEntry) error {
 					continue
 				}
 			}
-			os.Remove(e.Old)
+			_ = os.Remove(e.Old)
 		} else if renamed {
 			if err := os.Remove(e.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
@@ -393,7 +393,7 @@ func undo(entries []journalEntry) error {
 			}
 		}
 		if !renamed {
-			os.Remove(e.Temp)
+			_ = os.Remove(e.Temp)
 		}
 	}
 	return errors.Join(errs...)
@@ -418,11 +418,11 @@ func syncDirsOf(entries []journalEntry) error {
 // crash finds no temp file left and only ends the transaction again.
 func finish(jpath string, entries []journalEntry) {
 	if jpath != "" {
-		os.Remove(jpath)
+		_ = os.Remove(jpath)
 	}
 	for _, e := range entries {
 		if e.Old != "" {
-			os.Remove(e.Old)
+			_ = os.Remove(e.Old)
 		}
 	}
 	if jpath != "" {
@@ -444,7 +444,7 @@ type RecoverReport struct {
 func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 	var rep RecoverReport
 	jpath := filepath.Join(journalDir, journalName)
-	data, err := os.ReadFile(jpath)
+	data, err := os.ReadFile(jpath) // #nosec G304 -- k8scrypto's own journal in the certificate directory
 	switch {
 	case err == nil:
 		var j journal

@@ -23,7 +23,7 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 		return nil, withHint(err)
 	}
 	path := filepath.Join(dir, LockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, ModeKey)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, ModeKey) // #nosec G304 -- the lock in the certificate directory; links are not followed
 	if err != nil {
 		return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
 	}
@@ -34,11 +34,11 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
+			_ = f.Close()
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if time.Now().After(deadline) {
-			f.Close()
+			_ = f.Close()
 			return nil, fmt.Errorf("another k8scrypto run holds %s; gave up after %s (raise --lock-timeout)", path, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)

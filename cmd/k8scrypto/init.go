@@ -61,7 +61,7 @@ func lockAndRecover(cfg *pki.Config, kubeconfigDir string, timeout time.Duration
 	}
 	rep, err := pki.Recover(cfg.CertDir, cfg.CertDir, filepath.Join(cfg.CertDir, "etcd"), kubeconfigDir)
 	if err != nil {
-		lock.Release()
+		_ = lock.Release() // nothing to do about a failed close of the lock; the kernel drops it with the process
 		return nil, fmt.Errorf("recovering from an interrupted run: %w", err)
 	}
 	for _, p := range rep.RolledForward {

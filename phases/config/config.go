@@ -63,7 +63,7 @@ type Config struct {
 func Load(path string, o Overrides, hostname func() (string, error)) (*Config, error) {
 	cfg := &Config{Init: &v1beta4.InitConfiguration{}, Cluster: &v1beta4.ClusterConfiguration{}}
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(path) // #nosec G304 -- the operator names the configuration file
 		if err != nil {
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
