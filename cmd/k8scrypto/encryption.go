@@ -347,7 +347,7 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		if audit, err = openAudit(f.auditLog, g.log); err != nil {
 			return err
 		}
-		if root, err = backupRoot(f.backupDir, g.log); err != nil {
+		if root, err = keyRotationBackupRoot(f.backupDir, g.log); err != nil {
 			return err
 		}
 		if _, err := os.Stat(cfg.CertDir); err != nil {

@@ -248,9 +248,17 @@ func TestEncryptionRotationThroughTheCommands(t *testing.T) {
 			t.Fatal("status prints a key")
 		}
 	}
-	ents, _ := os.ReadDir(c.backups)
+	// Key-rotation backups live apart from renewal's, so renewal's --keep-backups pruning never removes them.
+	rotations := filepath.Join(c.backups, "key-rotations")
+	ents, _ := os.ReadDir(rotations)
 	if len(ents) != 3 {
-		t.Errorf("%d backup directories, want one per change (3)", len(ents))
+		t.Errorf("%d backup directories under %s, want one per change (3)", len(ents), rotations)
+	}
+	if _, err := pki.PruneBackups(c.backups, 1); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(rotations); len(ents) != 3 {
+		t.Errorf("renewal's backup pruning removed key-rotation backups: %d left", len(ents))
 	}
 }
 

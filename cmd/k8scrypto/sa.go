@@ -146,7 +146,7 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 		if audit, err = openAudit(f.auditLog, g.log); err != nil {
 			return err
 		}
-		if root, err = backupRoot(f.backupDir, g.log); err != nil {
+		if root, err = keyRotationBackupRoot(f.backupDir, g.log); err != nil {
 			return err
 		}
 		if _, err := os.Stat(cfg.CertDir); err != nil {

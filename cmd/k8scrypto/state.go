@@ -38,6 +38,17 @@ func backupRoot(explicit string, log *slog.Logger) (string, error) {
 	return dir, nil
 }
 
+// keyRotationBackupRoot is where encryption-key and service-account-key rotations keep their backups: a
+// subdirectory of --backup-dir that renewal's --keep-backups pruning never touches, because a backup of an
+// old encryption key may be the only way to read values still stored under it.
+func keyRotationBackupRoot(explicit string, log *slog.Logger) (string, error) {
+	root, err := backupRoot(explicit, log)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "key-rotations"), nil
+}
+
 // auditEvents turns a run's file results into audit lines: every created or reused key, certificate and
 // other secret-bearing file.
 func auditEvents(r phases.Result, now time.Time, outcome string) []pki.AuditEvent {
