@@ -96,10 +96,16 @@ func (rep report) write(w io.Writer, format string) error {
 		}
 	}
 	b.WriteString("\n")
+	if format == "markdown" {
+		b.WriteString("```text\n")
+	}
 	rep.writeFloor(&b, rows)
 	rep.writeStartup(&b)
 	rep.writeInits(&b)
 	writeSplit(&b, rows)
+	if format == "markdown" {
+		b.WriteString("```\n")
+	}
 	_, err := w.Write(b.Bytes())
 	return err
 }
