@@ -278,9 +278,7 @@ func checkBackupsAreCopies(t *testing.T, n *node, before, after pkitest.Snapshot
 		if _, had := before[p]; had || !strings.HasPrefix(p, "backups/") || !st.Mode.IsRegular() {
 			continue
 		}
-		// backups/<UTC time>/<absolute path of the original>
-		parts := strings.SplitN(p, "/", 3)
-		orig, ok := strings.CutPrefix("/"+parts[len(parts)-1], n.dir+"/")
+		orig, ok := n.backedUp(p)
 		if !ok || before[orig].SHA256 != st.SHA256 {
 			t.Errorf("%s is not a copy of a node file as it was", p)
 		}

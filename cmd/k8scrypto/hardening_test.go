@@ -56,8 +56,8 @@ type node struct {
 	t                          *testing.T
 	dir, cfg, certDir, kubeDir string
 	backupDir, auditLog        string
-	// savedAudit is the audit log's content before a command under test.
-	savedAudit string
+	// saved is a copy of the starting state of a command under test; savedAudit the audit log's content.
+	saved, savedAudit string
 }
 
 // memTempDir is a temporary directory on tmpfs when the machine has one: the crash walks repeat whole runs,
@@ -568,17 +568,14 @@ func saEffect(want sakeys.Stage) func(n *node, before pkitest.Snapshot) {
 	}
 }
 
-// savedFile reads a file of the starting state (set by walkCrashCase).
+// savedFile reads a file of the command's starting state.
 func (n *node) savedFile(rel string) []byte {
-	data, err := os.ReadFile(filepath.Join(savedStates[n.dir], rel))
+	data, err := os.ReadFile(filepath.Join(n.saved, rel))
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	return data
 }
-
-// savedStates maps a node's directory to the copy of its starting state.
-var savedStates = map[string]string{}
 
 // TestFaultAtEveryStep walks every writing command through an injected error at each of its file-system
 // steps (create, write, fsync, rename, link, mkdir, directory fsync), then through an abort at each step.
@@ -597,8 +594,7 @@ func walkCrashCase(t *testing.T, c crashCase) {
 	n := newNode(t)
 	c.setup(n)
 	saved := n.save()
-	savedStates[n.dir] = saved
-	defer delete(savedStates, n.dir)
+	n.saved = saved
 	before := n.snap()
 	steps := n.countSteps(cmdTime, c.args...)
 	c.effect(n, before)
@@ -678,10 +674,10 @@ func (n *node) documentedMode(rel string, isDir, strict bool) (mode os.FileMode,
 		if isDir {
 			return 0o700, true
 		}
-		// backups/<UTC time>/<absolute path>: a copy keeps the original's mode.
-		parts := strings.SplitN(strings.TrimPrefix(rest, "/"), "/", 2)
-		orig, found := strings.CutPrefix("/"+parts[len(parts)-1], n.dir+"/")
+		// A copy keeps the original's mode.
+		orig, found := n.backedUp(rest)
 		if !found {
+			n.t.Errorf("%s: not a copy of a node file", rel)
 			return 0, false
 		}
 		return n.documentedMode(orig, false, strict)
@@ -702,6 +698,16 @@ func (n *node) documentedMode(rel string, isDir, strict bool) (mode os.FileMode,
 		return pki.ModeKey, true
 	}
 	return 0, false
+}
+
+// backedUp names the node file a backup copy is of: backups/[<sub>/]<UTC time>/<absolute path of the
+// original>, relative to the node's directory.
+func (n *node) backedUp(backupPath string) (string, bool) {
+	i := strings.Index(backupPath, n.dir+"/")
+	if i < 0 {
+		return "", false
+	}
+	return backupPath[i+len(n.dir)+1:], true
 }
 
 // TestModesWhateverTheUmask runs every writing command under umask 0 and 077, with and without
@@ -735,12 +741,15 @@ func TestModesWhateverTheUmask(t *testing.T) {
 						return nil
 					}
 					seen[strings.SplitN(rel, "/", 2)[0]] = true
+					if strings.HasPrefix(rel, "backups/") && !d.IsDir() {
+						seen["backup copies"] = true
+					}
 					if got := info.Mode().Perm(); got != want {
 						t.Errorf("%s: mode %04o, documented %04o", rel, got, want)
 					}
 					return nil
 				})
-				for _, top := range []string{"pki", "kube", "backups", "audit.log"} {
+				for _, top := range []string{"pki", "kube", "backups", "backup copies", "audit.log"} {
 					if !seen[top] {
 						t.Errorf("%s was not checked", top)
 					}
