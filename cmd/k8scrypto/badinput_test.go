@@ -377,3 +377,27 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnlyDirectoryForReal is the read-only row without fault injection, where the file system enforces
+// it: a certificate directory without write permission. Root writes anyway, so it runs only without root.
+func TestReadOnlyDirectoryForReal(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores directory permissions; TestBadInput/read-only_directory injects EROFS instead")
+	}
+	n := newNode(t)
+	initNode(n)
+	os.Remove(filepath.Join(n.certDir, "apiserver.crt"))
+	os.Remove(filepath.Join(n.certDir, "apiserver.key"))
+	if err := os.Chmod(n.certDir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(n.certDir, 0o755)
+	before := n.snap()
+	code, _, stderr := n.run(setupTime.Add(time.Hour), "init")
+	if code != 1 || !strings.Contains(stderr, "apiserver") || !strings.Contains(stderr, "permission denied") || !strings.Contains(stderr, "run as the owner of the directory") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+	if d := nodeDiff(before, n.snap()); len(d) > 0 {
+		t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
+	}
+}
