@@ -244,7 +244,7 @@ func withHint(err error) error {
 	case errors.Is(err, syscall.EROFS):
 		hint = "the file system is read-only: remount it read-write, then run the command again"
 	case errors.Is(err, fs.ErrPermission):
-		hint = "permission denied: run as the owner of the directory (usually root), then run the command again"
+		hint = "run as the owner of the directory (usually root), then run the command again"
 	default:
 		return err
 	}
