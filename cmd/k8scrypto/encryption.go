@@ -341,24 +341,11 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		return err
 	}
 	now := e.now().UTC()
-	var audit *pki.AuditLog
-	var root string
-	if !f.dryRun {
-		if audit, err = openAudit(f.auditLog, g.log); err != nil {
-			return err
-		}
-		if root, err = keyRotationBackupRoot(f.backupDir, g.log); err != nil {
-			return err
-		}
-		if _, err := os.Stat(cfg.CertDir); err != nil {
-			return fmt.Errorf("certificate directory %s: %w (set --cert-dir)", cfg.CertDir, err)
-		}
-		lock, err := lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, g.log)
-		if err != nil {
-			return err
-		}
-		defer lock.Release()
+	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, g.log)
+	if err != nil {
+		return err
 	}
+	defer release()
 	path, cur, err := loadEncryptionConfig(cfg.CertDir)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -140,24 +139,11 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 		return err
 	}
 	now := e.now().UTC()
-	var audit *pki.AuditLog
-	var root string
-	if !f.dryRun {
-		if audit, err = openAudit(f.auditLog, g.log); err != nil {
-			return err
-		}
-		if root, err = keyRotationBackupRoot(f.backupDir, g.log); err != nil {
-			return err
-		}
-		if _, err := os.Stat(cfg.CertDir); err != nil {
-			return fmt.Errorf("certificate directory %s: %w (set --cert-dir)", cfg.CertDir, err)
-		}
-		lock, err := lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, g.log)
-		if err != nil {
-			return err
-		}
-		defer lock.Release()
+	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, g.log)
+	if err != nil {
+		return err
 	}
+	defer release()
 	st, err := sakeys.Read(cfg.CertDir)
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -47,6 +49,30 @@ func keyRotationBackupRoot(explicit string, log *slog.Logger) (string, error) {
 		return "", err
 	}
 	return filepath.Join(root, "key-rotations"), nil
+}
+
+// beginRotation prepares a key-rotation step (encryption or service-account key): the audit log, the backup
+// root, and the certificate directory's lock after recovering from any interrupted run. A dry run touches
+// nothing and gets none of them. release must be called when the step is done.
+func beginRotation(cfg *pki.Config, f *clusterFlags, backupDir string, dryRun bool, log *slog.Logger) (audit *pki.AuditLog, root string, release func(), err error) {
+	release = func() {}
+	if dryRun {
+		return nil, "", release, nil
+	}
+	if audit, err = openAudit(f.auditLog, log); err != nil {
+		return nil, "", release, err
+	}
+	if root, err = keyRotationBackupRoot(backupDir, log); err != nil {
+		return nil, "", release, err
+	}
+	if _, err := os.Stat(cfg.CertDir); err != nil {
+		return nil, "", release, fmt.Errorf("certificate directory %s: %w (set --cert-dir)", cfg.CertDir, err)
+	}
+	lock, err := lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, log)
+	if err != nil {
+		return nil, "", release, err
+	}
+	return audit, root, func() { _ = lock.Release() }, nil
 }
 
 // auditEvents turns a run's file results into audit lines: every created or reused key, certificate and
