@@ -132,21 +132,15 @@ func defaultPKIConfig(certDir string) *pki.Config {
 // renewConfig resolves the configuration: loaded in full when --config or a SAN flag is given (loaded is
 // then true), else defaults.
 func (f *renewFlags) renewConfig(e *env) (cfg *pki.Config, loaded bool, err error) {
-	if f.configFile != "" || f.sanFlagsSet() {
+	if f.sanFlagsSet() {
 		c, err := f.load(e)
 		if err != nil {
 			return nil, false, err
 		}
 		return c.PKI, true, nil
 	}
-	cfg = defaultPKIConfig(f.overrides.CertDir)
-	cfg.StrictPermissions = f.overrides.StrictPermissions
-	if f.overrides.EncryptionAlgorithm != "" {
-		if cfg.Algorithm, err = pki.ParseAlgorithm(f.overrides.EncryptionAlgorithm); err != nil {
-			return nil, false, usageError{fmt.Errorf("--encryption-algorithm: %w", err)}
-		}
-	}
-	return cfg, false, nil
+	cfg, _, err = maintenanceConfig(e, &f.clusterFlags)
+	return cfg, f.configFile != "", err
 }
 
 func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []string) error {
