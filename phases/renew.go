@@ -240,6 +240,10 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		files = append(files, out...)
 		issued = append(issued, p)
 	}
+	if !o.DryRun {
+		// A run killed while copying its backups left a partial copy; remove it even when nothing is due now.
+		pki.SweepBackups(o.BackupRoot)
+	}
 	if len(files) == 0 {
 		return res, nil
 	}

@@ -100,6 +100,10 @@ func (b *BackupSet) Discard() {
 	}
 }
 
+// SweepBackups is sweepBackups for a run that may not take a backup itself: recovery must not depend on
+// the next run having something to back up.
+func SweepBackups(root string) { sweepBackups(root) }
+
 // sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a
 // partial copy, and its complete original was never replaced (backups are taken before any write).
 func sweepBackups(root string) {
