@@ -186,6 +186,11 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	if err := o.validate(); err != nil {
 		return res, err
 	}
+	if !o.DryRun && o.BackupRoot != "" {
+		// A run killed while copying its backups left a partial copy; remove it even when nothing is due
+		// now (the caller holds the lock, so no other run is copying).
+		pki.SweepBackups(o.BackupRoot)
+	}
 	leaves, _ := certTargets(o.Cfg, o.KubeconfigDir)
 	targets, explicit, err := selectTargets(leaves, o.Names, o.Cfg)
 	if err != nil {
@@ -239,10 +244,6 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		}
 		files = append(files, out...)
 		issued = append(issued, p)
-	}
-	if !o.DryRun {
-		// A run killed while copying its backups left a partial copy; remove it even when nothing is due now.
-		pki.SweepBackups(o.BackupRoot)
 	}
 	if len(files) == 0 {
 		return res, nil

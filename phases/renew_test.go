@@ -245,6 +245,41 @@ func TestRenewNothingDueChangesNothing(t *testing.T) {
 	}
 }
 
+// TestRenewNothingDueSweepsPartialBackups: a run killed while copying into its backup directory leaves a
+// partial copy; the next run removes it even when nothing is due (cron runs are mostly such runs), and
+// keeps complete copies.
+func TestRenewNothingDueSweepsPartialBackups(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	o := e.opts(pkitest.Now.Add(200 * day))
+	killed := filepath.Join(o.BackupRoot, "20260101T000000Z", "pki")
+	if err := os.MkdirAll(killed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	partial, complete := filepath.Join(killed, ".apiserver.crt.k8scrypto-tmp"), filepath.Join(killed, "apiserver.key")
+	for _, p := range []string{partial, complete} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res := e.renew(o); len(res.Renewed()) != 0 {
+		t.Fatalf("renewed %v; want nothing due", res.Renewed())
+	}
+	if _, err := os.Lstat(partial); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("partial backup copy still there after a run with nothing due: %v", err)
+	}
+	if _, err := os.Lstat(complete); err != nil {
+		t.Errorf("complete backup copy lost: %v", err)
+	}
+	o.DryRun = true
+	if err := os.WriteFile(partial, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.renew(o)
+	if _, err := os.Lstat(partial); err != nil {
+		t.Errorf("a dry run removed a file: %v", err)
+	}
+}
+
 func maps(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

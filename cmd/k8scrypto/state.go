@@ -72,6 +72,8 @@ func beginRotation(cfg *pki.Config, f *clusterFlags, backupDir string, dryRun bo
 	if err != nil {
 		return nil, "", release, err
 	}
+	// Under the lock: a rotation killed while copying its backups left a partial copy.
+	pki.SweepBackups(root)
 	return audit, root, func() { _ = lock.Release() }, nil
 }
 
