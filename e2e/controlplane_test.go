@@ -41,6 +41,8 @@ type controlPlane struct {
 	URL           string // https://127.0.0.1:Port
 
 	Etcd []*etcdMember
+	// EtcdMembers is the size of the etcd cluster; 0 means 3 (every test but one benchmark topology).
+	EtcdMembers int
 
 	bins          bins
 	apiserver     *process
@@ -90,7 +92,14 @@ func sharedControlPlane(t *testing.T) *controlPlane {
 // startControlPlane starts a control plane of the test's own, for tests that rotate, renew or restart.
 func startControlPlane(t testing.TB) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{Dir: t.TempDir(), bins: requireBins(t)}
+	return startControlPlaneIn(t, t.TempDir(), 0)
+}
+
+// startControlPlaneIn starts a control plane of the test's own in dir (which the caller removes) with the
+// given number of etcd members (0: three).
+func startControlPlaneIn(t testing.TB, dir string, etcdMembers int) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{Dir: dir, EtcdMembers: etcdMembers, bins: requireBins(t)}
 	t.Cleanup(cp.Stop)
 	cp.dumpLogsOnFailure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -238,11 +247,15 @@ func (cp *controlPlane) init(ctx context.Context) error {
 	return os.WriteFile(filepath.Join(cp.Dir, "logs", "k8scrypto-init.log"), out, 0o600)
 }
 
-// startEtcd starts the three members with exactly the TLS flags of kubeadm's etcd static pod
+// startEtcd starts the members (three unless EtcdMembers says otherwise) with exactly the TLS flags of kubeadm's etcd static pod
 // (cmd/kubeadm/app/phases/etcd/local.go getEtcdCommand), then waits until each reports healthy.
 func (cp *controlPlane) startEtcd(ctx context.Context) error {
 	var initial []string
-	for i, ip := range etcdIPs {
+	ips := etcdIPs
+	if cp.EtcdMembers > 0 {
+		ips = etcdIPs[:cp.EtcdMembers]
+	}
+	for i, ip := range ips {
 		cport, err := freePort(ip)
 		if err != nil {
 			return err

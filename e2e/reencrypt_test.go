@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,11 +28,16 @@ const reencryptSecrets = 10000
 // separate process so its peak memory is measured the same way as k8scrypto's.
 const getPutHelperEnv = "K8SCRYPTO_E2E_GETPUT_KUBECONFIG"
 
+// profileDirEnv names a directory where BenchmarkReencrypt saves a CPU profile of kube-apiserver taken
+// during k8scrypto's rewrite, one per etcd topology.
+const profileDirEnv = "K8SCRYPTO_E2E_PROFILE_DIR"
+
 // reencryptRun is one measured rewrite of every Secret.
 type reencryptRun struct {
 	Secrets  int
 	Duration time.Duration
-	MaxRSS   int64 // bytes, of the process that did the rewriting
+	MaxRSS   int64         // bytes, of the process that did the rewriting
+	CPU      time.Duration // user+system of the process that did the rewriting
 }
 
 func (r reencryptRun) PerSecond() float64 { return float64(r.Secrets) / r.Duration.Seconds() }
@@ -68,30 +75,83 @@ func TestReencryptAtScale(t *testing.T) {
 
 // BenchmarkReencrypt reports Secrets/s and peak RSS of `k8scrypto encryption reencrypt` and of the
 // kubectl-style one-by-one GET+PUT over 10,000 Secrets, each op after a fresh key rotation (so every Secret
-// really is rewritten). Run it with: go test -run '^$' -bench Reencrypt -benchtime 1x
+// really is rewritten), on two etcd topologies sharing the machine with kube-apiserver and the client:
+//   - etcd-3-disk: the suite's 3-member cluster on disk, as a kubeadm HA control plane stores it: every
+//     write is a raft round over three members, each fsyncing its WAL;
+//   - etcd-1-tmpfs: one member on tmpfs, a local apiserver as a developer runs one, where what is left is
+//     kube-apiserver's own cost per write (decode, admission, encrypt, etcd txn) and the client's.
+//
+// Run it with: go test -run '^$' -bench Reencrypt -benchtime 1x
 func BenchmarkReencrypt(b *testing.B) {
-	cp := startControlPlane(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	kubeconfig := cp.adminKubeconfig(b)
-	populateSecrets(ctx, b, cp.admin(b), reencryptSecrets)
-
-	for _, m := range reencryptMethods {
-		b.Run(m.name, func(b *testing.B) {
-			var total reencryptRun
-			for range b.N {
-				b.StopTimer()
-				rotateForReencrypt(ctx, b, cp)
-				b.StartTimer()
-				r := m.run(ctx, b, cp, kubeconfig)
-				b.StopTimer()
-				finishRotation(b, cp)
-				total.Secrets += r.Secrets
-				total.Duration += r.Duration
-				total.MaxRSS = max(total.MaxRSS, r.MaxRSS)
+	for _, topo := range []struct {
+		name    string
+		members int
+		root    string // "" for the default temp directory (disk)
+	}{
+		{"etcd-3-disk", 3, ""},
+		{"etcd-1-tmpfs", 1, "/dev/shm"},
+	} {
+		b.Run(topo.name, func(b *testing.B) {
+			dir := b.TempDir()
+			if topo.root != "" {
+				if _, err := os.Stat(topo.root); err != nil {
+					b.Skipf("%s: %v", topo.root, err)
+				}
+				d, err := os.MkdirTemp(topo.root, "k8scrypto-e2e-bench-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = os.RemoveAll(d) })
+				dir = d
 			}
-			b.ReportMetric(total.PerSecond(), "secrets/s")
-			b.ReportMetric(float64(total.MaxRSS)/(1<<20), "peak-RSS-MiB")
+			cp := startControlPlaneIn(b, dir, topo.members)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			kubeconfig := cp.adminKubeconfig(b)
+			start := time.Now()
+			populateSecrets(ctx, b, cp.admin(b), reencryptSecrets)
+			b.Logf("%s: created %d Secrets at %.0f/s (32 concurrent creates)", topo.name, reencryptSecrets, float64(reencryptSecrets)/time.Since(start).Seconds())
+
+			for _, m := range reencryptMethods {
+				b.Run(m.name, func(b *testing.B) {
+					var total struct {
+						reencryptRun
+						APIServerCPU, EtcdCPU time.Duration
+					}
+					for range b.N {
+						b.StopTimer()
+						st := rotateForReencrypt(ctx, b, cp)
+						apiBefore, etcdBefore := serverCPU(b, cp)
+						wait := func() {}
+						if dir := os.Getenv(profileDirEnv); dir != "" && m.name == "k8scrypto" {
+							wait = profileAPIServer(ctx, b, cp, filepath.Join(dir, "kube-apiserver-"+topo.name+".pprof"), 8)
+						}
+						b.StartTimer()
+						r := m.run(ctx, b, cp, kubeconfig)
+						b.StopTimer()
+						apiAfter, etcdAfter := serverCPU(b, cp)
+						wait()
+						total.APIServerCPU += apiAfter - apiBefore
+						total.EtcdCPU += etcdAfter - etcdBefore
+						// The measurement counts only if every Secret really is under the new key.
+						if raw := rawSecretPrefixes(ctx, b, cp); raw[st.Prefix(st.Keys[0])] != sum(raw) {
+							b.Fatalf("after %s, etcd holds Secrets by prefix %v; want all under %s", m.name, raw, st.Prefix(st.Keys[0]))
+						}
+						finishRotation(b, cp)
+						total.Secrets += r.Secrets
+						total.Duration += r.Duration
+						total.MaxRSS = max(total.MaxRSS, r.MaxRSS)
+						total.CPU += r.CPU
+					}
+					// Where the 2 cores went, per Secret: the client, kube-apiserver, etcd.
+					perSecret := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(total.Secrets) }
+					b.ReportMetric(total.PerSecond(), "secrets/s")
+					b.ReportMetric(float64(total.MaxRSS)/(1<<20), "peak-RSS-MiB")
+					b.ReportMetric(perSecret(total.CPU), "client-cpu-µs/secret")
+					b.ReportMetric(perSecret(total.APIServerCPU), "apiserver-cpu-µs/secret")
+					b.ReportMetric(perSecret(total.EtcdCPU), "etcd-cpu-µs/secret")
+				})
+			}
 		})
 	}
 }
@@ -129,7 +189,56 @@ func timedProcess(ctx context.Context, tb testing.TB, env []string, bin string, 
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return r
+}
+
+// serverCPU is the CPU time (user+system) kube-apiserver and the etcd members have used so far.
+func serverCPU(tb testing.TB, cp *controlPlane) (apiserver, etcd time.Duration) {
+	tb.Helper()
+	apiserver = procCPU(tb, cp.apiserver.cmd.Process.Pid)
+	for _, m := range cp.Etcd {
+		etcd += procCPU(tb, m.proc.cmd.Process.Pid)
+	}
+	return apiserver, etcd
+}
+
+// procCPU reads utime+stime of a running process from /proc/PID/stat (in USER_HZ ticks, 100 per second
+// on every Linux architecture Go supports).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("/proc/%d/stat: %q", pid, data)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// profileAPIServer saves a CPU profile of kube-apiserver taken while run runs (GET /debug/pprof/profile;
+// kubeadm leaves --profiling at its default, on) to path, for `go tool pprof -top`.
+func profileAPIServer(ctx context.Context, tb testing.TB, cp *controlPlane, path string, seconds int) (wait func()) {
+	tb.Helper()
+	cs := cp.admin(tb)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
+		if err != nil {
+			tb.Errorf("profiling kube-apiserver: %v", err)
+			return
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			tb.Error(err)
+		}
+	}()
+	return func() { <-done }
 }
 
 // rotateForReencrypt makes every stored Secret stale: prepare and promote a new key, then restart the
