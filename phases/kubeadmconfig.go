@@ -161,7 +161,7 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		td.Extra = append(td.Extra, strings.TrimRight(string(doc), "\n\t ")+"\n")
 	}
 	var buf bytes.Buffer
-	if err := templates.KubeadmConfig.Execute(&buf, td); err != nil {
+	if err := templates.KubeadmConfig().Execute(&buf, td); err != nil {
 		return nil, fmt.Errorf("kubeadm-config: rendering: %w", err)
 	}
 	return buf.Bytes(), nil

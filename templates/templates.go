@@ -3,6 +3,7 @@ package templates
 
 import (
 	"embed"
+	"sync"
 	"text/template"
 )
 
@@ -10,8 +11,11 @@ import (
 var files embed.FS
 
 // KubeadmConfig renders kubeadm-config.yaml: kubeadm's InitConfiguration and ClusterConfiguration (bodies
-// already marshalled) plus the input's other documents, verbatim.
-var KubeadmConfig = template.Must(template.New("kubeadm-config.yaml.tmpl").ParseFS(files, "kubeadm-config.yaml.tmpl"))
+// already marshalled) plus the input's other documents, verbatim. Parsed on first use, not at start-up,
+// which every command pays for.
+var KubeadmConfig = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("kubeadm-config.yaml.tmpl").ParseFS(files, "kubeadm-config.yaml.tmpl"))
+})
 
 // KubeadmConfigData is what the kubeadm-config template needs.
 type KubeadmConfigData struct {

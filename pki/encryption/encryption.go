@@ -43,6 +43,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,21 +102,23 @@ type Options struct {
 	KMSTimeout time.Duration
 }
 
-var (
-	scheme = runtime.NewScheme()
+// apiserverScheme is the scheme the apiserver's own loader uses (encryptionconfig.init): internal + v1,
+// with a strict codec. Built on first use: most commands never read the file, and every command pays for
+// package initialisation.
+var apiserverScheme = sync.OnceValue(func() (s struct {
+	scheme *runtime.Scheme
 	codecs serializer.CodecFactory
-)
-
-func init() {
-	// The scheme the apiserver's own loader uses (encryptionconfig.init): internal + v1, strict.
-	if err := apiserver.AddToScheme(scheme); err != nil {
+}) {
+	s.scheme = runtime.NewScheme()
+	if err := apiserver.AddToScheme(s.scheme); err != nil {
 		panic(err)
 	}
-	if err := apiserverv1.AddToScheme(scheme); err != nil {
+	if err := apiserverv1.AddToScheme(s.scheme); err != nil {
 		panic(err)
 	}
-	codecs = serializer.NewCodecFactory(scheme, serializer.EnableStrict)
-}
+	s.codecs = serializer.NewCodecFactory(s.scheme, serializer.EnableStrict)
+	return s
+})
 
 // Resources returns the resource list Build writes: secrets plus extra, without duplicates, and without
 // secrets when a wildcard in extra already covers it (the apiserver rejects overlapping entries).
@@ -286,7 +289,7 @@ func Parse(data []byte) (*apiserverv1.EncryptionConfiguration, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("file is empty")
 	}
-	obj, gvk, err := codecs.UniversalDeserializer().Decode(data, nil, nil)
+	obj, gvk, err := apiserverScheme().codecs.UniversalDeserializer().Decode(data, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("decoding: %s", redactDecodeError(err, data))
 	}
@@ -347,6 +350,7 @@ func Validate(cfg *apiserverv1.EncryptionConfiguration) error {
 		return errors.New("no configuration")
 	}
 	c := cfg.DeepCopy()
+	scheme := apiserverScheme().scheme
 	scheme.Default(c)
 	var internal apiserver.EncryptionConfiguration
 	if err := scheme.Convert(c, &internal, nil); err != nil {
