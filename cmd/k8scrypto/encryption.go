@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"k8scrypto.dev/k8scrypto/phases"
@@ -535,18 +534,15 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	if err != nil {
 		return fmt.Errorf("--kubeconfig %s: %w", f.kubeconfig, err)
 	}
-	// No client-side rate limit (the apiserver's priority and fairness applies), and protobuf for the
-	// typed Secret path: the apiserver decodes it faster than JSON.
+	// No client-side rate limit (the apiserver's priority and fairness applies). NewClient speaks
+	// protobuf for Secrets: the apiserver decodes it faster than JSON.
 	rc.QPS, rc.Burst = -1, 0
 	rc.UserAgent = "k8scrypto-reencrypt"
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
-	prc := *rc
-	prc.ContentType = "application/vnd.kubernetes.protobuf"
-	prc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	client, err := kubernetes.NewForConfig(&prc)
+	client, err := reencrypt.NewClient(rc)
 	if err != nil {
 		return err
 	}

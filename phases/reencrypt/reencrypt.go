@@ -33,7 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Defaults.
@@ -163,8 +162,7 @@ func (r resource) name() string {
 	return r.gr.Resource + "." + r.gr.Group
 }
 
-func secretsResource(client kubernetes.Interface) resource {
-	api := client.CoreV1().Secrets(metav1.NamespaceAll)
+func secretsResource(api SecretsClient) resource {
 	return resource{
 		gr:      schema.GroupResource{Resource: "secrets"},
 		version: "v1",
@@ -181,11 +179,11 @@ func secretsResource(client kubernetes.Interface) resource {
 			return out, l.Continue, l.RemainingItemCount, nil
 		},
 		get: func(ctx context.Context, ns, name string) (any, error) {
-			return client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			return api.Get(ctx, ns, name)
 		},
 		update: func(ctx context.Context, obj any) error {
 			s := obj.(*corev1.Secret)
-			_, err := client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
+			_, err := api.Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
 			return err
 		},
 	}
@@ -227,7 +225,7 @@ func dynamicResource(client dynamic.Interface, gvr schema.GroupVersionResource, 
 
 // Run rewrites every object of the configured resources. It returns an error when a list fails or any
 // object could not be rewritten; the summary is filled in either way.
-func Run(ctx context.Context, client kubernetes.Interface, o Options) (Summary, error) {
+func Run(ctx context.Context, client Client, o Options) (Summary, error) {
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers
 	}
@@ -253,7 +251,7 @@ func Run(ctx context.Context, client kubernetes.Interface, o Options) (Summary, 
 		o.Resources = []string{"secrets"}
 	}
 	var sum Summary
-	resources, notServed, err := resolve(client, o)
+	resources, notServed, err := resolve(ctx, client, o)
 	if err != nil {
 		return sum, err
 	}
@@ -619,14 +617,17 @@ func (t *tracker) complete(seq int, ok bool) {
 	}
 }
 
-// resolve maps configured resource names to what the apiserver serves: Secrets through the typed client,
+// resolve maps configured resource names to what the apiserver serves: Secrets through client.Secrets,
 // everything else through the dynamic client, in the preferred version of its group, when it can be
 // listed and updated.
-func resolve(client kubernetes.Interface, o Options) ([]resource, []string, error) {
+func resolve(ctx context.Context, client Client, o Options) ([]resource, []string, error) {
 	if len(o.Resources) == 1 && o.Resources[0] == "secrets" {
-		return []resource{secretsResource(client)}, nil, nil
+		return []resource{secretsResource(client.Secrets)}, nil, nil
 	}
-	groups, lists, err := client.Discovery().ServerGroupsAndResources()
+	if client.Discovery == nil {
+		return nil, nil, fmt.Errorf("rewriting %s needs a discovery client", strings.Join(o.Resources, ","))
+	}
+	groups, lists, err := client.Discovery.ServerGroupsAndResources(ctx)
 	if err != nil && len(lists) == 0 {
 		return nil, nil, fmt.Errorf("discovering the apiserver's resources: %w", err)
 	}
@@ -680,7 +681,7 @@ func resolve(client kubernetes.Interface, o Options) ([]resource, []string, erro
 			}
 			seen[gr] = true
 			if gr == (schema.GroupResource{Resource: "secrets"}) {
-				out = append(out, secretsResource(client))
+				out = append(out, secretsResource(client.Secrets))
 				continue
 			}
 			if o.Dynamic == nil {

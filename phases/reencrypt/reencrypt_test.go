@@ -96,6 +96,32 @@ func (s *pagedSecrets) List(ctx context.Context, opts metav1.ListOptions) (*core
 	return out, nil
 }
 
+// clientFor adapts a clientset (fake or paged) to Client: the tests drive Run through client-go's fake
+// clientset and its recorded actions.
+func clientFor(cs kubernetes.Interface) Client {
+	return Client{Secrets: typedSecrets{cs.CoreV1()}, Discovery: typedDiscovery{cs}}
+}
+
+type typedSecrets struct{ core corev1client.CoreV1Interface }
+
+func (s typedSecrets) List(ctx context.Context, opts metav1.ListOptions) (*corev1.SecretList, error) {
+	return s.core.Secrets(metav1.NamespaceAll).List(ctx, opts)
+}
+
+func (s typedSecrets) Get(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	return s.core.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (s typedSecrets) Update(ctx context.Context, secret *corev1.Secret, opts metav1.UpdateOptions) (*corev1.Secret, error) {
+	return s.core.Secrets(secret.Namespace).Update(ctx, secret, opts)
+}
+
+type typedDiscovery struct{ cs kubernetes.Interface }
+
+func (d typedDiscovery) ServerGroupsAndResources(context.Context) ([]*metav1.APIGroup, []*metav1.APIResourceList, error) {
+	return d.cs.Discovery().ServerGroupsAndResources()
+}
+
 func secretKey(i int) (ns, name string) {
 	return fmt.Sprintf("ns-%02d", i%7), fmt.Sprintf("s-%04d", i)
 }
@@ -142,7 +168,7 @@ func TestPaginatesAndRewritesEverySecretOnce(t *testing.T) {
 	var mu sync.Mutex
 	var progress []Progress
 	cp := filepath.Join(t.TempDir(), "state", CheckpointFile)
-	sum, err := Run(context.Background(), cs, Options{PageSize: 100, Workers: 8, Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b",
+	sum, err := Run(context.Background(), clientFor(cs), Options{PageSize: 100, Workers: 8, Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b",
 		Progress: func(p Progress) { mu.Lock(); progress = append(progress, p); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +228,7 @@ func TestConflictIsRetriedWithAFreshGet(t *testing.T) {
 		}
 		return nil
 	})
-	sum, err := Run(context.Background(), cs, Options{PageSize: 7, Workers: 3, ConflictRetries: 4})
+	sum, err := Run(context.Background(), clientFor(cs), Options{PageSize: 7, Workers: 3, ConflictRetries: 4})
 	if err == nil || !strings.Contains(err.Error(), stubborn) {
 		t.Fatalf("err = %v, want a failure naming %s", err, stubborn)
 	}
@@ -243,7 +269,7 @@ func TestDeletedObjectsAreCountedNotFailed(t *testing.T) {
 		}
 		return nil
 	})
-	sum, err := Run(context.Background(), cs, Options{})
+	sum, err := Run(context.Background(), clientFor(cs), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +302,7 @@ func TestResumesAfterTheLastCompletedObject(t *testing.T) {
 	})
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
 	opts := Options{PageSize: 50, Workers: 6, Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b"}
-	sum, err := Run(context.Background(), cs, opts)
+	sum, err := Run(context.Background(), clientFor(cs), opts)
 	if err == nil || sum.Errors != 1 || sum.Updated != 299 {
 		t.Fatalf("first run: err %v, summary %+v", err, sum)
 	}
@@ -292,7 +318,7 @@ func TestResumesAfterTheLastCompletedObject(t *testing.T) {
 	// The failure is gone; a second run resumes at the failed object.
 	cs.Clientset.ReactionChain = cs.Clientset.ReactionChain[1:]
 	cs.Clientset.ClearActions()
-	sum, err = Run(context.Background(), cs, opts)
+	sum, err = Run(context.Background(), clientFor(cs), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +359,7 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 			} else {
 				writeCheckpoint(cp, old.marshal())
 			}
-			sum, err := Run(context.Background(), cs, o)
+			sum, err := Run(context.Background(), clientFor(cs), o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -344,14 +370,14 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 	}
 	t.Run("same rotation resumes", func(t *testing.T) {
 		writeCheckpoint(cp, old.marshal())
-		sum, err := Run(context.Background(), cs, Options{Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a"})
+		sum, err := Run(context.Background(), clientFor(cs), Options{Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a"})
 		if err != nil || !sum.Resumed || sum.Skipped != 40 || sum.Updated != 0 {
 			t.Fatalf("summary = %+v, err %v", sum, err)
 		}
 	})
 	t.Run("a corrupt checkpoint is an error", func(t *testing.T) {
 		os.WriteFile(cp, []byte("{"), 0o600)
-		if _, err := Run(context.Background(), cs, Options{Checkpoint: cp}); err == nil || !strings.Contains(err.Error(), "--restart") {
+		if _, err := Run(context.Background(), clientFor(cs), Options{Checkpoint: cp}); err == nil || !strings.Contains(err.Error(), "--restart") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -360,7 +386,7 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 func TestExpiredContinueTokenRelists(t *testing.T) {
 	cs, keys := newCluster(t, 95)
 	cs.p.expire[keys[59]] = true // the token for the page after the 60th object
-	sum, err := Run(context.Background(), cs, Options{PageSize: 20, Workers: 4})
+	sum, err := Run(context.Background(), clientFor(cs), Options{PageSize: 20, Workers: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +415,7 @@ func TestInterruptedRunKeepsAConsistentCheckpoint(t *testing.T) {
 	})
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
 	opts := Options{PageSize: 50, Workers: 8, Checkpoint: cp, Server: "s", Target: "t"}
-	if _, err := Run(ctx, cs, opts); !errors.Is(err, context.Canceled) {
+	if _, err := Run(ctx, clientFor(cs), opts); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want canceled", err)
 	}
 	after := readCheckpoint(t, cp).Resources["secrets"].After
@@ -401,7 +427,7 @@ func TestInterruptedRunKeepsAConsistentCheckpoint(t *testing.T) {
 	}
 	cs.Clientset.ReactionChain = cs.Clientset.ReactionChain[1:]
 	cs.Clientset.ClearActions()
-	sum, err := Run(context.Background(), cs, opts)
+	sum, err := Run(context.Background(), clientFor(cs), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +478,7 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 		obj("v1", "ConfigMap", "a", "c1"), obj("v1", "ConfigMap", "b", "c2"),
 		obj("apps/v1", "Deployment", "a", "d1"), obj("bears.example/v1", "Panda", "", "p1"), obj("v1", "Event", "a", "e1"))
 
-	sum, err := Run(context.Background(), cs, Options{Resources: []string{"configmaps", "secrets", "*.apps", "pandas.bears.example", "foxes.bears.example"}, Dynamic: dyn})
+	sum, err := Run(context.Background(), clientFor(cs), Options{Resources: []string{"configmaps", "secrets", "*.apps", "pandas.bears.example", "foxes.bears.example"}, Dynamic: dyn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +506,7 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 
 	// "*.*" takes every listable, updatable resource once; events.k8s.io events are core events in etcd.
 	dyn.ClearActions()
-	sum, err = Run(context.Background(), cs, Options{Resources: []string{"*.*"}, Dynamic: dyn})
+	sum, err = Run(context.Background(), clientFor(cs), Options{Resources: []string{"*.*"}, Dynamic: dyn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +518,7 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 		t.Errorf("*.* resources = %v", got)
 	}
 
-	if _, err := Run(context.Background(), cs, Options{Resources: []string{"configmaps"}}); err == nil || !strings.Contains(err.Error(), "dynamic client") {
+	if _, err := Run(context.Background(), clientFor(cs), Options{Resources: []string{"configmaps"}}); err == nil || !strings.Contains(err.Error(), "dynamic client") {
 		t.Errorf("without a dynamic client: err = %v", err)
 	}
 }
