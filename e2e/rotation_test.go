@@ -68,7 +68,8 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	write("prepared")
 	expectStoredUnder(ctx, t, cp, ns, "prepared-0", st.Prefix(k0)) // the old key still writes
 
-	st = rotate("promote")
+	// promote asks the apiserver which file it runs (waited for above) before moving the key first.
+	st = rotate("promote", "--kubeconfig", kubeconfig)
 	if !slices.Equal(st.Keys, []string{k1, k0}) {
 		t.Fatalf("after promote the keys are %v, want [%s %s]", st.Keys, k1, k0)
 	}
@@ -91,7 +92,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	if !bytes.Equal(pre, readFile(t, cp.EncryptionConfig())) {
 		t.Fatalf("a refused prune changed %s", cp.EncryptionConfig())
 	}
-	st = rotate("prune", "--yes")
+	st = rotate("prune", "--yes", "--kubeconfig", kubeconfig)
 	if !slices.Equal(st.Keys, []string{k1}) {
 		t.Fatalf("after prune the keys are %v, want [%s]", st.Keys, k1)
 	}
@@ -115,7 +116,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	}
 
 	// encryption status, reading etcd, agrees with the raw count.
-	out, _, err := cp.run(t, "encryption", "status", "--cert-dir", cp.CertDir,
+	out, _, err := cp.run(t, "encryption", "status", "--cert-dir", cp.CertDir, "--kubeconfig", kubeconfig,
 		"--etcd-endpoints", strings.Join(cp.etcdEndpoints(), ","),
 		"--etcd-cacert", cp.cert("etcd/ca.crt"), "--etcd-cert", cp.cert("etcd/healthcheck-client.crt"), "--etcd-key", cp.cert("etcd/healthcheck-client.key"),
 		"-o", "json")
@@ -128,6 +129,20 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	}
 	if want := st.Provider + ":" + k1; counts[want] != sum(raw) || len(counts) != 1 {
 		t.Errorf("encryption status counts Secrets %v, want all %d under %s", counts, sum(raw), want)
+	}
+	// and, reading the apiserver's /metrics, says it runs the pruned file (its hash, as the apiserver
+	// computes it, is the one waitEncryptionConfigLoaded saw).
+	var view struct {
+		APIServer struct {
+			ConfigHash   string `json:"configHash"`
+			RunsThisFile bool   `json:"runsThisFile"`
+		} `json:"apiserver"`
+	}
+	if err := json.Unmarshal([]byte(out), &view); err != nil {
+		t.Fatal(err)
+	}
+	if !view.APIServer.RunsThisFile || view.APIServer.ConfigHash != st.Hash {
+		t.Errorf("encryption status --kubeconfig: apiserver %+v, want it running %s", view.APIServer, st.Hash)
 	}
 }
 

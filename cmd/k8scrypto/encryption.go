@@ -169,12 +169,14 @@ type encryptionStatusResult struct {
 	Kind       string `json:"kind"`
 	File       string `json:"file"`
 	encryption.Status
-	Etcd *etcdCounts `json:"etcd,omitempty"`
+	APIServer *apiserverEncryption `json:"apiserver,omitempty"`
+	Etcd      *etcdCounts          `json:"etcd,omitempty"`
 }
 
 type encStatusFlags struct {
 	clusterFlags
-	etcd etcdFlags
+	etcd      etcdFlags
+	apiserver apiserverFlags
 }
 
 func newEncryptionStatusCommand(e *env, g *globals) *cobra.Command {
@@ -199,6 +201,15 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 				return err
 			}
 			res := encryptionStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: encryption.Describe(ec)}
+			if f.apiserver.kubeconfig != "" {
+				data, err := os.ReadFile(path) // #nosec G304 -- the encryption config just loaded
+				if err != nil {
+					return err
+				}
+				if res.APIServer, err = f.apiserver.view(cmd.Context(), data); err != nil {
+					return err
+				}
+			}
 			if res.Etcd, err = f.etcd.count(cmd.Context(), cfg.CertDir, ec); err != nil {
 				return err
 			}
@@ -213,11 +224,16 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 	}
 	f.add(cmd.Flags())
 	f.etcd.add(cmd.Flags())
+	f.apiserver.add(cmd.Flags(), "also report whether that kube-apiserver runs this file (from its /metrics)")
 	return cmd
 }
 
 func printEncryptionStatus(w io.Writer, r encryptionStatusResult) error {
-	fmt.Fprintf(w, "File:  %s\nStage: %s\nNext:  %s\n\n", r.File, r.Stage, r.Next)
+	fmt.Fprintf(w, "File:  %s\nStage: %s\nNext:  %s\n", r.File, r.Stage, r.Next)
+	if r.APIServer != nil {
+		fmt.Fprintf(w, "Apiserver: %s\n", r.APIServer.describe())
+	}
+	fmt.Fprintln(w)
 	t := newTable(w)
 	fmt.Fprintln(t, "RESOURCES\tPROVIDER\tKEY\tFINGERPRINT\tROLE")
 	for _, e := range r.Entries {
@@ -277,6 +293,7 @@ type encRotateFlags struct {
 	dryRun    bool
 	yes       bool
 	etcd      etcdFlags
+	apiserver apiserverFlags
 }
 
 type encryptionRotateResult struct {
@@ -321,11 +338,21 @@ under the certificate directory's lock. The stage is read from the file alone: s
 				return runEncryptionRotate(cmd.Context(), e, g, f, step)
 			},
 		}
+		switch step {
+		case "promote":
+			sub.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
+(or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which
+file it runs and refuses unless it is this one.`
+			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
+		case "prune":
+			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the promoted file (from its /metrics)")
+		}
 		if step == "prune" {
 			sub.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
 unreadable, so this must follow a complete "k8scrypto encryption reencrypt" (verify with
 "k8scrypto encryption status --etcd-endpoints ..."). With --etcd-endpoints, prune counts the stored values itself
-and refuses while any would become unreadable.`
+and refuses while any would become unreadable. With --kubeconfig, it also refuses unless that apiserver runs the
+promoted file (one that still writes with an old key would keep writing values prune makes unreadable).`
 			sub.Flags().BoolVar(&f.yes, "yes", false, "confirm that reencrypt has rewritten every object under the first key")
 			f.etcd.add(sub.Flags())
 		}
@@ -361,6 +388,11 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 	}
 	if err != nil {
 		return err
+	}
+	if step == "promote" || step == "prune" {
+		if err := checkAPIServerRuns(ctx, &f.apiserver, path, step); err != nil {
+			return err
+		}
 	}
 	if step == "prune" {
 		if err := checkPrune(ctx, f, cfg.CertDir, next, changes, g); err != nil {
@@ -401,6 +433,23 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		return printStructured(e.stdout, g.output, res)
 	}
 	return printRotateResult(e.stdout, res)
+}
+
+// checkAPIServerRuns refuses the step, when --kubeconfig names an apiserver, unless that apiserver runs the
+// file as it is now: the previous stage must have reached it before the next one is safe.
+func checkAPIServerRuns(ctx context.Context, f *apiserverFlags, path, step string) error {
+	data, err := os.ReadFile(path) // #nosec G304 -- the encryption config just loaded
+	if err != nil {
+		return err
+	}
+	v, err := f.view(ctx, data)
+	if err != nil || v == nil {
+		return err
+	}
+	if !v.RunsThisFile {
+		return fmt.Errorf("%s refused: %s; run it again once the apiserver runs %s (check with \"k8scrypto encryption status --kubeconfig ...\")", step, v.describe(), path)
+	}
+	return nil
 }
 
 // checkPrune refuses a prune without --yes, and with --etcd-endpoints while stored values would become

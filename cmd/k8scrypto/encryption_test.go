@@ -464,3 +464,110 @@ func BenchmarkReencryptClientSide(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "objects/s")
 }
+
+// metricsAPIServer serves kube-apiserver's encryption metrics for whatever file content runs holds.
+type metricsAPIServer struct {
+	mu   sync.Mutex
+	runs []byte // the encryption config the fake apiserver "loaded"
+	code int    // answer /metrics with this status instead, when set
+}
+
+func (s *metricsAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.URL.Path != "/metrics" {
+		http.NotFound(w, r)
+		return
+	}
+	if s.code != 0 {
+		http.Error(w, "forbidden", s.code)
+		return
+	}
+	fmt.Fprintf(w, `# TYPE apiserver_encryption_config_controller_last_config_info gauge
+apiserver_encryption_config_controller_last_config_info{apiserver_id_hash="sha256:aa",hash=%q} 1
+# TYPE apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds gauge
+apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds{apiserver_id_hash="sha256:aa",status="success"} 1.7645e+09
+`, encryption.FileHash(s.runs))
+}
+
+func (s *metricsAPIServer) load(data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs = data
+}
+
+// TestEncryptionStagesWaitForTheAPIServer: with --kubeconfig, status says whether the apiserver runs the
+// file on disk, and promote and prune refuse until it runs the file the previous stage wrote, without
+// changing it.
+func TestEncryptionStagesWaitForTheAPIServer(t *testing.T) {
+	c := newEncCase(t)
+	c.initPhase("encryption-config")
+	api := &metricsAPIServer{runs: c.read(c.encPath())}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	kubeconfig := filepath.Join(c.dir, "admin.conf")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status := func() encryptionStatusResult {
+		t.Helper()
+		var st encryptionStatusResult
+		out := c.mustExec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "-o", "json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.APIServer == nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return st
+	}
+	if st := status(); !st.APIServer.RunsThisFile || st.APIServer.ConfigHash != encryption.FileHash(c.read(c.encPath())) || st.APIServer.LastReload == nil {
+		t.Errorf("steady file, loaded: apiserver = %+v", st.APIServer)
+	}
+
+	c.mustExec("encryption", "rotate", "prepare", "--cert-dir", c.certDir, "--audit-log", c.audit, "--backup-dir", c.backups)
+	prepared := c.read(c.encPath())
+	if st := status(); st.APIServer.RunsThisFile {
+		t.Errorf("after prepare, before the reload: apiserver = %+v, want not running this file", st.APIServer)
+	}
+	out := c.mustExec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig)
+	if !strings.Contains(out, "Apiserver: "+srv.URL+" runs another version of the file") {
+		t.Errorf("text status does not say the apiserver runs another file:\n%s", out)
+	}
+	code, _, stderr := c.rotate("encryption", "promote", "--kubeconfig", kubeconfig)
+	if code == 0 || !strings.Contains(stderr, "promote refused") || !strings.Contains(stderr, "runs another version") {
+		t.Fatalf("promote before the apiserver loaded the prepared file: exit %d, %s", code, stderr)
+	}
+	if !bytes.Equal(c.read(c.encPath()), prepared) {
+		t.Fatal("a refused promote changed the file")
+	}
+
+	api.load(prepared)
+	if code, _, stderr := c.rotate("encryption", "promote", "--kubeconfig", kubeconfig); code != 0 {
+		t.Fatalf("promote once the apiserver runs the prepared file: exit %d, %s", code, stderr)
+	}
+	promoted := c.read(c.encPath())
+	code, _, stderr = c.rotate("encryption", "prune", "--yes", "--kubeconfig", kubeconfig)
+	if code == 0 || !strings.Contains(stderr, "prune refused") {
+		t.Fatalf("prune before the apiserver loaded the promoted file: exit %d, %s", code, stderr)
+	}
+	if !bytes.Equal(c.read(c.encPath()), promoted) {
+		t.Fatal("a refused prune changed the file")
+	}
+	api.load(promoted)
+	if code, _, stderr := c.rotate("encryption", "prune", "--yes", "--kubeconfig", kubeconfig); code != 0 {
+		t.Fatalf("prune once the apiserver runs the promoted file: exit %d, %s", code, stderr)
+	}
+
+	// An apiserver that cannot be asked is an error, never a silent pass.
+	api.mu.Lock()
+	api.code = http.StatusForbidden
+	api.mu.Unlock()
+	code, _, stderr = c.exec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig)
+	if code == 0 || !strings.Contains(stderr, "403") || !strings.Contains(stderr, "/metrics") {
+		t.Errorf("status with /metrics forbidden: exit %d, %s", code, stderr)
+	}
+}
