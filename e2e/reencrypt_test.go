@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,7 +171,7 @@ var reencryptMethods = []struct {
 	}},
 }
 
-// timedProcess runs a rewriting process and measures its wall time and peak RSS.
+// timedProcess runs a rewriting process and measures its wall time, CPU time and peak RSS.
 func timedProcess(ctx context.Context, tb testing.TB, env []string, bin string, args ...string) reencryptRun {
 	tb.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -180,17 +179,53 @@ func timedProcess(ctx context.Context, tb testing.TB, env []string, bin string, 
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	// Peak RSS from the child's own VmHWM, sampled until it exits: rusage's ru_maxrss is no use here, as
+	// Go starts children with vfork and Linux carries the parent's high-water mark into the child's at exec,
+	// so every child of this (large) test binary would report the test binary's peak.
+	var peak atomic.Int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if kib := vmHWM(cmd.Process.Pid); kib<<10 > peak.Load() {
+				peak.Store(kib << 10)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
 	d := time.Since(start)
+	close(done)
+	<-sampled
 	if err != nil {
 		tb.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, stderr.String())
 	}
-	r := reencryptRun{Secrets: reencryptSecrets, Duration: d}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.MaxRSS = ru.Maxrss << 10 // KiB on Linux
+	return reencryptRun{Secrets: reencryptSecrets, Duration: d, MaxRSS: peak.Load(), CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+}
+
+// vmHWM reads a running process's peak resident set size in KiB (0 once it has exited).
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
 	}
-	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	return r
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kib
+		}
+	}
+	return 0
 }
 
 // serverCPU is the CPU time (user+system) kube-apiserver and the etcd members have used so far.
