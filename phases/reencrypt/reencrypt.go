@@ -37,7 +37,10 @@ import (
 
 // Defaults.
 const (
-	DefaultPageSize = 500
+	// DefaultPageSize bounds what a run holds: a page and the next one being listed. 100 against kubectl's
+	// 500 kept a 10,000-Secret rewrite under 40 MiB (500: 41 MiB) at the same rate, and bounds memory when
+	// Secrets are large (Helm keeps releases in Secrets of up to 1 MiB).
+	DefaultPageSize = 100
 	// DefaultWorkers: etcd batches concurrent writes into one raft round, so throughput grows with
 	// concurrency; on a 3-member etcd and 2 cores, 64 doubled the rate of 16 and 256 gained nothing more.
 	DefaultWorkers = 64
