@@ -53,7 +53,8 @@ func ParseAPIServerMetrics(text []byte) (APIServerView, error) {
 	// the parser without bearing on the answer.
 	var ours bytes.Buffer
 	for line := range bytes.Lines(text) {
-		if bytes.HasPrefix(bytes.TrimLeft(bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("# HELP")), []byte("# TYPE")), " "), []byte("apiserver_encryption_config_controller_")) {
+		name := bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("# HELP ")), []byte("# TYPE "))
+		if bytes.HasPrefix(name, []byte("apiserver_encryption_config_controller_")) {
 			ours.Write(line)
 		}
 	}
