@@ -45,7 +45,7 @@ func ensureEncryptionConfig(d *Data) error {
 		return err
 	}
 	if exists {
-		cfg, err := encryption.Load(path)
+		cfg, _, err := encryption.Load(path)
 		if err != nil {
 			return err
 		}

@@ -35,9 +35,9 @@ type apiserverEncryption struct {
 	RunsThisFile bool `json:"runsThisFile"`
 }
 
-// view reads kube-apiserver's /metrics and compares the configuration it last loaded with data, the file
-// on disk; nil when no --kubeconfig is given.
-func (f *apiserverFlags) view(ctx context.Context, data []byte) (*apiserverEncryption, error) {
+// view reads kube-apiserver's /metrics and compares the configuration it last loaded with fileHash, the
+// file on disk (encryption.FileHash); nil when no --kubeconfig is given.
+func (f *apiserverFlags) view(ctx context.Context, fileHash string) (*apiserverEncryption, error) {
 	if f.kubeconfig == "" {
 		return nil, nil
 	}
@@ -72,8 +72,7 @@ func (f *apiserverFlags) view(ctx context.Context, data []byte) (*apiserverEncry
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", server, err)
 	}
-	fh := encryption.FileHash(data)
-	return &apiserverEncryption{Server: server, APIServerView: v, FileHash: fh, RunsThisFile: v.ConfigHash == fh}, nil
+	return &apiserverEncryption{Server: server, APIServerView: v, FileHash: fileHash, RunsThisFile: v.ConfigHash == fileHash}, nil
 }
 
 // describe says in one line what the apiserver runs, for the status text.

@@ -73,14 +73,15 @@ func maintenanceConfig(e *env, f *clusterFlags) (cfg *pki.Config, explicitAlg bo
 	return cfg, explicitAlg, nil
 }
 
-// loadEncryptionConfig reads the encryption configuration of a certificate directory.
-func loadEncryptionConfig(certDir string) (string, *encryption.Config, error) {
-	path := phases.EncryptionConfigPath(certDir)
-	cfg, err := encryption.Load(path)
+// loadEncryptionConfig reads the encryption configuration of a certificate directory, with the hash
+// kube-apiserver reports for the same bytes.
+func loadEncryptionConfig(certDir string) (path string, cfg *encryption.Config, fileHash string, err error) {
+	path = phases.EncryptionConfigPath(certDir)
+	cfg, fileHash, err = encryption.Load(path)
 	if encryption.IsNotExist(err) {
-		return path, nil, fmt.Errorf("no encryption config at %s: create it with \"k8scrypto init phase encryption-config\" (or set --cert-dir): %w", path, err)
+		return path, nil, "", fmt.Errorf("no encryption config at %s: create it with \"k8scrypto init phase encryption-config\" (or set --cert-dir): %w", path, err)
 	}
-	return path, cfg, err
+	return path, cfg, fileHash, err
 }
 
 func newEncryptionCommand(e *env, g *globals) *cobra.Command {
@@ -196,19 +197,13 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 			if err != nil {
 				return err
 			}
-			path, ec, err := loadEncryptionConfig(cfg.CertDir)
+			path, ec, fileHash, err := loadEncryptionConfig(cfg.CertDir)
 			if err != nil {
 				return err
 			}
 			res := encryptionStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: encryption.Describe(ec)}
-			if f.apiserver.kubeconfig != "" {
-				data, err := os.ReadFile(path) // #nosec G304 -- the encryption config just loaded
-				if err != nil {
-					return err
-				}
-				if res.APIServer, err = f.apiserver.view(cmd.Context(), data); err != nil {
-					return err
-				}
+			if res.APIServer, err = f.apiserver.view(cmd.Context(), fileHash); err != nil {
+				return err
 			}
 			if res.Etcd, err = f.etcd.count(cmd.Context(), cfg.CertDir, ec); err != nil {
 				return err
@@ -372,7 +367,7 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		return err
 	}
 	defer release()
-	path, cur, err := loadEncryptionConfig(cfg.CertDir)
+	path, cur, fileHash, err := loadEncryptionConfig(cfg.CertDir)
 	if err != nil {
 		return err
 	}
@@ -390,7 +385,7 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		return err
 	}
 	if step == "promote" || step == "prune" {
-		if err := checkAPIServerRuns(ctx, &f.apiserver, path, step); err != nil {
+		if err := checkAPIServerRuns(ctx, &f.apiserver, path, fileHash, step); err != nil {
 			return err
 		}
 	}
@@ -437,12 +432,8 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 
 // checkAPIServerRuns refuses the step, when --kubeconfig names an apiserver, unless that apiserver runs the
 // file as it is now: the previous stage must have reached it before the next one is safe.
-func checkAPIServerRuns(ctx context.Context, f *apiserverFlags, path, step string) error {
-	data, err := os.ReadFile(path) // #nosec G304 -- the encryption config just loaded
-	if err != nil {
-		return err
-	}
-	v, err := f.view(ctx, data)
+func checkAPIServerRuns(ctx context.Context, f *apiserverFlags, path, fileHash, step string) error {
+	v, err := f.view(ctx, fileHash)
 	if err != nil || v == nil {
 		return err
 	}
@@ -552,7 +543,7 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 		return err
 	}
 	resources, target := f.resources, "unknown"
-	if path, ec, err := loadEncryptionConfig(cfg.CertDir); err == nil {
+	if path, ec, _, err := loadEncryptionConfig(cfg.CertDir); err == nil {
 		target = encryption.WriteKey(ec)
 		if len(resources) == 0 {
 			resources = encryptedResources(ec)

@@ -355,7 +355,7 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 		}
 	}
 	if p := phases.EncryptionConfigPath(n.certDir); exists(p) || complete {
-		if _, err := encryption.Load(p); err != nil {
+		if _, _, err := encryption.Load(p); err != nil {
 			t.Errorf("%s: %v", label, err)
 		}
 	}
@@ -494,7 +494,7 @@ func encryptionEffect(want encryption.Stage, prune bool) func(n *node, before pk
 	return func(n *node, _ pkitest.Snapshot) {
 		n.t.Helper()
 		path := phases.EncryptionConfigPath(n.certDir)
-		cfg, err := encryption.Load(path)
+		cfg, _, err := encryption.Load(path)
 		if err != nil {
 			n.t.Error(err)
 			return

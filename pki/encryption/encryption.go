@@ -381,25 +381,25 @@ func safeFieldError(e *field.Error) error {
 	return fmt.Errorf("%s: %s: %s", e.Field, e.Type, e.Detail)
 }
 
-// Load reads and parses the file at path; errors name the path. A missing file is an error wrapping
+// Load reads and parses the file at path, and returns with it the FileHash of the bytes read: how
+// kube-apiserver identifies the file it loaded. Errors name the path; a missing file is an error wrapping
 // fs.ErrNotExist.
-func Load(path string) (*apiserverv1.EncryptionConfiguration, error) {
+func Load(path string) (cfg *apiserverv1.EncryptionConfiguration, fileHash string, err error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, "", fmt.Errorf("%s is not a regular file", path)
 	}
 	data, err := os.ReadFile(path) // #nosec G304 -- the operator names the file
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a valid encryption configuration (fix it by hand or restore it from a backup; k8scrypto never overwrites it): %w", path, err)
+	if cfg, err = Parse(data); err != nil {
+		return nil, "", fmt.Errorf("%s is not a valid encryption configuration (fix it by hand or restore it from a backup; k8scrypto never overwrites it): %w", path, err)
 	}
-	return cfg, nil
+	return cfg, FileHash(data), nil
 }
 
 // IsNotExist reports whether err says the file is missing.

@@ -269,15 +269,15 @@ func TestParseKeepsTheFileWithoutDefaults(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); !IsNotExist(err) {
+	if _, _, err := Load(filepath.Join(dir, "missing.yaml")); !IsNotExist(err) {
 		t.Errorf("missing file: err = %v, want not-exist", err)
 	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: err = %v", err)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("kind: Nope\n"), 0o600)
-	if _, err := Load(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "never overwrites") {
+	if _, _, err := Load(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "never overwrites") {
 		t.Errorf("bad file: err = %v", err)
 	}
 }
