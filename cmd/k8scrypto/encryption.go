@@ -341,8 +341,6 @@ file it runs and refuses unless it is this one.`
 			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
 		case "prune":
 			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the promoted file (from its /metrics)")
-		}
-		if step == "prune" {
 			sub.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
 unreadable, so this must follow a complete "k8scrypto encryption reencrypt" (verify with
 "k8scrypto encryption status --etcd-endpoints ..."). With --etcd-endpoints, prune counts the stored values itself
