@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"k8scrypto.dev/k8scrypto/phases"
@@ -576,10 +575,6 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	// protobuf for Secrets: the apiserver decodes it faster than JSON.
 	rc.QPS, rc.Burst = -1, 0
 	rc.UserAgent = "k8scrypto-reencrypt"
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
 	client, err := reencrypt.NewClient(rc)
 	if err != nil {
 		return err
@@ -588,7 +583,7 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := reencrypt.Options{
-		Resources: resources, Dynamic: dyn, Workers: f.workers, PageSize: f.pageSize,
+		Resources: resources, Workers: f.workers, PageSize: f.pageSize,
 		Checkpoint: checkpoint, Server: rc.Host, Target: target, Restart: f.restart, Log: g.log,
 	}
 	bar := newProgressBar(e.stderr, g.quiet)

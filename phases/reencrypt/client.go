@@ -15,15 +15,19 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 )
 
-// Client is what Run needs of the apiserver besides the dynamic client: the Secrets it rewrites and
-// discovery to resolve other resource names. NewClient builds one over REST; it does not use client-go's
-// typed clientset or discovery client, which would link every API group of k8s.io/api into the binary.
+// Client is what Run needs of the apiserver: the Secrets it rewrites, discovery to resolve other resource
+// names, and the dynamic client that rewrites those. NewClient builds one over REST; it does not use
+// client-go's typed clientset or discovery client, which would link every API group of k8s.io/api into the
+// binary.
 type Client struct {
 	Secrets   SecretsClient
 	Discovery Discoverer
+	// Dynamic serves every resource but Secrets; required when Run is asked for others.
+	Dynamic dynamic.Interface
 }
 
 // SecretsClient reads and writes core/v1 Secrets.
@@ -85,6 +89,10 @@ func NewClient(rc *rest.Config) (Client, error) {
 	if err != nil {
 		return Client{}, err
 	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return Client{}, err
+	}
 	c := rest.CopyConfig(rc)
 	c.GroupVersion = &corev1.SchemeGroupVersion
 	c.APIPath = "/api"
@@ -109,6 +117,7 @@ func NewClient(rc *rest.Config) (Client, error) {
 	return Client{
 		Secrets:   &restSecrets{c: rcl, params: runtime.NewParameterCodec(scheme)},
 		Discovery: &restDiscovery{c: rcl, timeout: timeout},
+		Dynamic:   dyn,
 	}, nil
 }
 

@@ -23,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 )
 
@@ -170,8 +169,8 @@ func (a *apiServer) requests() []string {
 	return slices.Clone(a.reqs)
 }
 
-// newTestClient starts a TLS (HTTP/2) server for a and returns a config trusting it and NewClient's client.
-func newTestClient(t *testing.T, a *apiServer) (*rest.Config, Client) {
+// newTestClient starts a TLS (HTTP/2) server for a and returns NewClient's client for it.
+func newTestClient(t *testing.T, a *apiServer) Client {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(a)
 	srv.EnableHTTP2 = true
@@ -188,12 +187,12 @@ func newTestClient(t *testing.T, a *apiServer) (*rest.Config, Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rc, c
+	return c
 }
 
 func TestNewClientSecrets(t *testing.T) {
 	a := newAPIServer(t)
-	_, c := newTestClient(t, a)
+	c := newTestClient(t, a)
 	ctx := context.Background()
 
 	// Two pages: the second request carries the continue token of the first.
@@ -285,7 +284,7 @@ func TestNewClientSecrets(t *testing.T) {
 
 func TestNewClientDiscoveryIsPartialWhenAGroupIsDown(t *testing.T) {
 	a := newAPIServer(t)
-	rc, c := newTestClient(t, a)
+	c := newTestClient(t, a)
 	groups, lists, err := c.Discovery.ServerGroupsAndResources(context.Background())
 	var gerr *GroupDiscoveryFailedError
 	if !errors.As(err, &gerr) || len(gerr.Groups) != 1 || gerr.Groups[schema.GroupVersion{Group: "metrics.k8s.io", Version: "v1beta1"}] == nil {
@@ -329,12 +328,8 @@ func TestNewClientDiscoveryIsPartialWhenAGroupIsDown(t *testing.T) {
 	}
 
 	// resolve goes on with what was discovered.
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
-	res, notServed, err := resolve(context.Background(), c, Options{Resources: []string{"*.*", "podmetrics.metrics.k8s.io"}, Dynamic: dyn, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	res, notServed, err := resolve(context.Background(), c, Options{Resources: []string{"*.*", "podmetrics.metrics.k8s.io"}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +369,7 @@ func TestNewClientDiscoveryFailsWhenTheServerDoes(t *testing.T) {
 // Run end to end over NewClient: every Secret is listed page by page and sent back once.
 func TestRunOverNewClient(t *testing.T) {
 	a := newAPIServer(t)
-	_, c := newTestClient(t, a)
+	c := newTestClient(t, a)
 	sum, err := Run(context.Background(), c, Options{PageSize: 2, Workers: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -57,8 +57,6 @@ type Options struct {
 	// Resources are resource names as the encryption configuration spells them ("secrets", "configmaps",
 	// "deployments.apps", "*.apps", "*.", "*.*"). Empty means secrets.
 	Resources []string
-	// Dynamic serves every resource but Secrets; required when Resources names others.
-	Dynamic dynamic.Interface
 	// Workers is the number of concurrent updates (DefaultWorkers when 0).
 	Workers int
 	// PageSize is the list limit (DefaultPageSize when 0).
@@ -687,10 +685,10 @@ func resolve(ctx context.Context, client Client, o Options) ([]resource, []strin
 				out = append(out, secretsResource(client.Secrets))
 				continue
 			}
-			if o.Dynamic == nil {
+			if client.Dynamic == nil {
 				return nil, nil, fmt.Errorf("rewriting %s needs a dynamic client", gr)
 			}
-			out = append(out, dynamicResource(o.Dynamic, s.gvr, s.namespaced))
+			out = append(out, dynamicResource(client.Dynamic, s.gvr, s.namespaced))
 		}
 		if !matched && want.Resource != "*" {
 			notServed = append(notServed, name)

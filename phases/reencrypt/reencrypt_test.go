@@ -478,7 +478,9 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 		obj("v1", "ConfigMap", "a", "c1"), obj("v1", "ConfigMap", "b", "c2"),
 		obj("apps/v1", "Deployment", "a", "d1"), obj("bears.example/v1", "Panda", "", "p1"), obj("v1", "Event", "a", "e1"))
 
-	sum, err := Run(context.Background(), clientFor(cs), Options{Resources: []string{"configmaps", "secrets", "*.apps", "pandas.bears.example", "foxes.bears.example"}, Dynamic: dyn})
+	client := clientFor(cs)
+	client.Dynamic = dyn
+	sum, err := Run(context.Background(), client, Options{Resources: []string{"configmaps", "secrets", "*.apps", "pandas.bears.example", "foxes.bears.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +508,7 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 
 	// "*.*" takes every listable, updatable resource once; events.k8s.io events are core events in etcd.
 	dyn.ClearActions()
-	sum, err = Run(context.Background(), clientFor(cs), Options{Resources: []string{"*.*"}, Dynamic: dyn})
+	sum, err = Run(context.Background(), client, Options{Resources: []string{"*.*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
