@@ -105,24 +105,12 @@ func secretsIn(t *testing.T, data []byte) []string {
 	var out []string
 	for _, rc := range cfg.Resources {
 		for _, p := range rc.Providers {
-			for _, k := range keysOrNil(p) {
+			for _, k := range encryption.KeysOf(p) {
 				out = append(out, k.Secret)
 			}
 		}
 	}
 	return out
-}
-
-func keysOrNil(p encryption.ProviderConfig) []encryption.KeyConfig {
-	switch {
-	case p.Secretbox != nil:
-		return p.Secretbox.Keys
-	case p.AESCBC != nil:
-		return p.AESCBC.Keys
-	case p.AESGCM != nil:
-		return p.AESGCM.Keys
-	}
-	return nil
 }
 
 func TestEncryptionRotationThroughTheCommands(t *testing.T) {

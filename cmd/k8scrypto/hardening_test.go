@@ -29,8 +29,6 @@ import (
 	"testing"
 	"time"
 
-	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
-
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
@@ -524,25 +522,12 @@ func encryptionSecrets(cfg *encryption.Config) []string {
 	var out []string
 	for _, rc := range cfg.Resources {
 		for _, p := range rc.Providers {
-			for _, k := range localKeys(p) {
+			for _, k := range encryption.KeysOf(p) {
 				out = append(out, k.Name+"="+k.Secret)
 			}
 		}
 	}
 	return out
-}
-
-// localKeys are a provider's own keys (secretbox, aescbc, aesgcm).
-func localKeys(p encryption.ProviderConfig) []apiserverv1.Key {
-	switch {
-	case p.Secretbox != nil:
-		return p.Secretbox.Keys
-	case p.AESCBC != nil:
-		return p.AESCBC.Keys
-	case p.AESGCM != nil:
-		return p.AESGCM.Keys
-	}
-	return nil
 }
 
 // saEffect: the key pair reached the stage, and the signing key is the one the stage says: unchanged for

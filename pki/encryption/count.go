@@ -56,7 +56,7 @@ func LabelsOf(cfg *apiserverv1.EncryptionConfiguration) map[string]bool {
 				}
 				out["kms-"+v+":"+p.KMS.Name] = true
 			default:
-				for _, k := range keysOf(p) {
+				for _, k := range KeysOf(p) {
 					out[typ+":"+k.Name] = true
 				}
 			}

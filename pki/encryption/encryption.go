@@ -422,8 +422,8 @@ func ProviderType(p apiserverv1.ProviderConfiguration) string {
 	return ""
 }
 
-// keysOf returns the local keys of p (nil for kms and identity).
-func keysOf(p apiserverv1.ProviderConfiguration) []apiserverv1.Key {
+// KeysOf returns the local keys of p (secretbox, aescbc, aesgcm; nil for kms and identity).
+func KeysOf(p apiserverv1.ProviderConfiguration) []apiserverv1.Key {
 	switch {
 	case p.Secretbox != nil:
 		return p.Secretbox.Keys
@@ -453,7 +453,7 @@ func forEachKey(cfg *apiserverv1.EncryptionConfiguration, fn func(provider strin
 	}
 	for _, rc := range cfg.Resources {
 		for _, p := range rc.Providers {
-			for _, k := range keysOf(p) {
+			for _, k := range KeysOf(p) {
 				fn(ProviderType(p), k)
 			}
 		}

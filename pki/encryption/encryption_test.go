@@ -72,7 +72,7 @@ func mustMarshal(t *testing.T, cfg *apiserverv1.EncryptionConfiguration) []byte 
 }
 
 func firstKeys(cfg *apiserverv1.EncryptionConfiguration) []apiserverv1.Key {
-	return keysOf(cfg.Resources[0].Providers[0])
+	return KeysOf(cfg.Resources[0].Providers[0])
 }
 
 func TestBuildLoadsWithApiserverLoaderAndRoundTrips(t *testing.T) {

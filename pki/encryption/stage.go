@@ -104,7 +104,7 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 			if p.KMS != nil {
 				pi.Name, pi.Endpoint = p.KMS.Name, p.KMS.Endpoint
 			}
-			for j, k := range keysOf(p) {
+			for j, k := range KeysOf(p) {
 				role := RoleRead
 				if i == 0 && j == 0 {
 					role = RoleWrite
@@ -113,8 +113,8 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 			}
 			e.Providers = append(e.Providers, pi)
 		}
-		if len(rc.Providers) > 0 && len(keysOf(rc.Providers[0])) > 0 {
-			e.Stage = entryStage(keysOf(rc.Providers[0]))
+		if len(rc.Providers) > 0 && len(KeysOf(rc.Providers[0])) > 0 {
+			e.Stage = entryStage(KeysOf(rc.Providers[0]))
 			stages = append(stages, e.Stage)
 		}
 		st.Entries = append(st.Entries, e)
@@ -227,7 +227,7 @@ type Change struct {
 func rotatable(cfg *apiserverv1.EncryptionConfiguration, fn func(entry int, p *apiserverv1.ProviderConfiguration) error) error {
 	for i := range cfg.Resources {
 		ps := cfg.Resources[i].Providers
-		if len(ps) > 0 && len(keysOf(ps[0])) > 0 {
+		if len(ps) > 0 && len(KeysOf(ps[0])) > 0 {
 			if err := fn(i, &ps[0]); err != nil {
 				return err
 			}
@@ -250,7 +250,7 @@ func Prepare(cfg *apiserverv1.EncryptionConfiguration, now time.Time, rnd io.Rea
 		if err != nil {
 			return err
 		}
-		keys := keysOf(*p)
+		keys := KeysOf(*p)
 		setKeys(p, slices.Insert(slices.Clone(keys), 1, key))
 		changes = append(changes, Change{Entry: i, Provider: ProviderType(*p), Key: KeyInfo{Name: key.Name, Fingerprint: Fingerprint(key.Secret), Role: RoleRead}})
 		return nil
@@ -270,7 +270,7 @@ func Promote(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionC
 	out := cfg.DeepCopy()
 	var changes []Change
 	_ = rotatable(out, func(i int, p *apiserverv1.ProviderConfiguration) error {
-		keys := slices.Clone(keysOf(*p))
+		keys := slices.Clone(KeysOf(*p))
 		n := newestKey(keys)
 		k := keys[n]
 		keys = slices.Insert(slices.Delete(keys, n, n+1), 0, k)
@@ -291,7 +291,7 @@ func Prune(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionCon
 	out := cfg.DeepCopy()
 	var changes []Change
 	_ = rotatable(out, func(i int, p *apiserverv1.ProviderConfiguration) error {
-		keys := keysOf(*p)
+		keys := KeysOf(*p)
 		for _, k := range keys[1:] {
 			changes = append(changes, Change{Entry: i, Provider: ProviderType(*p), Key: KeyInfo{Name: k.Name, Fingerprint: Fingerprint(k.Secret), Role: RoleRead}})
 		}
@@ -324,7 +324,7 @@ func WriteKey(cfg *apiserverv1.EncryptionConfiguration) string {
 		case KMS:
 			parts = append(parts, "kms:"+p.KMS.Name)
 		default:
-			parts = append(parts, typ+":"+keysOf(p)[0].Name)
+			parts = append(parts, typ+":"+KeysOf(p)[0].Name)
 		}
 	}
 	return strings.Join(parts, ",")
