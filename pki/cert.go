@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/big"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +37,12 @@ type CertRequest struct {
 	Usages       []x509.ExtKeyUsage
 	NotBefore    time.Time
 	NotAfter     time.Time
+	// RawSubject, when set, is the subject's DER used as is (renewal keeps every RDN of the certificate it
+	// replaces); CommonName and Organization then only name the request in errors.
+	RawSubject []byte
+	// URIs and EmailAddresses are SANs kubeadm never sets; renewal keeps those of the certificate it replaces.
+	URIs           []*url.URL
+	EmailAddresses []string
 }
 
 // serialNumber returns a uniform value in [1, MaxInt64), kubeadm's serial scheme. rnd is injected so tests
@@ -93,8 +100,11 @@ func NewSignedCert(req CertRequest, pub crypto.PublicKey, ca *x509.Certificate, 
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		RawSubject:            req.RawSubject,
 		DNSNames:              names.DNSNames,
 		IPAddresses:           names.IPs,
+		URIs:                  req.URIs,
+		EmailAddresses:        req.EmailAddresses,
 		NotBefore:             req.NotBefore,
 		NotAfter:              req.NotAfter,
 		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature,
