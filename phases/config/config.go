@@ -5,12 +5,14 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,11 +53,13 @@ type Config struct {
 	// Init and Cluster are kubeadm's objects after defaulting and overrides.
 	Init    *v1beta4.InitConfiguration
 	Cluster *v1beta4.ClusterConfiguration
-	// Extra holds the file's other documents (KubeletConfiguration, KubeProxyConfiguration, ...) verbatim,
-	// to carry them into the rendered kubeadm config.
+	// Extra holds the file's other documents verbatim (KubeletConfiguration, KubeProxyConfiguration, kubeadm's
+	// Join/Reset/UpgradeConfiguration, and any other with a warning), to carry them into the rendered config.
 	Extra [][]byte
 	// PKI is what the certificates are derived from.
 	PKI *pki.Config
+	// Warnings are about documents of the file that neither k8scrypto nor kubeadm uses; the command logs them.
+	Warnings []string
 }
 
 // Load reads path ("" for none), applies overrides, defaults and validates. hostname is injected for tests
@@ -91,9 +95,21 @@ type typeMeta struct {
 	Kind       string `json:"kind"`
 }
 
+// componentConfigGroups are the groups kubeadm accepts next to its own documents and hands to the components;
+// they are carried into the rendered kubeadm config verbatim.
+var componentConfigGroups = []string{"kubelet.config.k8s.io", "kubeproxy.config.k8s.io"}
+
+// kindGroups maps each kind kubeadm knows in a config file to its group, to catch a misspelt group.
+var kindGroups = map[string]string{
+	"InitConfiguration": kubeadmGroup, "ClusterConfiguration": kubeadmGroup, "JoinConfiguration": kubeadmGroup,
+	"ResetConfiguration": kubeadmGroup, "UpgradeConfiguration": kubeadmGroup,
+	"KubeletConfiguration": "kubelet.config.k8s.io", "KubeProxyConfiguration": "kubeproxy.config.k8s.io",
+}
+
 func (c *Config) decode(data []byte) error {
 	reader := utilyaml.NewYAMLReader(bufioReader(data))
 	seenInit, seenCluster := false, false
+	var others []string // the GVKs of documents that are not Init/ClusterConfiguration
 	for i := 1; ; i++ {
 		doc, err := reader.Read()
 		if errors.Is(err, io.EOF) {
@@ -112,9 +128,19 @@ func (c *Config) decode(data []byte) error {
 		if tm.APIVersion == "" || tm.Kind == "" {
 			return fmt.Errorf("document %d: apiVersion and kind must be set", i)
 		}
+		gvk := tm.APIVersion + ", Kind=" + tm.Kind
 		group, version, _ := strings.Cut(tm.APIVersion, "/")
 		if group != kubeadmGroup {
-			c.Extra = append(c.Extra, doc) // component configs: kubelet, kube-proxy
+			if err := checkForeignGroup(group, tm); err != nil {
+				return fmt.Errorf("document %d: %w", i, err)
+			}
+			if !slices.Contains(componentConfigGroups, group) {
+				// kubeadm warns and ignores such a document; it is carried over all the same, so that the
+				// rendered file holds everything the input did.
+				c.Warnings = append(c.Warnings, fmt.Sprintf("document %d (%s) is not a kubeadm or component configuration: kubeadm ignores it", i, gvk))
+			}
+			others = append(others, gvk)
+			c.Extra = append(c.Extra, doc)
 			continue
 		}
 		if version != "v1beta4" {
@@ -124,6 +150,7 @@ func (c *Config) decode(data []byte) error {
 			}
 			return fmt.Errorf("document %d: unsupported apiVersion %q%s: use kubeadm.k8s.io/v1beta4", i, tm.APIVersion, hint)
 		}
+		var other any
 		switch tm.Kind {
 		case "InitConfiguration":
 			if seenInit {
@@ -133,6 +160,7 @@ func (c *Config) decode(data []byte) error {
 			if err := decodeStrict(doc, c.Init); err != nil {
 				return fmt.Errorf("InitConfiguration: %w", err)
 			}
+			continue
 		case "ClusterConfiguration":
 			if seenCluster {
 				return fmt.Errorf("document %d: more than one ClusterConfiguration", i)
@@ -141,29 +169,141 @@ func (c *Config) decode(data []byte) error {
 			if err := decodeStrict(doc, c.Cluster); err != nil {
 				return fmt.Errorf("ClusterConfiguration: %w", err)
 			}
-		case "JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration":
-			return fmt.Errorf("document %d: %s is not used by k8scrypto init; give an InitConfiguration and/or ClusterConfiguration", i, tm.Kind)
+			continue
+		case "JoinConfiguration":
+			other = &v1beta4.JoinConfiguration{}
+		case "ResetConfiguration":
+			other = &v1beta4.ResetConfiguration{}
+		case "UpgradeConfiguration":
+			other = &v1beta4.UpgradeConfiguration{}
 		default:
 			return fmt.Errorf("document %d: unknown kind %q in %s", i, tm.Kind, tm.APIVersion)
+		}
+		// kubeadm init accepts the other kubeadm kinds in its file and does not use them; so does k8scrypto,
+		// carrying them over. They are checked as strictly as "kubeadm config validate" would.
+		if err := decodeStrict(doc, other); err != nil {
+			return fmt.Errorf("%s: %w", tm.Kind, err)
+		}
+		others = append(others, gvk)
+		c.Extra = append(c.Extra, doc)
+	}
+	if !seenInit && !seenCluster {
+		// As kubeadm: a file that configures nothing is a mistake (a misspelt group, the wrong file).
+		found := "the file has no documents"
+		if len(others) > 0 {
+			found = "found only " + strings.Join(others, "; ")
+		}
+		return fmt.Errorf("no InitConfiguration or ClusterConfiguration of %s/v1beta4 was found (%s): add one, or omit --config to use kubeadm's defaults", kubeadmGroup, found)
+	}
+	return nil
+}
+
+// checkForeignGroup rejects a document of another group whose kind or group shows a misspelt apiVersion:
+// kubeadm would silently ignore it, and the settings in it would be lost.
+func checkForeignGroup(group string, tm typeMeta) error {
+	if want, ok := kindGroups[tm.Kind]; ok && want != group {
+		return fmt.Errorf("apiVersion %q: kind %s belongs to %s: fix the group (for example %s/v1beta4 or %s/v1beta1)",
+			tm.APIVersion, tm.Kind, want, kubeadmGroup, want)
+	}
+	for _, known := range append([]string{kubeadmGroup}, componentConfigGroups...) {
+		if group != known && editDistance(group, known) <= 2 {
+			return fmt.Errorf("apiVersion %q: unknown group %q, did you mean %s?", tm.APIVersion, group, known)
 		}
 	}
 	return nil
 }
 
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
 // decodeStrict decodes one document strictly. An unknown or duplicate field is reported with its path
-// (yaml.UnmarshalStrict names only the last key) and what to do about it.
+// (yaml.UnmarshalStrict names only the last key) and what to do about it; a value of the wrong type with the
+// path of its field (a type's own decoder, such as a duration's, names none).
 func decodeStrict(doc []byte, obj any) error {
 	err := yaml.UnmarshalStrict(doc, obj)
 	if err == nil {
 		return nil
 	}
-	if js, jerr := yaml.YAMLToJSON(doc); jerr == nil {
-		fresh := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
-		if strict, _ := sigsjson.UnmarshalStrict(js, fresh); len(strict) > 0 {
-			return fmt.Errorf("%w: check the spelling and indentation against kubeadm's v1beta4 reference (https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/), or remove it", errors.Join(strict...))
-		}
+	js, jerr := yaml.YAMLToJSON(doc)
+	if jerr != nil {
+		return err
+	}
+	typ := reflect.TypeOf(obj).Elem()
+	strict, nonStrict := sigsjson.UnmarshalStrict(js, reflect.New(typ).Interface())
+	if len(strict) > 0 {
+		return fmt.Errorf("%w: check the spelling and indentation against kubeadm's v1beta4 reference (https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/), or remove it", errors.Join(strict...))
+	}
+	if nonStrict == nil {
+		return err
+	}
+	var tree any
+	if json.Unmarshal(js, &tree) != nil {
+		return err
+	}
+	fails := func(v any) bool {
+		b, merr := json.Marshal(v)
+		return merr != nil || sigsjson.UnmarshalCaseSensitivePreserveInts(b, reflect.New(typ).Interface()) != nil
+	}
+	if path, ok := badField(tree, "", func(v any) any { return v }, fails); ok && path != "" {
+		return fmt.Errorf("%s: %w", path, nonStrict)
 	}
 	return err
+}
+
+// badField finds the path of the first value in tree that fails to decode on its own: it decodes the
+// document cut down to one branch at a time (wrap rebuilds the document around a branch).
+func badField(v any, path string, wrap func(any) any, fails func(any) bool) (string, bool) {
+	if !fails(wrap(v)) {
+		return "", false
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		if fails(wrap(map[string]any{})) {
+			return path, true // an object where the field takes another type
+		}
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			sub := path + "." + k
+			if path == "" {
+				sub = k
+			}
+			if p, ok := badField(t[k], sub, func(x any) any { return wrap(map[string]any{k: x}) }, fails); ok {
+				return p, true
+			}
+		}
+	case []any:
+		if fails(wrap([]any{})) {
+			return path, true
+		}
+		for i, e := range t {
+			if p, ok := badField(e, fmt.Sprintf("%s[%d]", path, i), func(x any) any { return wrap([]any{x}) }, fails); ok {
+				return p, true
+			}
+		}
+	}
+	return path, true
 }
 
 func stripComments(doc []byte) []byte {
