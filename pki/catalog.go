@@ -78,7 +78,7 @@ func (c *Config) Validate() error {
 	} {
 		for _, san := range sans {
 			if !validSAN(san) {
-				bad(field, san, "not an IP address or an RFC 1123 DNS name (wildcards like *.example.com are allowed)")
+				bad(field, san, "not an IP address or an RFC 1123 DNS name (wildcards like *.example.com are allowed): correct it or remove it")
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func (c *Config) Validate() error {
 	}
 	if c.CertValidity > c.CAValidity {
 		bad("certificateValidityPeriod", c.CertValidity.String(),
-			fmt.Sprintf("longer than caCertificateValidityPeriod (%s): leaves would outlive their CA", c.CAValidity))
+			fmt.Sprintf("longer than caCertificateValidityPeriod (%s): leaves would outlive their CA; shorten it or lengthen caCertificateValidityPeriod", c.CAValidity))
 	}
 	return errors.Join(errs...)
 }
