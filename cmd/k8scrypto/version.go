@@ -5,14 +5,12 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"k8scrypto.dev/k8scrypto/phases/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-// kubeadmTypesVersion is the kubeadm release whose API types and behaviour k8scrypto matches. It is a
-// literal here so that "version" does not load the kubeadm packages.
-const kubeadmTypesVersion = "v1.37.2"
 
 type versionInfo struct {
 	APIVersion string `json:"apiVersion"`
@@ -31,7 +29,7 @@ func newVersionCommand(e *env, g *globals) *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			info := versionInfo{
 				APIVersion: "k8scrypto.dev/v1alpha1", Kind: "Version",
-				Version: version, Kubeadm: kubeadmTypesVersion,
+				Version: version, Kubeadm: config.KubernetesVersion,
 				GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
 			}
 			if g.output != "text" {

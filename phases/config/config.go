@@ -27,8 +27,9 @@ import (
 	"k8scrypto.dev/k8scrypto/pki"
 )
 
-// KubernetesVersion is the version of the kubeadm types k8scrypto is built against; the rendered kubeadm
-// config defaults to it (kubeadm's own default, "stable-1", needs the network).
+// KubernetesVersion is the version of the kubeadm types k8scrypto is built against (TestKubernetesVersionIsTheOneBuiltAgainst
+// ties it to go.mod); the rendered kubeadm config defaults to it (kubeadm's own default, "stable-1", needs the
+// network), and "k8scrypto version" reports it.
 const KubernetesVersion = "v1.37.2"
 
 const kubeadmGroup = "kubeadm.k8s.io"
