@@ -78,6 +78,10 @@ type RenewResult struct {
 	KubeconfigDir   string      `json:"kubeconfigDir"`
 	BackupDir       string      `json:"backupDir,omitempty"`
 	Certificates    []RenewItem `json:"certificates"`
+	// PrunedBackups are the old backup directories removed to keep --keep-backups (they held keys).
+	PrunedBackups []string `json:"prunedBackups,omitempty"`
+	// PruneError says why old backups could not all be removed; the renewal itself succeeded.
+	PruneError string `json:"pruneError,omitempty"`
 }
 
 // Renewed lists the names of the renewed certificates.
@@ -126,7 +130,12 @@ type RenewOptions struct {
 	// BackupRoot receives <UTC timestamp>/ with every replaced file; the newest KeepBackups are kept.
 	BackupRoot  string
 	KeepBackups int
-	Log         *slog.Logger
+	// BeforeCommit, when set, runs after the backups are taken and before the first file is replaced, with
+	// the result as it will be if the commit succeeds (renewed items marked so) and the files about to be
+	// written; an error stops the run with nothing replaced. The command layer records its audit intent
+	// here, so that a run killed after the commit still leaves its audit lines for the next run.
+	BeforeCommit func(res RenewResult, files []pki.File) error
+	Log          *slog.Logger
 }
 
 func (o *RenewOptions) validate() error {
@@ -250,7 +259,10 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	}
 
 	// Back up every file about to be replaced, before touching any.
-	backups := pki.NewBackupSet(o.BackupRoot, o.Now)
+	backups, err := pki.NewBackupSet(o.BackupRoot, o.Now)
+	if err != nil {
+		return res, fmt.Errorf("%w; nothing was renewed", err)
+	}
 	for _, p := range issued {
 		for _, f := range files {
 			if f.Path != p.t.CertPath && f.Path != p.t.KeyPath {
@@ -267,20 +279,37 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 			}
 		}
 	}
+	for _, p := range issued {
+		p.item.Action = RenewRenewed
+	}
+	unmark := func() {
+		for _, p := range issued {
+			p.item.Action = ""
+		}
+	}
+	if o.BeforeCommit != nil {
+		if err := o.BeforeCommit(res, files); err != nil {
+			unmark()
+			backups.Discard()
+			return res, fmt.Errorf("%w; nothing was renewed", err)
+		}
+	}
 	if err := pki.Commit(o.Cfg.CertDir, files); err != nil {
+		unmark()
 		return res, fmt.Errorf("writing the renewed certificates: %w", err)
 	}
 	for _, p := range issued {
-		p.item.Action = RenewRenewed
 		o.Log.Info("renewed", "certificate", p.item.Name, "notAfter", p.item.NotAfter.Format(time.RFC3339), "serial", p.item.Serial)
 	}
-	if removed, err := pki.PruneBackups(o.BackupRoot, o.KeepBackups); err != nil {
+	removed, err := pki.PruneBackups(o.BackupRoot, o.KeepBackups)
+	res.PrunedBackups = removed
+	if err != nil {
 		// The certificates are renewed; a stale backup is not worth failing the run for.
+		res.PruneError = err.Error()
 		o.Log.Warn("could not remove old backups", "dir", o.BackupRoot, "error", err)
-	} else {
-		for _, d := range removed {
-			o.Log.Debug("removed old backup", "dir", d)
-		}
+	}
+	for _, d := range removed {
+		o.Log.Debug("removed old backup", "dir", d)
 	}
 	return res, nil
 }
@@ -538,10 +567,15 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 	p := &renewPlan{item: item, t: t, lt: lt, ca: ca, req: pki.CertRequest{
 		CommonName:   cert.Subject.CommonName,
 		Organization: slices.Clone(cert.Subject.Organization),
-		AltNames:     alt,
-		Usages:       usages,
-		NotBefore:    o.Now.Add(-pki.Backdate).UTC(),
-		NotAfter:     notAfter,
+		// The whole subject as it is (every RDN, in order, with its encoding) and the SAN kinds kubeadm never
+		// sets: a renewed certificate must identify its holder exactly as the one it replaces.
+		RawSubject:     slices.Clone(cert.RawSubject),
+		URIs:           slices.Clone(cert.URIs),
+		EmailAddresses: slices.Clone(cert.EmailAddresses),
+		AltNames:       alt,
+		Usages:         usages,
+		NotBefore:      o.Now.Add(-pki.Backdate).UTC(),
+		NotAfter:       notAfter,
 	}}
 	if o.RotateKeys {
 		p.alg = o.Algorithm

@@ -6,11 +6,13 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -236,7 +238,7 @@ func TestRenewNothingDueChangesNothing(t *testing.T) {
 	if len(res.Renewed()) != 0 || len(res.Problems()) != 0 || res.BackupDir != "" {
 		t.Errorf("renewed %v, problems %v, backups %q; want none", res.Renewed(), res.Problems(), res.BackupDir)
 	}
-	if after := snapshot(t, e.dir); !maps(before, after) {
+	if after := snapshot(t, e.dir); !sameFiles(before, after) {
 		t.Errorf("files changed on a run with nothing due:\nbefore %v\nafter  %v", before, after)
 	}
 	it := itemsBy(res)["apiserver"]
@@ -280,7 +282,7 @@ func TestRenewNothingDueSweepsPartialBackups(t *testing.T) {
 	}
 }
 
-func maps(a, b map[string]string) bool {
+func sameFiles(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -675,7 +677,7 @@ func TestRenewDryRunWritesNothing(t *testing.T) {
 	if got := namesWith(res, RenewWouldRenew); !slices.Equal(got, allLeafNames) || !res.DryRun {
 		t.Errorf("would renew %v", got)
 	}
-	if after := snapshot(t, e.dir); !maps(before, after) {
+	if after := snapshot(t, e.dir); !sameFiles(before, after) {
 		t.Error("dry run changed files")
 	}
 }
@@ -746,7 +748,7 @@ func TestRenewValidatesOptions(t *testing.T) {
 			t.Errorf("options %+v accepted", o)
 		}
 	}
-	if !maps(before, snapshot(t, e.dir)) {
+	if !sameFiles(before, snapshot(t, e.dir)) {
 		t.Error("a rejected run changed files")
 	}
 	// An explicit threshold replaces the third of the lifetime.
@@ -759,12 +761,13 @@ func TestRenewValidatesOptions(t *testing.T) {
 
 func TestRenewBackupsRotate(t *testing.T) {
 	e := newRenewEnv(t, pki.ECDSAP256, "")
-	var dirs []string
+	var dirs, pruned []string
 	for i := range 5 {
 		o := e.opts(pkitest.Now.Add(time.Duration(i+1) * day))
 		o.Force, o.Names, o.KeepBackups, o.Keys = true, []string{"apiserver"}, 3, nil
 		res := e.renew(o)
 		dirs = append(dirs, res.BackupDir)
+		pruned = append(pruned, res.PrunedBackups...)
 		// Each backup holds the files this run replaced, as they were.
 		cert, _ := e.pair("apiserver")
 		if it := itemsBy(res)["apiserver"]; len(it.Backups) != 2 || it.Previous.Serial == cert.SerialNumber.String() {
@@ -781,6 +784,10 @@ func TestRenewBackupsRotate(t *testing.T) {
 	}
 	if !slices.Equal(got, dirs[2:]) {
 		t.Errorf("backups kept %v, want the newest three %v", got, dirs[2:])
+	}
+	// The runs that pruned say which directories went (the command layer audits each).
+	if !slices.Equal(pruned, dirs[:2]) {
+		t.Errorf("pruned %v, want the oldest two %v", pruned, dirs[:2])
 	}
 }
 
@@ -972,5 +979,116 @@ func TestRenewSymlinkFailsOnlyItsCertificate(t *testing.T) {
 	}
 	if len(res.Renewed()) != len(allLeafNames)-1 {
 		t.Errorf("renewed %v", res.Renewed())
+	}
+}
+
+// TestRenewKeepsWholeSubjectAndOtherSANs: a certificate with subject attributes and SAN kinds kubeadm never
+// sets (an operator's or another tool's) keeps all of them when renewed: the subject byte for byte (every
+// RDN, in order), URI and e-mail SANs, next to its DNS and IP SANs.
+func TestRenewKeepsWholeSubjectAndOtherSANs(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	old, key := e.pair("apiserver")
+	caCert := e.ca("ca")
+	caKey, err := LoadKey(filepath.Join(e.certDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spiffe, _ := url.Parse("spiffe://cluster.local/ns/kube-system/sa/apiserver")
+	tmpl := *old
+	tmpl.Subject = pkix.Name{CommonName: old.Subject.CommonName, Organization: []string{"Example"}, OrganizationalUnit: []string{"Platform", "Control plane"},
+		Country: []string{"DE"}, Locality: []string{"Berlin"}, SerialNumber: "cp-1"}
+	tmpl.RawSubject = nil
+	tmpl.URIs = []*url.URL{spiffe}
+	tmpl.EmailAddresses = []string{"pki@example.com"}
+	der, err := x509.CreateCertificate(pkitest.Rand(7), &tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.certDir, "apiserver.crt"), pki.EncodeCert(mustParse(t, der)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.pair("apiserver")
+
+	o := e.opts(pkitest.Now.Add(day))
+	o.Force, o.Names = true, []string{"apiserver"}
+	if got := namesWith(e.renew(o), RenewRenewed); !slices.Equal(got, []string{"apiserver"}) {
+		t.Fatalf("renewed %v", got)
+	}
+	after, _ := e.pair("apiserver")
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("not renewed")
+	}
+	if !bytes.Equal(after.RawSubject, before.RawSubject) {
+		t.Errorf("subject %q, want %q", after.Subject, before.Subject)
+	}
+	if len(after.URIs) != 1 || after.URIs[0].String() != spiffe.String() {
+		t.Errorf("URI SANs %v, want %v", after.URIs, spiffe)
+	}
+	if !slices.Equal(after.EmailAddresses, before.EmailAddresses) {
+		t.Errorf("e-mail SANs %v, want %v", after.EmailAddresses, before.EmailAddresses)
+	}
+	if !slices.Equal(after.DNSNames, before.DNSNames) || fmt.Sprint(after.IPAddresses) != fmt.Sprint(before.IPAddresses) {
+		t.Errorf("SANs %v %v, want %v %v", after.DNSNames, after.IPAddresses, before.DNSNames, before.IPAddresses)
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRenewBeforeCommitErrorReplacesNothing: the command layer's audit intent is written by BeforeCommit;
+// when it fails, no file is replaced and this run's backup directory is discarded.
+func TestRenewBeforeCommitErrorReplacesNothing(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	before := snapshot(t, e.certDir, e.kubeDir)
+	o := e.opts(pkitest.Now.Add(250 * day))
+	var seen []string
+	o.BeforeCommit = func(res RenewResult, files []pki.File) error {
+		seen = res.Renewed()
+		return errors.New("audit intent: disk full")
+	}
+	_, err := Renew(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "audit intent: disk full; nothing was renewed") {
+		t.Fatalf("error %v", err)
+	}
+	if len(seen) != len(allLeafNames) {
+		t.Errorf("BeforeCommit saw renewed %v, want every leaf", seen)
+	}
+	if after := snapshot(t, e.certDir, e.kubeDir); !sameFiles(before, after) {
+		t.Error("files changed")
+	}
+	if ents, _ := os.ReadDir(e.backupDir); len(ents) != 0 {
+		t.Errorf("backup directory kept: %v", ents)
+	}
+}
+
+// TestRenewBackupRootUnusable: a backup root that cannot be looked into (here a regular file in its path,
+// which stops root too) fails the run at once with a clear error; it used to spin for ever.
+func TestRenewBackupRootUnusable(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	file := filepath.Join(e.dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, e.certDir, e.kubeDir)
+	o := e.opts(pkitest.Now.Add(250 * day))
+	o.BackupRoot = filepath.Join(file, "backups")
+	done := make(chan error, 1)
+	go func() { _, err := Renew(context.Background(), o); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "backup directory "+o.BackupRoot) || !strings.Contains(err.Error(), "nothing was renewed") {
+			t.Errorf("error %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Renew did not return within a minute")
+	}
+	if after := snapshot(t, e.certDir, e.kubeDir); !sameFiles(before, after) {
+		t.Error("files changed")
 	}
 }

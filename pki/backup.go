@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,18 +29,28 @@ type BackupSet struct {
 	createdRoot bool
 }
 
-// NewBackupSet names the backup directory for a run at now; nothing is created until Save.
-func NewBackupSet(root string, now time.Time) *BackupSet {
-	dir := filepath.Join(root, now.UTC().Format(BackupTimeFormat))
-	// Two runs in the same second (tests, or a retry) must not share a directory.
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-			break
+// NewBackupSet names the backup directory for a run at now; nothing is created until Save. An error means
+// the backup root cannot be looked into (permissions, a file in the way): nothing can be backed up there.
+func NewBackupSet(root string, now time.Time) (*BackupSet, error) {
+	stamp := now.UTC().Format(BackupTimeFormat)
+	dir := filepath.Join(root, stamp)
+	// Two runs in the same second (tests, or a retry) must not share a directory. Only "does not exist"
+	// ends the search: any other error would be returned for every name, so it is the answer.
+	for i := 1; i <= maxBackupsPerSecond; i++ {
+		_, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return &BackupSet{Root: root, Dir: dir}, nil
 		}
-		dir = filepath.Join(root, fmt.Sprintf("%s-%d", now.UTC().Format(BackupTimeFormat), i))
+		if err != nil {
+			return nil, fmt.Errorf("backup directory %s: %w (give a --backup-dir this user can create and write)", root, err)
+		}
+		dir = filepath.Join(root, fmt.Sprintf("%s-%d", stamp, i))
 	}
-	return &BackupSet{Root: root, Dir: dir}
+	return nil, fmt.Errorf("backup directory %s: %d backups already exist for %s; remove some", root, maxBackupsPerSecond, stamp)
 }
+
+// maxBackupsPerSecond bounds the names NewBackupSet tries for one second.
+const maxBackupsPerSecond = 1000
 
 // Save copies path (if it exists) into the backup set with its mode, synced before returning, and returns
 // the copy's path ("" when there was nothing to back up).
@@ -140,13 +151,16 @@ func PruneBackups(root string, keep int) ([]string, error) {
 			names = append(names, e.Name())
 		}
 	}
+	// Oldest first: by time, then by the same-second suffix as a number ("-2" before "-10").
 	slices.SortFunc(names, func(a, b string) int {
-		ta, _ := time.Parse(BackupTimeFormat, strings.SplitN(a, "-", 2)[0])
-		tb, _ := time.Parse(BackupTimeFormat, strings.SplitN(b, "-", 2)[0])
-		if c := ta.Compare(tb); c != 0 {
-			return c
+		sa, na, _ := strings.Cut(a, "-")
+		sb, nb, _ := strings.Cut(b, "-")
+		if c := strings.Compare(sa, sb); c != 0 {
+			return c // the format sorts in time order
 		}
-		return len(a) - len(b) + strings.Compare(a, b)
+		ia, _ := strconv.Atoi(na)
+		ib, _ := strconv.Atoi(nb)
+		return ia - ib
 	})
 	var removed []string
 	for len(names) > keep {
@@ -161,14 +175,18 @@ func PruneBackups(root string, keep int) ([]string, error) {
 }
 
 // StateDir resolves a directory for k8scrypto's state (backups, audit log). An explicit path is used as
-// given. The default (under /var) is used when it can be created and written; otherwise, for a user
-// trying k8scrypto without root, the fallback is $XDG_STATE_HOME/k8scrypto/<sub> (else
-// ~/.local/state/k8scrypto/<sub>), and fellBack is true so the caller can say so once.
+// given, and is an error when it cannot be created or written: the operator asked for it. The default
+// (under /var) is used when it can be created and written; otherwise, for a user trying k8scrypto without
+// root, the fallback is $XDG_STATE_HOME/k8scrypto/<sub> (else ~/.local/state/k8scrypto/<sub>), and
+// fellBack is true so the caller can say so once.
 func StateDir(explicit, def, sub string) (dir string, fellBack bool, err error) {
 	if explicit != "" {
+		if err := CheckWritableDir(explicit); err != nil {
+			return "", false, err
+		}
 		return explicit, false, nil
 	}
-	if writableDir(def) {
+	if CheckWritableDir(def) == nil {
 		return def, false, nil
 	}
 	base := os.Getenv("XDG_STATE_HOME")
@@ -182,24 +200,26 @@ func StateDir(explicit, def, sub string) (dir string, fellBack bool, err error) 
 	return filepath.Join(base, "k8scrypto", sub), true, nil
 }
 
-// writableDir reports whether dir exists and is writable, or could be created.
-func writableDir(dir string) bool {
+// CheckWritableDir returns nil when dir exists and is a writable directory, or could be created (its
+// nearest existing ancestor is a writable directory); otherwise it says why not. It creates nothing
+// but a probe file, removed at once.
+func CheckWritableDir(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		info, err := os.Stat(d)
 		if err == nil {
 			if !info.IsDir() {
-				return false
+				return fmt.Errorf("%s cannot be used as a directory: %s is not a directory", dir, d)
 			}
 			f, err := os.CreateTemp(d, ".k8scrypto-probe-*")
 			if err != nil {
-				return false
+				return fmt.Errorf("%s cannot be created or written: %w", dir, err)
 			}
 			_ = f.Close()
 			_ = os.Remove(f.Name())
-			return true
+			return nil
 		}
 		if filepath.Dir(d) == d {
-			return false
+			return fmt.Errorf("%s cannot be created: %w", dir, err)
 		}
 	}
 }

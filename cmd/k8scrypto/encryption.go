@@ -398,7 +398,10 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 	st := encryption.Describe(next)
 	res := encryptionRotateResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionRotateResult", Step: step, File: path, DryRun: f.dryRun, Changes: changes, Stage: st.Stage, Next: st.Next}
 	if !f.dryRun {
-		backups := pki.NewBackupSet(root, now)
+		backups, err := pki.NewBackupSet(root, now)
+		if err != nil {
+			return err
+		}
 		if res.Backup, err = backups.Save(path); err != nil {
 			backups.Discard()
 			return err

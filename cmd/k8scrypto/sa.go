@@ -169,7 +169,10 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 		return printSARotate(e.stdout, g.output, res)
 	}
 	var backupEvents []pki.AuditEvent
-	bs := pki.NewBackupSet(root, now)
+	bs, err := pki.NewBackupSet(root, now)
+	if err != nil {
+		return err
+	}
 	for _, p := range sakeys.Files(cfg.CertDir) {
 		dst, err := bs.Save(p)
 		if err != nil {
