@@ -25,6 +25,20 @@ func TestInitPhaseOrder(t *testing.T) {
 	}
 }
 
+// TestInitTopLevelPhases pins the whole of init's order: certificates first, then the keys and configs that
+// need nothing, then the kubeconfigs (which need the CA), and last the kubeadm config that points at them all.
+func TestInitTopLevelPhases(t *testing.T) {
+	var top []string
+	for _, n := range (&phases.Runner{Phases: phases.InitPhases()}).Names() {
+		if !strings.Contains(n, "/") {
+			top = append(top, n)
+		}
+	}
+	if want := []string{"certs", "sa", "encryption-config", "kubeconfig", "kubeadm-config"}; !slices.Equal(top, want) {
+		t.Errorf("init phases %v, want exactly %v", top, want)
+	}
+}
+
 func TestSelectionRejectsUnknownPhases(t *testing.T) {
 	cfg := pkiConfig(t, pki.ECDSAP256)
 	for _, sel := range []phases.Selection{{Skip: []string{"certs/nope"}}, {Only: []string{"cert"}}, {Skip: []string{"sa/x"}}} {
