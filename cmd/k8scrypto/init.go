@@ -110,7 +110,7 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 	phaseCmd := &cobra.Command{
 		Use:   "phase",
 		Short: "Run one phase of init",
-		Args:  cobra.NoArgs,
+		Args:  knownSubcommand("phase"),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	for _, p := range runner.Phases {
@@ -136,6 +136,7 @@ func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p 
 		return cmd
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.Args = knownSubcommand("sub-phase of " + name)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "all",
 		Short: "Run every " + p.Name + " sub-phase",
@@ -150,6 +151,30 @@ func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p 
 	return cmd
 }
 
+// knownSubcommand rejects a word that names no sub-command with the list of those that exist (cobra's own
+// "unknown command" lists nothing below the root).
+func knownSubcommand(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		var valid []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				valid = append(valid, c.Name())
+			}
+		}
+		hint := ""
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only for the root's own check
+		}
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = " (did you mean " + strings.Join(s, " or ") + "?)"
+		}
+		return usageError{fmt.Errorf("unknown %s %q%s; valid ones are: %s", what, args[0], hint, strings.Join(valid, ", "))}
+	}
+}
+
 func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phases.Runner, sel phases.Selection) error {
 	if err := runner.Validate(sel); err != nil {
 		return usageError{fmt.Errorf("--skip-phases: %w", err)}
@@ -157,6 +182,9 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	cfg, err := f.load(e)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		g.log.Warn(w, "config", f.configFile)
 	}
 	d := phases.NewData(cfg.PKI, e.now().UTC(), e.keys, g.log)
 	d.Kubeadm = cfg
@@ -210,8 +238,9 @@ func printInitResult(w io.Writer, format string, r phases.Result) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d created, %d reused, %d skipped in %s\n",
-		counts[phases.ActionCreated], counts[phases.ActionReused], counts[phases.ActionSkipped], r.CertificatesDir)
+	// No directory here: the files span the certificate and kubeconfig directories, and each row names its own.
+	_, err := fmt.Fprintf(w, "%d created, %d reused, %d skipped\n",
+		counts[phases.ActionCreated], counts[phases.ActionReused], counts[phases.ActionSkipped])
 	if err != nil || r.NextCommand == "" {
 		return err
 	}
