@@ -23,8 +23,12 @@ fi
 #    written in one crash-safe transaction.
 "$k8scrypto" init --config "$config" --kubeadm-config-out "$rendered"
 
-# 2. Everything is in place: kubeadm verifies and reuses it, then writes the static pods and starts the cluster.
+# 2. k8scrypto validates the fields it uses and carries the others over; kubeadm validates the whole file, so
+#    a mistake in a field only kubeadm reads stops here, before anything is started.
+"$kubeadm" config validate --config "$rendered"
+
+# 3. Everything is in place: kubeadm verifies and reuses it, then writes the static pods and starts the cluster.
 "$kubeadm" init --config "$rendered"
 
-# 3. Certificates that are due are renewed by the daily timer (examples/systemd) or cron (examples/crontab).
+# 4. Certificates that are due are renewed by the daily timer (examples/systemd) or cron (examples/crontab).
 "$k8scrypto" certs check-expiration --config "$rendered"

@@ -43,7 +43,9 @@ func KubeadmConfigPhase() Phase {
 		Long: `Render an InitConfiguration and ClusterConfiguration (kubeadm.k8s.io/v1beta4) from the input configuration and
 flags, with certificatesDir, kubernetesVersion, encryptionAlgorithm and the validity periods set, and the API server
 given the encryption provider config. Other documents of the input (KubeletConfiguration, ...) are carried over
-verbatim. "kubeadm init --config <file>" then finds every certificate, key and kubeconfig in place.`,
+verbatim. "kubeadm init --config <file>" then finds every certificate, key and kubeconfig in place.
+k8scrypto validates the fields it uses and carries the others over unchecked: run "kubeadm config validate
+--config <file>" before "kubeadm init" (examples/bootstrap-control-plane.sh does) to check the rest.`,
 		Run:     func(_ context.Context, d *Data) error { return ensureKubeadmConfig(d) },
 		Outputs: func(d *Data) []string { return []string{d.KubeadmConfigPath()} },
 	}

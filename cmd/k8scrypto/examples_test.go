@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki"
 )
 
 const examplesDir = "../../examples"
@@ -42,21 +44,25 @@ func k8scryptoWrapper(t *testing.T, dir string) string {
 	return p
 }
 
-// The node bootstrap script runs the real k8scrypto init, then kubeadm init (a stub that checks it was given
-// the rendered config k8scrypto just wrote), then check-expiration; a failing k8scrypto stops it before kubeadm.
+// The node bootstrap script runs the real k8scrypto init, then kubeadm config validate and kubeadm init (a stub
+// that checks it was given the rendered config k8scrypto just wrote), then check-expiration; a failing
+// k8scrypto stops it before kubeadm, and a failing kubeadm config validate before kubeadm init.
 func TestBootstrapScriptRunsInitThenKubeadm(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		config string
-		ok     bool
+		name           string
+		config         string
+		rejectRendered bool // the stub's "kubeadm config validate" fails
+		wantKubeadm    string
 	}{
-		{"ha example", filepath.Join(examplesDir, "kubeadm-config.yaml"), true},
-		{"invalid config", "", false},
+		{"ha example", filepath.Join(examplesDir, "kubeadm-config.yaml"), false, "config validate --config R\ninit --config R\n"},
+		{"invalid config", "", false, ""},
+		{"kubeadm rejects the rendered config", filepath.Join(examplesDir, "kubeadm-config-single.yaml"), true, "config validate --config R\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			certDir, kubeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "kube")
-			rendered := filepath.Join(kubeDir, "kubeadm-config.yaml")
+			// Not the default <kubeconfig-dir>/kubeadm-config.yaml, so that the script's --kubeadm-config-out counts.
+			rendered := filepath.Join(dir, "rendered", "kubeadm.yaml")
 			cfg := tt.config
 			if cfg == "" {
 				cfg = filepath.Join(dir, "bad.yaml")
@@ -64,7 +70,10 @@ func TestBootstrapScriptRunsInitThenKubeadm(t *testing.T) {
 			}
 			kubeadmArgs := filepath.Join(dir, "kubeadm.args")
 			kubeadm := filepath.Join(dir, "kubeadm")
-			stub := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + kubeadmArgs + "\n[ \"$1 $2\" = \"init --config\" ] && grep -q '^kind: ClusterConfiguration' \"$3\" || exit 3\n"
+			stub := "#!/bin/sh\necho \"$*\" >> " + kubeadmArgs + "\n" +
+				"for f; do :; done\n" + // the last argument: the config file
+				"grep -q '^kind: ClusterConfiguration' \"$f\" || exit 3\n" +
+				"if [ \"$1 $2\" = \"config validate\" ] && [ -n \"$STUB_REJECT\" ]; then echo 'kubeadm: invalid configuration' >&2; exit 4; fi\n"
 			if err := os.WriteFile(kubeadm, []byte(stub), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -73,15 +82,25 @@ func TestBootstrapScriptRunsInitThenKubeadm(t *testing.T) {
 				"K8SCRYPTO="+k8scryptoWrapper(t, dir), "KUBEADM="+kubeadm, "RENDERED="+rendered,
 				// Keep k8scrypto inside the test directory: every flag can come from K8SCRYPTO_<FLAG>.
 				"K8SCRYPTO_CERT_DIR="+certDir, "K8SCRYPTO_KUBECONFIG_DIR="+kubeDir, "K8SCRYPTO_AUDIT_LOG="+filepath.Join(dir, "audit.log"))
+			if tt.rejectRendered {
+				cmd.Env = append(cmd.Env, "STUB_REJECT=1")
+			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
-			if !tt.ok {
+			args, _ := os.ReadFile(kubeadmArgs)
+			if got := strings.ReplaceAll(string(args), rendered, "R"); got != tt.wantKubeadm {
+				t.Errorf("kubeadm ran as:\n%s\nwant:\n%s", got, tt.wantKubeadm)
+			}
+			if tt.rejectRendered {
+				if err == nil || !strings.Contains(stderr.String(), "kubeadm: invalid configuration") {
+					t.Errorf("the script went on after kubeadm config validate failed: %v\n%s", err, stderr.String())
+				}
+				return
+			}
+			if tt.config == "" {
 				if err == nil {
 					t.Fatal("the script succeeded with an invalid configuration")
-				}
-				if _, err := os.Stat(kubeadmArgs); err == nil {
-					t.Error("kubeadm ran after k8scrypto failed")
 				}
 				if _, err := os.Stat(certDir); err == nil {
 					t.Error("a failed k8scrypto init left files behind")
@@ -94,9 +113,8 @@ func TestBootstrapScriptRunsInitThenKubeadm(t *testing.T) {
 			if err != nil {
 				t.Fatalf("script: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 			}
-			args, _ := os.ReadFile(kubeadmArgs)
-			if got := strings.Fields(string(args)); strings.Join(got, " ") != "init --config "+rendered {
-				t.Errorf("kubeadm ran with %q, want init --config %s", got, rendered)
+			if _, err := os.Stat(filepath.Join(kubeDir, phases.KubeadmConfigFileName)); !os.IsNotExist(err) {
+				t.Errorf("the kubeadm config was also written to the default path: %v", err)
 			}
 			out := stdout.String()
 			for _, want := range []string{"Next step: kubeadm init --config " + rendered, "created   " + filepath.Join(kubeDir, "admin.conf"), "admin.conf", "CERTIFICATE AUTHORITY"} {
@@ -105,6 +123,31 @@ func TestBootstrapScriptRunsInitThenKubeadm(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSingleExampleIsSingle: the single control-plane example stays that: no controlPlaneEndpoint and no extra
+// SANs (nothing for a second node to join through), local etcd with no extra members, and every kubeconfig
+// pointing at this node's own address.
+func TestSingleExampleIsSingle(t *testing.T) {
+	cfg, err := config.Load(filepath.Join(examplesDir, "kubeadm-config-single.yaml"), config.Overrides{}, func() (string, error) { return "node", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.PKI
+	if p.ControlPlaneEndpoint != "" || len(p.APIServerCertSANs) > 0 || !p.LocalEtcd || len(p.EtcdServerCertSANs) > 0 || len(p.EtcdPeerCertSANs) > 0 {
+		t.Errorf("not a single control plane: endpoint %q, certSANs %v, local etcd %v, etcd SANs %v %v",
+			p.ControlPlaneEndpoint, p.APIServerCertSANs, p.LocalEtcd, p.EtcdServerCertSANs, p.EtcdPeerCertSANs)
+	}
+	for _, a := range cfg.Cluster.Etcd.Local.ExtraArgs {
+		if strings.HasPrefix(a.Name, "initial-cluster") {
+			t.Errorf("etcd is given %s=%s: a single node needs no peers", a.Name, a.Value)
+		}
+	}
+	for _, k := range pki.Kubeconfigs() {
+		if u, err := k.ServerURL(p); err != nil || u != "https://"+p.AdvertiseAddress.String()+":6443" {
+			t.Errorf("%s points at %q (%v), want this node", k.FileName, u, err)
+		}
 	}
 }
 
