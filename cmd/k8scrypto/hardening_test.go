@@ -12,22 +12,31 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
@@ -83,29 +92,33 @@ func newNode(t *testing.T) *node {
 }
 
 // args completes a command line with the flags that keep the command inside the node's directory; init
-// also gets the node's configuration.
+// also gets the node's configuration. version takes no flags.
 func (n *node) args(args ...string) []string {
-	var words []string
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			break
-		}
-		words = append(words, a)
-	}
-	cmd := strings.Join(words, " ")
+	cmd := commandPath(args)
 	out := slices.Clone(args)
 	switch {
+	case slices.Contains([]string{"version", "renew", "certs", "encryption", "sa"}, cmd):
+		return out // commands without these flags
 	case strings.HasPrefix(cmd, "certs check-expiration"):
 		return append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir)
 	case strings.HasPrefix(cmd, "init") && !slices.Contains(args, "--config"):
 		out = append(out, "--config", n.cfg)
+	case cmd == "encryption reencrypt" && !slices.Contains(args, "--checkpoint"):
+		out = append(out, "--checkpoint", n.checkpoint())
 	}
 	out = append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir, "--audit-log", n.auditLog)
-	if strings.HasPrefix(cmd, "renew") || strings.HasPrefix(cmd, "encryption rotate") || strings.HasPrefix(cmd, "sa rotate") {
-		out = append(out, "--backup-dir", n.backupDir)
+	for _, writer := range []string{"renew", "certs renew", "encryption rotate", "sa rotate"} {
+		if strings.HasPrefix(cmd, writer) {
+			out = append(out, "--backup-dir", n.backupDir)
+			break
+		}
 	}
 	return out
 }
+
+// checkpoint is where encryption reencrypt keeps its progress: outside the certificate directory, as its
+// default under /var/lib/k8scrypto is.
+func (n *node) checkpoint() string { return filepath.Join(n.dir, "state", "reencrypt-checkpoint.json") }
 
 // testEnv is the injected world of one run: a fixed clock, serials (and encryption keys) from a seeded
 // reader, fresh ECDSA keys (a fixture source would hand a rotation the key it replaces).
@@ -799,18 +812,20 @@ func TestKeysNeverWrittenIntoOpenDirectories(t *testing.T) {
 	}
 }
 
-// secretForms are the ways a leaked key could appear in text: for a private key its PEM body (the DER in
-// base64, as the file holds it), its PKCS#8 DER in base64, and its private scalar (ECDSA D, RSA D and P) in
-// hex and base64; for an encryption key the file's base64, and the decoded key in hex and other base64s.
+// secretForms are the ways a leaked key could appear in text: its PEM as k8scrypto writes it (body: the DER in
+// base64) and that PEM in base64 (a kubeconfig's client-key-data form), its PKCS#8 DER in base64 and PKCS#8
+// PEM in base64, and its private scalars (ECDSA D, RSA D and P) in hex and base64.
 func secretForms(key crypto.Signer) []string {
 	var out []string
 	if p, err := pki.EncodePrivateKey(key); err == nil {
 		if b, _ := pem.Decode(p); b != nil {
 			out = append(out, base64.StdEncoding.EncodeToString(b.Bytes))
 		}
+		out = append(out, base64.StdEncoding.EncodeToString(p))
 	}
 	if der, err := x509.MarshalPKCS8PrivateKey(key); err == nil {
-		out = append(out, base64.StdEncoding.EncodeToString(der))
+		out = append(out, base64.StdEncoding.EncodeToString(der),
+			base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	}
 	var raw [][]byte
 	switch k := key.(type) {
@@ -831,11 +846,21 @@ func rawForms(r []byte) []string {
 	return []string{hex.EncodeToString(r), base64.StdEncoding.EncodeToString(r), base64.RawURLEncoding.EncodeToString(r)}
 }
 
-var secretLine = regexp.MustCompile(`(?m)^\s*secret:\s*"?([^"\s]+)"?\s*$`)
+var (
+	secretLine        = regexp.MustCompile(`(?m)^\s*secret:\s*"?([^"\s]+)"?\s*$`)
+	clientKeyDataLine = regexp.MustCompile(`(?m)^\s*client-key-data:\s*"?([^"\s]+)"?\s*$`)
+)
+
+// heldSecret is a secret found on the node: its forms, and the file that held it (for the self-check that
+// the search finds each secret in its own file).
+type heldSecret struct {
+	forms []string
+	file  []byte
+}
 
 // collectSecrets adds every private key and encryption key now on the node (certificate directory, kubeconfigs,
 // staged sa key, backups) to secrets, keyed by a description.
-func (n *node) collectSecrets(secrets map[string][]string) {
+func (n *node) collectSecrets(secrets map[string]heldSecret) {
 	n.t.Helper()
 	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -849,44 +874,167 @@ func (n *node) collectSecrets(secrets map[string][]string) {
 		switch name := d.Name(); {
 		case strings.HasSuffix(name, ".key") || name == sakeys.NextName:
 			if k, err := pki.ParsePrivateKey(data); err == nil {
-				secrets[rel+" "+pki.Fingerprint(data)] = secretForms(k)
+				// The file's own bytes in base64 too: what a kubeconfig embedding this file would hold.
+				forms := append(secretForms(k), base64.StdEncoding.EncodeToString(data))
+				secrets[rel+" "+pki.Fingerprint(data)] = heldSecret{forms, data}
 			}
 		case strings.HasSuffix(name, ".conf"):
 			if kc, err := phases.ParseKubeconfig(p, data); err == nil {
-				secrets[rel+" "+pki.Fingerprint(data)] = secretForms(kc.ClientKey)
+				forms := secretForms(kc.ClientKey)
+				for _, m := range clientKeyDataLine.FindAllSubmatch(data, -1) {
+					forms = append(forms, string(m[1]))
+				}
+				secrets[rel+" "+pki.Fingerprint(data)] = heldSecret{forms, data}
 			}
 		case name == encryption.FileName:
 			for _, m := range secretLine.FindAllSubmatch(data, -1) {
 				s := string(m[1])
-				forms := []string{s}
+				forms := []string{s, base64.StdEncoding.EncodeToString([]byte(s))}
 				if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
 					forms = append(forms, rawForms(raw)...)
 				}
-				secrets[rel+" secret "+s[:min(4, len(s))]+"..."] = forms
+				secrets[rel+" secret "+s[:min(4, len(s))]+"..."] = heldSecret{forms, data}
 			}
 		}
 		return nil
 	})
 }
 
-// TestNoSecretInAnyOutput runs every command (init and its phases, dry runs, renew, check-expiration,
-// encryption status/rotate/reencrypt, sa status/rotate, in every output format, and error paths with -v)
-// and looks for every private key and encryption key the node ever held, in every form secretForms lists,
-// in stdout, stderr, the audit log, and the names of every file (backups included). None may appear.
+// commandPath is the command a command line runs: its words before the first flag.
+func commandPath(args []string) string {
+	var words []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			break
+		}
+		words = append(words, a)
+	}
+	return strings.Join(words, " ")
+}
+
+// allCommands lists every runnable command of the tree ("init phase certs apiserver", ...), but cobra's own
+// help and completion.
+func allCommands() []string {
+	e, _, _ := testEnv(pkitest.Now)
+	var out []string
+	var walk func(c *cobra.Command, path string)
+	walk = func(c *cobra.Command, path string) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			p := strings.TrimSpace(path + " " + sub.Name())
+			if sub.Runnable() {
+				out = append(out, p)
+			}
+			walk(sub, p)
+		}
+	}
+	walk(newRootCommand(e, &globals{}), "")
+	return out
+}
+
+// fakeEtcdGateway serves etcd's JSON gateway (POST /v3/kv/range) over TLS with the node's own etcd server
+// certificate, requiring a client certificate of the node's etcd CA as kubeadm's etcd does. Every range
+// under /registry/secrets/ holds one value per key name given, in the apiserver's stored format.
+func fakeEtcdGateway(t *testing.T, n *node, keyNames func() []string) *httptest.Server {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(n.certDir, "etcd", "server.crt"), filepath.Join(n.certDir, "etcd", "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(n.certDir, "etcd", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Key []byte `json:"key"`
+		}
+		if r.Method != http.MethodPost || r.URL.Path != "/v3/kv/range" || json.NewDecoder(r.Body).Decode(&req) != nil {
+			http.Error(w, `{"code":5,"message":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+		type kv struct {
+			Key            []byte `json:"key"`
+			CreateRevision string `json:"create_revision"`
+			Value          []byte `json:"value,omitempty"`
+		}
+		resp := map[string]any{"header": map[string]string{"cluster_id": "1", "revision": "42", "raft_term": "2"}}
+		if strings.HasPrefix(string(req.Key), "/registry/secrets/") {
+			var kvs []kv
+			for i, name := range keyNames() {
+				kvs = append(kvs, kv{Key: fmt.Appendf(nil, "/registry/secrets/default/s-%d", i), CreateRevision: "3",
+					Value: []byte("k8s:enc:secretbox:v1:" + name + ":ciphertext")})
+			}
+			resp["kvs"], resp["count"] = kvs, strconv.Itoa(len(kvs))
+		}
+		_ = json.NewEncoder(w).Encode(resp)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// encryptionKeyNames are the key names of the node's encryption config.
+func (n *node) encryptionKeyNames() []string {
+	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.certDir))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out []string
+	for _, s := range encryptionSecrets(cfg) {
+		out = append(out, strings.SplitN(s, "=", 2)[0])
+	}
+	return out
+}
+
+// TestNoSecretInAnyOutput runs every command of the tree (checked against cobra's own list) on an ECDSA and
+// an RSA node, with its expected exit code, and looks for every private key and encryption key the node ever
+// held, in every form secretForms lists, in stdout, stderr, the audit log, the metrics file, the reencrypt
+// checkpoint, and the names of every file (backups included). None may appear.
 func TestNoSecretInAnyOutput(t *testing.T) {
-	n := newNode(t)
-	secrets := map[string][]string{}
+	for _, alg := range []string{"ECDSA-P256", "RSA-2048"} {
+		t.Run(alg, func(t *testing.T) {
+			n := newNode(t)
+			writeFile(t, n.cfg, []byte(strings.Replace(hardeningConfig, "ECDSA-P256", alg, 1)))
+			scanForSecrets(t, n, alg)
+		})
+	}
+}
+
+func scanForSecrets(t *testing.T, n *node, alg string) {
+	secrets := map[string]heldSecret{}
 	var corpus strings.Builder
+	ran := map[string]bool{} // commands that ran with their expected exit code 0
 	step := 0
-	runAll := func(cmds ...[]string) {
+	// want is a command line with its expected exit code.
+	type want struct {
+		code int
+		args []string
+	}
+	ok := func(args ...string) want { return want{0, args} }
+	refused := func(args ...string) want { return want{3, args} }
+	// A prune that would remove keys needs --yes: a usage error. The bare group commands print their help.
+	noYes := func(args ...string) want { return want{2, args} }
+	runAll := func(cmds ...want) {
 		t.Helper()
-		for _, args := range cmds {
+		for _, c := range cmds {
 			step++
-			code, stdout, stderr := n.run(setupTime.Add(time.Duration(step)*time.Minute), args...)
+			code, stdout, stderr := n.run(setupTime.Add(time.Duration(step)*time.Minute), c.args...)
 			corpus.WriteString(stdout)
 			corpus.WriteString(stderr)
+			if code != c.code {
+				t.Errorf("%v: exit %d, want %d\n%s", c.args, code, c.code, stderr)
+			}
 			if code != 0 && !strings.Contains(stderr, "error: ") {
-				t.Errorf("%v: exit %d without an error message", args, code)
+				t.Errorf("%v: exit %d without an error message", c.args, code)
+			}
+			if code == 0 {
+				ran[commandPath(c.args)] = true
 			}
 			n.collectSecrets(secrets)
 		}
@@ -899,33 +1047,87 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		corpus.WriteString(stdout)
 		corpus.WriteString(stderr)
 		n.collectSecrets(secrets)
-		if code == 0 {
-			t.Errorf("%v succeeded on broken input", args)
+		if code != 1 || !strings.Contains(stderr, "error: ") {
+			t.Errorf("%v on broken input: exit %d, want 1 with an error message\n%s", args, code, stderr)
 		}
 		restore()
 	}
+	metrics := filepath.Join(n.dir, "metrics", "k8scrypto.prom")
+	if err := os.MkdirAll(filepath.Dir(metrics), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var certPhases, kubeconfigPhases []want
+	for _, c := range allCommands() {
+		if rest, isCert := strings.CutPrefix(c, "init phase certs "); isCert {
+			certPhases = append(certPhases, ok("init", "phase", "certs", rest, "-v"))
+		}
+		if rest, isKC := strings.CutPrefix(c, "init phase kubeconfig "); isKC {
+			kubeconfigPhases = append(kubeconfigPhases, ok("init", "phase", "kubeconfig", rest, "-v", "-o", "json"))
+		}
+	}
 	runAll(
-		[]string{"version"},
-		[]string{"init", "--dry-run", "-v"}, []string{"init", "--dry-run", "-o", "json"},
-		[]string{"init", "-v"}, []string{"init", "-o", "json", "-v"}, []string{"init", "-o", "yaml"},
-		[]string{"init", "phase", "certs", "apiserver", "-v"}, []string{"init", "phase", "kubeconfig", "all", "-v"},
-		[]string{"init", "phase", "encryption-config", "-v", "-o", "json"}, []string{"init", "phase", "sa", "-v"},
-		[]string{"certs", "check-expiration"}, []string{"certs", "check-expiration", "-o", "json"}, []string{"certs", "check-expiration", "-o", "yaml"},
-		[]string{"renew", "certs", "-v"}, []string{"renew", "certs", "--force", "--dry-run", "-v"},
-		[]string{"renew", "certs", "--force", "-v", "-o", "json"}, []string{"renew", "certs", "--force", "--rotate-keys=false", "-o", "yaml", "-v"},
-		[]string{"encryption", "status"}, []string{"encryption", "status", "-o", "json"}, []string{"encryption", "status", "-o", "yaml", "-v"},
-		[]string{"encryption", "rotate", "prepare", "--dry-run", "-v"}, []string{"encryption", "rotate", "prepare", "-v", "-o", "json"},
-		[]string{"encryption", "status", "-v"}, []string{"encryption", "rotate", "promote", "-v"},
-		[]string{"encryption", "rotate", "prune", "-v"}, // refused without --yes
-		[]string{"encryption", "rotate", "prune", "--yes", "-v", "-o", "yaml"}, []string{"encryption", "status", "-o", "json"},
-		[]string{"encryption", "reencrypt", "--kubeconfig", filepath.Join(n.dir, "missing.conf"), "-v"},
-		[]string{"sa", "status"}, []string{"sa", "status", "-o", "json"},
-		[]string{"sa", "rotate", "prepare", "--dry-run", "-v"}, []string{"sa", "rotate", "prepare", "-v", "-o", "json"},
-		[]string{"sa", "status", "-o", "yaml"}, []string{"sa", "rotate", "promote", "-v"},
-		[]string{"sa", "rotate", "prune", "-v"}, // refused without --yes
-		[]string{"sa", "rotate", "prune", "--yes", "-v", "-o", "json"},
-		[]string{"sa", "rotate", "promote", "-v"}, // out of order
+		ok("version"), ok("version", "-o", "json"),
+		ok("init", "--dry-run", "-v"), ok("init", "--dry-run", "-o", "json"),
+		ok("init", "-v"), ok("init", "-o", "json", "-v"), ok("init", "-o", "yaml"),
+		ok("init", "phase"), ok("init", "phase", "certs"), ok("init", "phase", "kubeconfig"), ok("renew"), ok("certs"),
+		ok("encryption"), ok("encryption", "rotate"), ok("sa"), ok("sa", "rotate"),
 	)
+	runAll(certPhases...)
+	runAll(kubeconfigPhases...)
+	runAll(
+		ok("init", "phase", "encryption-config", "-v", "-o", "json"), ok("init", "phase", "sa", "-v"),
+		ok("init", "phase", "kubeadm-config", "-v"), ok("init", "phase", "kubeadm-config", "-o", "yaml"),
+		ok("certs", "check-expiration"), ok("certs", "check-expiration", "-o", "json"), ok("certs", "check-expiration", "-o", "yaml"),
+		ok("certs", "check-expiration", "--metrics-file", metrics, "-v"),
+		ok("renew", "certs", "-v"), ok("renew", "certs", "--force", "--dry-run", "-v"),
+		ok("renew", "certs", "--force", "-v", "-o", "json"), ok("renew", "certs", "--force", "--rotate-keys=false", "-o", "yaml", "-v"),
+		ok("renew", "certs", "apiserver", "admin.conf", "--force", "-v"),
+		ok("certs", "renew", "-v"), ok("certs", "renew", "--force", "-v", "-o", "json"),
+		ok("encryption", "status"), ok("encryption", "status", "-o", "json"), ok("encryption", "status", "-o", "yaml", "-v"),
+		ok("encryption", "rotate", "prepare", "--dry-run", "-v"), ok("encryption", "rotate", "prepare", "-v", "-o", "json"),
+		ok("encryption", "status", "-v"), ok("encryption", "rotate", "promote", "-v"),
+		noYes("encryption", "rotate", "prune", "-v"),
+	)
+	// status and reencrypt against the fake etcd gateway and a fake apiserver, mid-rotation (two keys).
+	gw := fakeEtcdGateway(t, n, n.encryptionKeyNames)
+	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}}
+	for i := range 7 {
+		api.secrets[fmt.Sprintf("default/s-%d", i)] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("s-%d", i), ResourceVersion: "7"}}
+	}
+	apiSrv := httptest.NewServer(api)
+	defer apiSrv.Close()
+	adminConf := filepath.Join(n.dir, "admin-for-reencrypt.conf")
+	admin, err := os.ReadFile(filepath.Join(n.kubeDir, "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The real admin.conf (client key embedded) pointed at the fake: its key must not reach the output either.
+	admin = regexp.MustCompile(`(?m)^(\s*)certificate-authority-data: .*$`).ReplaceAll(admin, nil)
+	admin = regexp.MustCompile(`(?m)^(\s*)server: .*$`).ReplaceAll(admin, []byte("${1}server: "+apiSrv.URL))
+	writeFile(t, adminConf, admin)
+	runAll(
+		ok("encryption", "status", "--etcd-endpoints", gw.URL, "-v"), ok("encryption", "status", "--etcd-endpoints", gw.URL, "-o", "json"),
+		ok("encryption", "reencrypt", "--kubeconfig", adminConf, "--page-size", "3", "-v"),
+		ok("encryption", "reencrypt", "--kubeconfig", adminConf, "-o", "yaml", "-v"),
+		want{1, []string{"encryption", "reencrypt", "--kubeconfig", filepath.Join(n.dir, "missing.conf"), "-v"}},
+	)
+	if len(api.puts) != len(api.secrets) {
+		t.Errorf("reencrypt rewrote %d of %d Secrets: it did not run its successful path", len(api.puts), len(api.secrets))
+	}
+	runAll(
+		ok("encryption", "rotate", "prune", "--yes", "-v", "-o", "yaml"), ok("encryption", "status", "-o", "json"),
+		ok("sa", "status"), ok("sa", "status", "-o", "json"),
+		ok("sa", "rotate", "prepare", "--dry-run", "-v"), ok("sa", "rotate", "prepare", "-v", "-o", "json"),
+		ok("sa", "status", "-o", "yaml"), ok("sa", "rotate", "promote", "-v"),
+		noYes("sa", "rotate", "prune", "-v"),
+		ok("sa", "rotate", "prune", "--yes", "-v", "-o", "json"),
+		refused("sa", "rotate", "promote", "-v"), // out of order
+	)
+	for _, c := range allCommands() {
+		if !ran[c] {
+			t.Errorf("%q never ran successfully: the scan must cover every command", c)
+		}
+	}
 	// Error paths, with -v, on broken files that hold keys.
 	replace := func(rel string, edit func([]byte) []byte) (func(), func()) {
 		p := filepath.Join(n.dir, rel)
@@ -936,6 +1138,11 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		return func() { writeFile(t, p, edit(bytes.Clone(orig))) }, func() { writeFile(t, p, orig) }
 	}
 	truncate := func(b []byte) []byte { return b[:len(b)*2/3] }
+	// cutAfter cuts a kubeconfig 61 characters into a field (not a whole base64 quantum): check-expiration
+	// reads no key, and a client key is not parsed for a plain-HTTP server.
+	cutAfter := func(field string) func([]byte) []byte {
+		return func(b []byte) []byte { return b[:bytes.Index(b, []byte(field+": "))+len(field)+2+61] }
+	}
 	swapSecret := func(secret string) func([]byte) []byte {
 		return func(b []byte) []byte {
 			return secretLine.ReplaceAll(b, []byte("        secret: "+secret))
@@ -949,11 +1156,14 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"pki/apiserver.key", truncate, []string{"init"}},
 		{"pki/apiserver.key", truncate, []string{"renew", "certs", "apiserver", "--force", "--rotate-keys=false"}},
 		{"pki/ca.key", truncate, []string{"init"}},
+		{"pki/ca.key", truncate, []string{"renew", "certs", "--force"}},
 		{"pki/sa.key", truncate, []string{"sa", "rotate", "prepare"}},
 		{"pki/sa.key", truncate, []string{"sa", "status"}},
+		{"pki/apiserver-etcd-client.key", truncate, []string{"encryption", "status", "--etcd-endpoints", gw.URL}},
 		{"kube/admin.conf", truncate, []string{"init"}},
 		{"kube/admin.conf", truncate, []string{"renew", "certs", "admin.conf", "--force"}},
-		{"kube/admin.conf", truncate, []string{"certs", "check-expiration", "-o", "json"}},
+		{"kube/admin.conf", cutAfter("client-certificate-data"), []string{"certs", "check-expiration", "-o", "json"}},
+		{"admin-for-reencrypt.conf", cutAfter("client-key-data"), []string{"encryption", "reencrypt", "--kubeconfig", adminConf}},
 		{"pki/" + encryption.FileName, swapSecret(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))), []string{"encryption", "status"}},
 		{"pki/" + encryption.FileName, swapSecret("bm90LWEtMzItYnl0ZS1rZXk-but-not-base64!!"), []string{"encryption", "rotate", "prepare"}},
 		{"pki/" + encryption.FileName, swapSecret(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ab"))), []string{"init"}},
@@ -965,46 +1175,73 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	}
 	n.collectSecrets(secrets)
 
-	// The text to search: every output, the audit log, and every file name under the node.
-	audit, err := os.ReadFile(n.auditLog)
-	if err != nil {
-		t.Fatal(err)
+	// The text to search: every output, the audit log, the metrics file, any reencrypt checkpoint, and
+	// every file name under the node.
+	for _, p := range []string{n.auditLog, metrics} {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			t.Fatalf("%s: %v (empty: the commands did not run as planned)", p, err)
+		}
+		corpus.Write(data)
 	}
-	corpus.Write(audit)
+	if data, err := os.ReadFile(n.checkpoint()); err == nil {
+		corpus.Write(data)
+	}
+	backups := 0
 	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
 		corpus.WriteString("\n" + p)
+		if strings.HasPrefix(p, n.backupDir+"/") && !d.IsDir() {
+			backups++
+		}
 		return nil
 	})
+	if backups == 0 {
+		t.Error("no backup was taken: their names were not searched")
+	}
 	text := corpus.String()
 	idx := newLeakIndex(text)
-	keys := 0
-	var someKey string
-	for what, forms := range secrets {
-		keys++
-		if idx.leaks(forms) {
+	for what, s := range secrets {
+		if idx.leaks(s.forms) {
 			t.Errorf("%s appears in the output", what)
 		}
-		if strings.HasSuffix(strings.Fields(what)[0], ".key") {
-			someKey = strings.Fields(what)[0]
+		// The search finds each secret in the file that holds it (PEM, client-key-data, secret: line).
+		if !newLeakIndex(string(s.file)).leaks(s.forms) {
+			t.Errorf("%s: the search does not find it in its own file", what)
 		}
 	}
-	// The search finds a key that is there: in its file's PEM, and in a log line quoting its hex.
-	data, err := os.ReadFile(filepath.Join(n.dir, someKey))
+	// ... and in the other forms a log line could quote: the private scalar in hex, base64 of the PEM.
+	k, err := pki.ParsePrivateKey(secrets[firstKey(secrets, "pki/sa.key")].file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := pki.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
+	var scalar []byte
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		scalar, _ = k.Bytes()
+	case *rsa.PrivateKey:
+		scalar = k.Primes[0].Bytes()
 	}
 	forms := secretForms(k)
-	if !newLeakIndex(string(data)).leaks(forms) || !newLeakIndex("level=INFO d="+forms[len(forms)-3][5:40]+"\n").leaks(forms) {
+	p, _ := pki.EncodePrivateKey(k)
+	if !newLeakIndex("level=INFO d="+hex.EncodeToString(scalar)[5:40]+"\n").leaks(forms) ||
+		!newLeakIndex("client-key-data: "+base64.StdEncoding.EncodeToString(p)+"\n").leaks(forms) {
 		t.Fatal("the search does not find a key that is there")
 	}
-	if keys < 40 {
-		t.Errorf("only %d keys collected: the commands did not run as planned", keys)
+	if min := map[string]int{"ECDSA-P256": 60, "RSA-2048": 60}[alg]; len(secrets) < min {
+		t.Errorf("only %d keys collected: the commands did not run as planned", len(secrets))
 	}
-	t.Logf("%d commands, %d keys and encryption keys searched for in %d bytes of output, audit log and file names", step, keys, len(text))
+	t.Logf("%s: %d commands, %d keys and encryption keys searched for in %d bytes of output, audit log, metrics and file names",
+		alg, step, len(secrets), len(text))
+}
+
+// firstKey is the description of a collected secret held in file rel.
+func firstKey(secrets map[string]heldSecret, rel string) string {
+	for what := range secrets {
+		if strings.Fields(what)[0] == rel {
+			return what
+		}
+	}
+	return ""
 }
 
 // leakIndex finds any 24-character stretch of a secret in a text.
