@@ -55,7 +55,7 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 		l.user = u.Username
 	}
 	// Fail now, not after the work, if the log cannot be written.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, ModeKey) // #nosec G304 -- the operator names the audit log; links are not followed
+	f, err := openPrivate(path, os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -67,11 +67,11 @@ func (l *AuditLog) Record(events ...AuditEvent) error {
 	if l == nil || len(events) == 0 {
 		return nil
 	}
-	f, err := os.OpenFile(l.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, ModeKey)
+	f, err := openPrivate(l.Path, os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
-	defer f.Close()
+	defer f.Close() // the fsync below reports whether the lines are stored
 	var buf []byte
 	for _, e := range events {
 		if e.User == "" {
@@ -89,8 +89,17 @@ func (l *AuditLog) Record(events ...AuditEvent) error {
 		}
 		buf = append(append(buf, line...), '\n')
 	}
+	if err := fault(OpWrite, l.Path); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
 	if _, err := f.Write(buf); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
-	return f.Sync()
+	if err := fault(OpSync, l.Path); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
 }

@@ -39,12 +39,16 @@ const (
 	OpLink    Op = "link"
 	OpMkdir   Op = "mkdir"
 	OpSyncDir Op = "syncdir"
+	OpChmod   Op = "chmod"
+	OpRemove  Op = "remove"
 )
 
 var faultHook func(op Op, path string) error
 
 // SetFaultHook installs a hook called before every file-system step; a non-nil return fails that step.
 // Tests only: it lets them fail the Nth write, fsync or rename. It returns a function restoring the previous hook.
+// Steps whose failure is ignored on purpose (best-effort removal of temp files after an error) are not
+// hooked: failing them would test nothing.
 func SetFaultHook(h func(op Op, path string) error) (restore func()) {
 	prev := faultHook
 	faultHook = h
@@ -68,32 +72,85 @@ type File struct {
 	Mode os.FileMode
 }
 
-// EnsureDir creates dir and its missing parents with mode (whatever the umask). Existing directories keep
-// their mode unless tighten is set, in which case group and other bits outside mode are removed.
+// EnsureDir creates dir and its missing parents with mode (whatever the umask), and fsyncs the parent of
+// each directory it creates so that the new entry survives a crash. Existing directories keep their mode
+// unless tighten is set, in which case group and other bits outside mode are removed. On failure the
+// directories it created are removed again.
 func EnsureDir(dir string, mode os.FileMode, tighten bool) error {
+	var created []string
+	err := ensureDir(dir, mode, tighten, &created)
+	if err != nil {
+		for i := len(created) - 1; i >= 0; i-- {
+			// Best effort, and only if still empty: the error being returned is the one to act on.
+			_ = os.Remove(created[i])
+		}
+	}
+	return err
+}
+
+func ensureDir(dir string, mode os.FileMode, tighten bool, created *[]string) error {
 	info, err := os.Stat(dir)
 	if err == nil {
 		if !info.IsDir() {
 			return fmt.Errorf("%s exists and is not a directory", dir)
 		}
 		if tighten && info.Mode().Perm()&^mode != 0 {
-			return os.Chmod(dir, info.Mode().Perm()&mode)
+			return chmod(dir, info.Mode().Perm()&mode)
 		}
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := EnsureDir(filepath.Dir(dir), mode, false); err != nil {
+	parent := filepath.Dir(dir)
+	if err := ensureDir(parent, mode, false, created); err != nil {
 		return err
 	}
 	if err := fault(OpMkdir, dir); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, mode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if info, serr := os.Stat(dir); serr == nil && info.IsDir() {
+				// Another process made it between the stat and the mkdir: it owns its mode and durability.
+				return nil
+			}
+			return fmt.Errorf("%s exists but is not a directory (a symbolic link to a missing directory?): remove it or create what it points to", dir)
+		}
 		return err
 	}
-	return os.Chmod(dir, mode)
+	*created = append(*created, dir)
+	if err := chmod(dir, mode); err != nil {
+		return err
+	}
+	return syncDir(parent)
+}
+
+func chmod(path string, mode os.FileMode) error {
+	if err := fault(OpChmod, path); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
+}
+
+// remove deletes path; a missing path is not an error.
+func remove(path string) error {
+	if err := fault(OpRemove, path); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// RemoveFile removes path and fsyncs its directory, so that the removal survives a crash; a missing path
+// is not an error. Both steps go through the fault hook.
+func RemoveFile(path string) error {
+	if err := remove(path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // checkTarget refuses to write through a symlink or over a directory, and refuses to put a private file
@@ -104,7 +161,7 @@ func checkTarget(f File) error {
 			return fmt.Errorf("%s is a symbolic link; refusing to write through it (replace it with a regular file or remove it)", f.Path)
 		}
 		if info.IsDir() {
-			return fmt.Errorf("%s is a directory", f.Path)
+			return fmt.Errorf("%s is a directory: move it away so that the file can be written", f.Path)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -135,16 +192,20 @@ func writeTemp(f File) (*os.File, string, error) {
 		return nil, "", err
 	}
 	// O_EXCL|O_NOFOLLOW: never reuse or follow something planted at the temp name. A leftover from a crash is
-	// removed by Recover before any write.
+	// removed by Recover before any write; this removal only makes room, and O_EXCL reports what it missed.
 	_ = os.Remove(tmpPath)
 	fh, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, f.Mode) // #nosec G304 -- next to the target, exclusive, links not followed
 	if err != nil {
 		return nil, "", err
 	}
 	fail := func(err error) (*os.File, string, error) {
+		// Already failing: the temp is unused, and a leftover is removed by the next Recover.
 		_ = fh.Close()
 		_ = os.Remove(tmpPath)
 		return nil, "", err
+	}
+	if err := fault(OpChmod, tmpPath); err != nil {
+		return fail(err)
 	}
 	if err := fh.Chmod(f.Mode); err != nil { // the umask may have cleared bits
 		return fail(err)
@@ -165,7 +226,7 @@ func writeTemp(f File) (*os.File, string, error) {
 func syncTemps(fhs []*os.File, targets []string) error {
 	closeAll := func() {
 		for _, fh := range fhs {
-			_ = fh.Close()
+			_ = fh.Close() // already failing; the temps are removed by the caller
 		}
 	}
 	for i, fh := range fhs {
@@ -201,9 +262,13 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer d.Close() // read-only handle: the fsync's result is what matters
 	return d.Sync()
 }
+
+// SyncDir fsyncs a directory, through the fault hook, so that entries just created or removed in it
+// survive a crash.
+func SyncDir(dir string) error { return syncDir(dir) }
 
 func rename(from, to string) error {
 	if err := fault(OpRename, to); err != nil {
@@ -267,11 +332,16 @@ func commit(journalDir string, files []File) error {
 		if err := checkTarget(f); err != nil {
 			return err
 		}
+		if err := CheckNoLinksBelow(journalDir, f.Path); err != nil {
+			return err
+		}
 	}
 	if len(files) > 1 && journalDir == "" {
 		return errors.New("internal error: a multi-file commit needs a journal directory")
 	}
 	entries := make([]journalEntry, 0, len(files))
+	// cleanup runs before the commit point, when the targets are untouched: a temp or kept link it fails to
+	// remove is only clutter, which the next Recover removes.
 	cleanup := func() {
 		for _, e := range entries {
 			_ = os.Remove(e.Temp)
@@ -286,7 +356,7 @@ func commit(journalDir string, files []File) error {
 		fh, tmp, err := writeTemp(f)
 		if err != nil {
 			for _, fh := range fhs {
-				_ = fh.Close()
+				_ = fh.Close() // already failing; the temps are removed by cleanup
 			}
 			cleanup()
 			return fmt.Errorf("writing %s: %w", f.Path, err)
@@ -307,7 +377,7 @@ func commit(journalDir string, files []File) error {
 		}
 		dir, base := filepath.Split(e.Target)
 		old := filepath.Join(dir, "."+base+oldSuffix)
-		_ = os.Remove(old)
+		_ = os.Remove(old) // a leftover from a crash; if it stays, the link below fails and says so
 		if err := fault(OpLink, old); err != nil {
 			cleanup()
 			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
@@ -322,7 +392,7 @@ func commit(journalDir string, files []File) error {
 	if len(files) > 1 {
 		// The commit point: once the journal is on disk, a crash is completed by Recover.
 		jpath = filepath.Join(journalDir, journalName)
-		jdata, _ := json.Marshal(journal{Entries: entries})
+		jdata, _ := json.Marshal(journal{Entries: entries}) // plain strings: cannot fail
 		if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
 			cleanup()
 			return fmt.Errorf("writing journal: %w", err)
@@ -352,7 +422,7 @@ func absPath(p string) string {
 // journal, so that a crash during the undo is finished in the same direction by Recover.
 func abort(jpath string, entries []journalEntry, cause error) error {
 	if jpath != "" {
-		jdata, _ := json.Marshal(journal{Rollback: true, Entries: entries})
+		jdata, _ := json.Marshal(journal{Rollback: true, Entries: entries}) // plain strings: cannot fail
 		if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
 			// The forward journal is still in place and every temp file not yet renamed still exists.
 			return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run completes it)", cause, err)
@@ -362,7 +432,9 @@ func abort(jpath string, entries []journalEntry, cause error) error {
 		return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run retries the undo)", cause, err)
 	}
 	if jpath != "" {
-		_ = os.Remove(jpath)
+		// Best effort: the undo is complete, so a rollback journal that survives only makes the next run
+		// repeat it, which finds nothing left to undo; cause is the error worth reporting.
+		_ = remove(jpath)
 	}
 	_ = syncDirsOf(entries) // best effort: the undo is complete in any case
 	return cause
@@ -380,19 +452,21 @@ func undo(entries []journalEntry) error {
 			if _, err := os.Lstat(e.Old); err == nil {
 				// When the target was not replaced yet, both names are links to one file and the rename is a
 				// no-op; Old is removed below either way.
-				if err := os.Rename(e.Old, e.Target); err != nil {
+				if err := rename(e.Old, e.Target); err != nil {
 					errs = append(errs, err)
 					continue
 				}
 			}
+			// The target is restored; a kept link left behind is removed by the next Recover.
 			_ = os.Remove(e.Old)
 		} else if renamed {
-			if err := os.Remove(e.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := remove(e.Target); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 		}
 		if !renamed {
+			// The target was never replaced; a temp left behind is removed by the next Recover.
 			_ = os.Remove(e.Temp)
 		}
 	}
@@ -418,15 +492,15 @@ func syncDirsOf(entries []journalEntry) error {
 // crash finds no temp file left and only ends the transaction again.
 func finish(jpath string, entries []journalEntry) {
 	if jpath != "" {
-		_ = os.Remove(jpath)
+		_ = os.Remove(jpath) // see above: a surviving journal only ends the transaction again
 	}
 	for _, e := range entries {
 		if e.Old != "" {
-			_ = os.Remove(e.Old)
+			_ = os.Remove(e.Old) // a kept link left behind is removed by the next Recover
 		}
 	}
 	if jpath != "" {
-		_ = syncDir(filepath.Dir(jpath))
+		_ = syncDir(filepath.Dir(jpath)) // a journal that reappears after a crash only ends the transaction again
 	}
 }
 
@@ -444,7 +518,7 @@ type RecoverReport struct {
 func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 	var rep RecoverReport
 	jpath := filepath.Join(journalDir, journalName)
-	data, err := os.ReadFile(jpath) // #nosec G304 -- k8scrypto's own journal in the certificate directory
+	data, err := ReadFileNoFollow(jpath, MaxConfigSize)
 	switch {
 	case err == nil:
 		var j journal
@@ -477,6 +551,10 @@ func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 		return rep, err
 	}
 	for _, dir := range dirs {
+		if CheckNoLinksBelow(journalDir, filepath.Join(dir, journalName)) != nil {
+			// A linked subdirectory is outside the tree k8scrypto writes (Commit refuses it): not ours to clean.
+			continue
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -488,7 +566,7 @@ func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 			name := ent.Name()
 			if strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)) {
 				p := filepath.Join(dir, name)
-				if err := os.Remove(p); err != nil {
+				if err := remove(p); err != nil {
 					return rep, err
 				}
 				rep.Removed = append(rep.Removed, p)

@@ -3,6 +3,7 @@ package pki
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -23,7 +24,7 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 		return nil, withHint(err)
 	}
 	path := filepath.Join(dir, LockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, ModeKey) // #nosec G304 -- the lock in the certificate directory; links are not followed
+	f, err := openPrivate(path, os.O_RDWR)
 	if err != nil {
 		return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
 	}
@@ -34,11 +35,11 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			_ = f.Close()
+			_ = f.Close() // not locked: nothing is held, the lock error is the one to report
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if time.Now().After(deadline) {
-			_ = f.Close()
+			_ = f.Close() // not locked: nothing is held
 			return nil, fmt.Errorf("another k8scrypto run holds %s; gave up after %s (raise --lock-timeout)", path, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -53,4 +54,55 @@ func (l *Lock) Release() error {
 	err := l.f.Close()
 	l.f = nil
 	return err
+}
+
+// openPrivate opens (creating it if needed) one of k8scrypto's own files that must be ModeKey whatever the
+// umask: the lock and the audit log. The creation goes through the fault hook. A file it creates gets
+// exactly ModeKey; an existing one loses any group or other write bit (the lock and the audit trail must
+// not be writable by others) but keeps read bits an operator gave it, for a log shipper say.
+func openPrivate(path string, flag int) (*os.File, error) {
+	if err := fault(OpCreate, path); err != nil {
+		return nil, err
+	}
+	created := true
+	// O_NONBLOCK: opening a FIFO planted here for writing would otherwise wait for a reader forever.
+	flag |= syscall.O_NONBLOCK | noFollow
+	f, err := os.OpenFile(path, flag|os.O_CREATE|os.O_EXCL, ModeKey) // #nosec G304 -- k8scrypto's lock or the operator's audit log; links are not followed
+	if errors.Is(err, fs.ErrExist) {
+		created = false
+		f, err = os.OpenFile(path, flag, 0) // #nosec G304 -- as above
+	}
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link, which k8scrypto does not follow: replace it with a regular file or remove it", path)
+	case errors.Is(err, syscall.ENXIO):
+		return nil, fmt.Errorf("%s: %w (a named pipe or device): remove it", path, ErrNotRegular)
+	case err != nil:
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		_ = f.Close() // failing anyway; a read-only handle or an unwritten file loses nothing
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		_ = f.Close() // as above
+		return nil, fmt.Errorf("%s: %w: remove it", path, ErrNotRegular)
+	}
+	want := ModeKey
+	if !created {
+		want = info.Mode().Perm() &^ 0o022
+	}
+	if info.Mode().Perm() != want {
+		if err := fault(OpChmod, path); err != nil {
+			_ = f.Close() // as above
+			return nil, err
+		}
+		// fchmod on the open file: the umask may have cleared bits, and the path cannot be swapped meanwhile.
+		if err := f.Chmod(want); err != nil {
+			_ = f.Close() // as above
+			return nil, err
+		}
+	}
+	return f, nil
 }

@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -55,6 +54,8 @@ import (
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/apiserver/pkg/apis/apiserver/validation"
 	"sigs.k8s.io/yaml"
+
+	"k8scrypto.dev/k8scrypto/pki"
 )
 
 // FileName is the configuration's name under the certificate directory.
@@ -385,14 +386,7 @@ func safeFieldError(e *field.Error) error {
 // kube-apiserver identifies the file it loaded. Errors name the path; a missing file is an error wrapping
 // fs.ErrNotExist.
 func Load(path string) (cfg *apiserverv1.EncryptionConfiguration, fileHash string, err error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, "", err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, "", fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := os.ReadFile(path) // #nosec G304 -- the operator names the file
+	data, err := pki.ReadFile(path, pki.MaxConfigSize)
 	if err != nil {
 		return nil, "", err
 	}

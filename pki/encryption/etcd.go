@@ -11,10 +11,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"k8scrypto.dev/k8scrypto/pki"
 )
 
 // EtcdOptions locate etcd and the client certificate to read it with (kubeadm's apiserver-etcd-client or
@@ -51,7 +52,8 @@ func DialEtcd(o EtcdOptions) (RangeFunc, func() error, error) {
 		if o.CACert == "" || o.Cert == "" || o.Key == "" {
 			return nil, nil, errors.New("--etcd-cacert, --etcd-cert and --etcd-key go together")
 		}
-		pem, err := os.ReadFile(o.CACert)
+		// Bounded reads of regular files only: a FIFO named by mistake would hang the command.
+		pem, err := pki.ReadFile(o.CACert, pki.MaxPEMSize)
 		if err != nil {
 			return nil, nil, fmt.Errorf("etcd CA: %w", err)
 		}
@@ -59,7 +61,15 @@ func DialEtcd(o EtcdOptions) (RangeFunc, func() error, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, nil, fmt.Errorf("etcd CA %s holds no PEM certificate", o.CACert)
 		}
-		pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		certPEM, err := pki.ReadFile(o.Cert, pki.MaxPEMSize)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd client certificate: %w", err)
+		}
+		keyPEM, err := pki.ReadFile(o.Key, pki.MaxPEMSize)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd client key: %w", err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, nil, fmt.Errorf("etcd client certificate %s / %s: %w", o.Cert, o.Key, err)
 		}

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -102,15 +101,10 @@ func describe(pub crypto.PublicKey, role string) KeyInfo {
 	return KeyInfo{SHA256: fp, Algorithm: alg, Role: role}
 }
 
+// readRegular reads a key file of the certificate directory: a regular file (symbolic links, FIFOs and
+// devices are refused) of bounded size.
 func readRegular(path string) ([]byte, error) {
-	info, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (symbolic links are refused)", path)
-	}
-	return os.ReadFile(path) // #nosec G304 -- a key file in the operator's certificate directory
+	return pki.ReadFileNoFollow(path, pki.MaxPEMSize)
 }
 
 // Read loads and checks the key files in dir and says which stage they are in.
@@ -286,15 +280,11 @@ func (s *State) Prune() ([]KeyInfo, error) {
 }
 
 func (s *State) removeNext() error {
-	if err := os.Remove(s.path(NextName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Through pki's fault hook, so the crash walks fail and interrupt the removal and its directory fsync.
+	if err := pki.RemoveFile(s.path(NextName)); err != nil {
 		return fmt.Errorf("removing %s: %w", s.path(NextName), err)
 	}
-	d, err := os.Open(s.Dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // Files lists the files a step may change, for backups.
