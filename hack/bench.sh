@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make bench: times k8scrypto against the real kubeadm v1.37.2 on the same configuration (see
-# docs/performance.md). kubeadm comes from the e2e binary cache ("make e2e-binaries" builds it once);
-# k8scrypto is built here exactly as "make build" builds it. Everything runs in a temporary directory:
-# kubeadm is chrooted there with --rootfs and never sees the real /etc/kubernetes.
+# make bench-kubeadm (the second half of "make bench", after the Go benchmarks): times k8scrypto against
+# the real kubeadm v1.37.2 on the same configuration (see docs/performance.md). kubeadm comes from the e2e
+# binary cache ("make e2e-binaries" builds it once); k8scrypto is built here exactly as "make build" builds
+# it. Everything runs in a temporary directory: kubeadm is chrooted there with --rootfs and never sees the
+# real /etc/kubernetes.
 #   hack/bench.sh [-runs N] [-format markdown] [-only REGEXP] [-keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."

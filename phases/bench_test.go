@@ -3,6 +3,7 @@ package phases_test
 import (
 	"crypto/x509"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -11,13 +12,14 @@ import (
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
-// benchAlgorithms are the algorithms issue 2 asks to measure; RSA-4096 is left out (minutes per run).
-var benchAlgorithms = []pki.Algorithm{pki.RSA2048, pki.RSA3072, pki.ECDSAP256, pki.ECDSAP384}
+// benchAlgorithms are every algorithm encryptionAlgorithm accepts. RSA-4096 key generation takes seconds per
+// key, so "make bench" runs a fixed number of iterations (-benchtime Nx) rather than a time budget.
+var benchAlgorithms = []pki.Algorithm{pki.RSA2048, pki.RSA3072, pki.RSA4096, pki.ECDSAP256, pki.ECDSAP384}
 
 // BenchmarkInit measures a full certs+sa run into a new directory with fresh keys (pki.GenerateKey, the
-// production key source): 11 keys, 10 certificates, one crash-safe commit. Run with
+// production key source): 11 keys, 10 certificates, one crash-safe commit. "make bench" runs it, or
 //
-//	go test -run x -bench . ./phases/
+//	go test -run '^$' -bench BenchmarkInit -benchtime 3x ./phases/
 func BenchmarkInit(b *testing.B) {
 	for _, alg := range benchAlgorithms {
 		b.Run(string(alg), func(b *testing.B) {
@@ -34,12 +36,16 @@ func BenchmarkInit(b *testing.B) {
 
 // BenchmarkInitFixtureKeys is the same run without key generation: signing, encoding and the commit.
 func BenchmarkInitFixtureKeys(b *testing.B) {
-	for _, alg := range pkitest.Algorithms {
+	for _, alg := range append(slices.Clone(pkitest.Algorithms), pki.RSA3072, pki.RSA4096) {
 		b.Run(string(alg), func(b *testing.B) {
+			keys := pkitest.Keys
+			if !slices.Contains(pkitest.Algorithms, alg) {
+				keys = func() pki.KeySource { return fixtureKeys(b, alg) } // testdata/keys, as TestLargeRSAFullRun
+			}
 			root := b.TempDir()
 			for i := 0; b.Loop(); i++ {
 				cfg := pkiConfigIn(filepath.Join(root, strconv.Itoa(i)), alg)
-				if _, err := run(cfg, pkitest.Now, pkitest.Keys(), phases.Selection{}); err != nil {
+				if _, err := run(cfg, pkitest.Now, keys(), phases.Selection{}); err != nil {
 					b.Fatal(err)
 				}
 			}

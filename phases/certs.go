@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -174,7 +175,7 @@ func ensureCA(d *Data, spec pki.CertSpec) error {
 	}
 	if d.DryRun {
 		d.cas[spec.Name] = &CA{Cert: &x509.Certificate{NotAfter: req.NotAfter}}
-		r := requestResult(req)
+		r := caRequestResult(req)
 		d.Stage(pki.File{Path: keyPath, Mode: pki.ModeKey}, FileResult{Type: "key"})
 		d.Stage(pki.File{Path: crtPath, Mode: d.CertMode()}, r)
 		return nil
@@ -245,7 +246,7 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 	if err != nil {
 		return err
 	}
-	fix := fmt.Sprintf("run \"k8scrypto renew certs %s --force\" to re-issue it (the old files are backed up)", spec.Name)
+	fix := reissueFix(d, spec, ca, crtPath, keyPath)
 	switch {
 	case haveCrt && haveKey:
 		unreadable := fmt.Sprintf("restore it from a backup, or remove %s and %s and run init again to issue a new pair", crtPath, keyPath)
@@ -309,6 +310,63 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 }
 
 var errNotRegular = errors.New("not a regular file")
+
+// reissueFix says how to replace a leaf that cannot be reused. With the CA's key that is "renew certs NAME
+// --force" with the flags that decide this run's SANs: without them renew keeps the old certificate's SANs,
+// and this run would fail again. Renew refuses a certificate of an external CA: only that CA can issue it.
+func reissueFix(d *Data, spec pki.CertSpec, ca *CA, crtPath, keyPath string) string {
+	if ca.Key == nil && ca.Cert.Raw != nil {
+		caSpec, _ := pki.LookupCert(spec.CAName)
+		return fmt.Sprintf("%s is an external CA (%s has no key %s), so k8scrypto cannot re-issue it: have that CA issue a new %s certificate with the SANs the configuration asks for, and replace %s and %s with it",
+			spec.CAName, caSpec.CertPath(d.Cfg.CertDir), caSpec.KeyPath(d.Cfg.CertDir), spec.Name, crtPath, keyPath)
+	}
+	return fmt.Sprintf("run \"%s\" to re-issue it with the SANs of this run's configuration (the old files are backed up)", RenewCommand(d, spec.Name))
+}
+
+// RenewCommand renders "k8scrypto renew certs NAME --force" with the flags that make renew issue the
+// certificate this run asks for: --cert-dir, the command-line flags of this run that decide SANs (RenewArgs),
+// or, when there are none, the resolved values themselves, so that renew resolves the same configuration
+// instead of copying the old certificate's SANs.
+func RenewCommand(d *Data, name string) string {
+	c := d.Cfg
+	args := []string{"k8scrypto", "renew", "certs", name, "--force"}
+	if c.CertDir != pki.DefaultCertificateDir {
+		args = append(args, "--cert-dir", c.CertDir)
+	}
+	if len(d.RenewArgs) > 0 {
+		args = append(args, d.RenewArgs...)
+	} else {
+		add := func(flag, value, def string) {
+			if value != "" && value != def {
+				args = append(args, flag, value)
+			}
+		}
+		add("--node-name", c.NodeName, "")
+		if c.AdvertiseAddress != nil {
+			add("--advertise-address", c.AdvertiseAddress.String(), "")
+		}
+		add("--control-plane-endpoint", c.ControlPlaneEndpoint, "")
+		add("--service-cidr", c.ServiceSubnet, pki.DefaultServiceSubnet)
+		add("--service-dns-domain", c.DNSDomain, pki.DefaultDNSDomain)
+		add("--apiserver-cert-extra-sans", strings.Join(c.APIServerCertSANs, ","), "")
+		add("--encryption-algorithm", string(c.Algorithm), string(pki.RSA2048))
+	}
+	if c.StrictPermissions && !slices.Contains(args, "--strict-permissions") {
+		args = append(args, "--strict-permissions")
+	}
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes an argument for a POSIX shell when it holds anything but plainly safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
 
 // keyResult describes a private key by the fingerprint of its public half.
 func keyResult(key crypto.Signer) FileResult {

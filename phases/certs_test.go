@@ -2,7 +2,9 @@ package phases_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"io/fs"
@@ -538,6 +540,79 @@ func TestStrictPermissions(t *testing.T) {
 	checkModes(t, cfg, pki.ModeStrictCert, pki.ModeStrictDir)
 }
 
+// TestStrictPermissionsTightensExistingTree: --strict-permissions over a PKI made without it tightens every
+// certificate to 0600 and every directory to 0700 with chmod alone (bytes and modification times unchanged),
+// says so in each result, loosens nothing, and a dry run only reports it.
+func TestStrictPermissionsTightensExistingTree(t *testing.T) {
+	cfg := pkiConfig(t, pki.ECDSAP256)
+	mustRun(t, cfg, pkitest.Now)
+	// A certificate already stricter than 0600 stays as it is.
+	stricter := filepath.Join(cfg.CertDir, "front-proxy-client.crt")
+	if err := os.Chmod(stricter, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	before := pkitest.MustSnapshot(t, cfg.CertDir)
+	strict := *cfg
+	strict.StrictPermissions = true
+
+	res, err := runWith(&strict, pkitest.Now, nil, phases.Selection{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertUnchanged(t, before, cfg.CertDir)
+	for _, f := range res.Files {
+		if strings.HasSuffix(f.Path, "apiserver.crt") && !strings.Contains(f.Reason, "mode 0644 would be tightened to 0600") {
+			t.Errorf("dry run: %s reason %q, want the mode it would tighten", f.Path, f.Reason)
+		}
+	}
+
+	res, err = run(&strict, pkitest.Now, nil, phases.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := pkitest.MustSnapshot(t, cfg.CertDir)
+	for p, st := range before {
+		got := after[p]
+		if got.SHA256 != st.SHA256 || !got.ModTime.Equal(st.ModTime) {
+			t.Errorf("%s: content or modification time changed", p)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d entries after, %d before", len(after), len(before))
+	}
+	if got := after["front-proxy-client.crt"].Mode.Perm(); got != 0o400 {
+		t.Errorf("front-proxy-client.crt: mode %04o, want the stricter 0400 kept", got)
+	}
+	if err := os.Chmod(stricter, pki.ModeStrictCert); err != nil {
+		t.Fatal(err)
+	}
+	checkModes(t, &strict, pki.ModeStrictCert, pki.ModeStrictDir)
+	tightened := 0
+	for _, f := range res.Files {
+		if f.Action != phases.ActionReused {
+			t.Errorf("%s %s, want reused", f.Action, f.Path)
+		}
+		if strings.Contains(f.Reason, "mode 0644 tightened to 0600 (--strict-permissions)") {
+			tightened++
+		}
+	}
+	// Every certificate but the one already at 0400; keys and sa.pub were 0600 already.
+	if want := len(cfg.Certs()) - 1; tightened != want {
+		t.Errorf("%d results say tightened, want %d", tightened, want)
+	}
+
+	// Once strict, a strict re-run has nothing to note.
+	res, err = run(&strict, pkitest.Now, nil, phases.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Files {
+		if strings.Contains(f.Reason, "tightened") {
+			t.Errorf("second strict run: %s: %q", f.Path, f.Reason)
+		}
+	}
+}
+
 // TestModesUnderUmask runs a full certs+sa under umask 0 and 077: the modes are kubeadm's either way.
 // Not parallel: the umask is per process.
 func TestModesUnderUmask(t *testing.T) {
@@ -613,5 +688,225 @@ func TestPhaseAloneNeedsItsCA(t *testing.T) {
 	ca := readCert(t, filepath.Join(cfg.CertDir, "ca.crt"))
 	if err := pki.VerifyChain(readCert(t, filepath.Join(cfg.CertDir, "apiserver.crt")), nil, ca, pkitest.Now); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDryRunShowsCASANs: a dry run reports for every certificate, CAs included, the SANs the real run writes.
+func TestDryRunShowsCASANs(t *testing.T) {
+	cfg := pkiConfig(t, pki.ECDSAP256)
+	dry, err := runWith(cfg, pkitest.Now, nil, phases.Selection{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := mustRun(t, cfg, pkitest.Now)
+	sans := map[string][]string{}
+	for _, f := range real.Files {
+		if f.Type == "certificate" {
+			sans[f.Path] = f.SANs
+		}
+	}
+	for _, f := range dry.Files {
+		if f.Type != "certificate" {
+			continue
+		}
+		if !slices.Equal(f.SANs, sans[f.Path]) {
+			t.Errorf("%s: dry run shows SANs %q, the real run wrote %q", f.Path, f.SANs, sans[f.Path])
+		}
+	}
+	for _, ca := range []struct{ path, want string }{{"ca.crt", "DNS:kubernetes"}, {"front-proxy-ca.crt", "DNS:front-proxy-ca"}, {"etcd/ca.crt", "DNS:etcd-ca"}} {
+		path := filepath.Join(cfg.CertDir, ca.path)
+		if got := readCert(t, path); !slices.Equal(pki.FormatAltNames(got.DNSNames, got.IPAddresses), []string{ca.want}) {
+			t.Errorf("%s carries %v, want %s", path, got.DNSNames, ca.want)
+		}
+		if !slices.Equal(sans[path], []string{ca.want}) {
+			t.Errorf("%s: result SANs %q, want %s", path, sans[path], ca.want)
+		}
+	}
+}
+
+// TestExternalCAKeyless extends TestExternalCA to the two other CAs: without front-proxy-ca.key or
+// etcd/ca.key, every leaf present and verifying is reused and no key is generated; a missing leaf, or one
+// lacking a SAN, is a clear error that asks for the external CA to issue it (renew cannot), and nothing is
+// written.
+func TestExternalCAKeyless(t *testing.T) {
+	for _, tc := range []struct {
+		ca, caCrt, caKey, leafCrt, leafKey string
+		addSAN                             func(*pki.Config)
+	}{
+		{"front-proxy-ca", "front-proxy-ca.crt", "front-proxy-ca.key", "front-proxy-client.crt", "front-proxy-client.key", nil},
+		{"etcd-ca", "etcd/ca.crt", "etcd/ca.key", "etcd/server.crt", "etcd/server.key",
+			func(c *pki.Config) { c.EtcdServerCertSANs = []string{"etcd.example.com"} }},
+	} {
+		t.Run(tc.ca, func(t *testing.T) {
+			cfg := pkiConfig(t, pki.ECDSAP256)
+			mustRun(t, cfg, pkitest.Now)
+			p := func(rel string) string { return filepath.Join(cfg.CertDir, rel) }
+			if err := os.Remove(p(tc.caKey)); err != nil {
+				t.Fatal(err)
+			}
+			before := pkitest.MustSnapshot(t, cfg.CertDir)
+			var generated []string
+			noKeys := func(name string, _ pki.Algorithm) (crypto.Signer, error) {
+				generated = append(generated, name)
+				return nil, fmt.Errorf("no key may be generated, asked for %s", name)
+			}
+			res, err := run(cfg, pkitest.Now, noKeys, phases.Selection{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertUnchanged(t, before, cfg.CertDir)
+			if len(generated) > 0 {
+				t.Errorf("keys generated: %v", generated)
+			}
+			for _, f := range res.Files {
+				if f.Action != phases.ActionReused {
+					t.Errorf("%s %s, want reused", f.Action, f.Path)
+				}
+				if f.Path == p(tc.caCrt) && !strings.Contains(f.Reason, "external CA") {
+					t.Errorf("%s result %+v does not say external CA", tc.caCrt, f)
+				}
+			}
+
+			t.Run("leaf missing", func(t *testing.T) {
+				c := *cfg
+				c.CertDir = filepath.Join(t.TempDir(), "pki")
+				copyDir(t, cfg.CertDir, c.CertDir)
+				os.Remove(filepath.Join(c.CertDir, tc.leafCrt))
+				os.Remove(filepath.Join(c.CertDir, tc.leafKey))
+				before := pkitest.MustSnapshot(t, c.CertDir)
+				_, err := run(&c, pkitest.Now, noKeys, phases.Selection{})
+				errContains(t, err, "external CA", tc.ca, filepath.Join(c.CertDir, tc.leafCrt), filepath.Join(c.CertDir, tc.leafKey))
+				assertUnchanged(t, before, c.CertDir)
+			})
+			if tc.addSAN == nil {
+				return
+			}
+			t.Run("leaf lacks a SAN", func(t *testing.T) {
+				c := *cfg
+				c.CertDir = filepath.Join(t.TempDir(), "pki")
+				copyDir(t, cfg.CertDir, c.CertDir)
+				tc.addSAN(&c)
+				before := pkitest.MustSnapshot(t, c.CertDir)
+				_, err := run(&c, pkitest.Now, noKeys, phases.Selection{})
+				errContains(t, err, "DNS:etcd.example.com", "is an external CA", "have that CA issue a new", filepath.Join(c.CertDir, tc.leafCrt))
+				if err != nil && strings.Contains(err.Error(), "renew certs") {
+					t.Errorf("error %q suggests renew, which refuses a certificate of an external CA", err)
+				}
+				assertUnchanged(t, before, c.CertDir)
+			})
+		})
+	}
+}
+
+// TestMissingSANFixNamesTheFlags: the fix for a leaf lacking SANs is a renew command carrying what decides
+// them: the command-line flags of the run when there are some, else the resolved values, plus --cert-dir and
+// --strict-permissions.
+func TestMissingSANFixNamesTheFlags(t *testing.T) {
+	base := pkiConfig(t, pki.ECDSAP256)
+	mustRun(t, base, pkitest.Now)
+	cfg := *base
+	cfg.APIServerCertSANs = []string{"new.example.com"}
+	cfg.StrictPermissions = true
+	d := phases.NewData(&cfg, pkitest.Now, pkitest.Keys(), nil)
+	err := pkiRunner().Run(context.Background(), d, phases.Selection{})
+	errContains(t, err, `"k8scrypto renew certs apiserver --force --cert-dir `+cfg.CertDir+
+		` --node-name cp-1 --advertise-address 10.0.0.5 --apiserver-cert-extra-sans new.example.com --encryption-algorithm ECDSA-P256 --strict-permissions"`)
+
+	d = phases.NewData(&cfg, pkitest.Now, pkitest.Keys(), nil)
+	d.RenewArgs = []string{"--config", "/etc/my cluster/kubeadm.yaml"}
+	err = pkiRunner().Run(context.Background(), d, phases.Selection{})
+	errContains(t, err, `"k8scrypto renew certs apiserver --force --cert-dir `+cfg.CertDir+` --config '/etc/my cluster/kubeadm.yaml' --strict-permissions"`)
+}
+
+// TestLargeRSAFullRun takes RSA-3072 and RSA-4096 through a full certs+sa run with fixture keys (generating
+// eleven 4096-bit keys would take minutes on a small machine) and checks every key's algorithm and size,
+// and every chain. Regenerate the fixtures with: go test ./phases -run TestLargeRSAFullRun -update
+func TestLargeRSAFullRun(t *testing.T) {
+	for _, tc := range []struct {
+		alg  pki.Algorithm
+		bits int
+	}{{pki.RSA3072, 3072}, {pki.RSA4096, 4096}} {
+		t.Run(string(tc.alg), func(t *testing.T) {
+			cfg := pkiConfig(t, tc.alg)
+			if _, err := run(cfg, pkitest.Now, fixtureKeys(t, tc.alg), phases.Selection{}); err != nil {
+				t.Fatal(err)
+			}
+			checkSize := func(path string, pub crypto.PublicKey) {
+				t.Helper()
+				rsaPub, ok := pub.(*rsa.PublicKey)
+				if !ok {
+					t.Errorf("%s: key is %T, want RSA", path, pub)
+					return
+				}
+				if got := rsaPub.N.BitLen(); got != tc.bits {
+					t.Errorf("%s: %d-bit key, want %d", path, got, tc.bits)
+				}
+			}
+			for _, spec := range cfg.Certs() {
+				cert := readCert(t, spec.CertPath(cfg.CertDir))
+				key := readKey(t, spec.KeyPath(cfg.CertDir), "RSA PRIVATE KEY")
+				checkSize(spec.CertPath(cfg.CertDir), cert.PublicKey)
+				checkSize(spec.KeyPath(cfg.CertDir), key.Public())
+				if !pki.KeyMatchesCert(key, cert) {
+					t.Errorf("%s: key does not match certificate", spec.Name)
+				}
+				if got := pki.AlgorithmOf(cert.PublicKey); got != tc.alg {
+					t.Errorf("%s: algorithm %q, want %q", spec.Name, got, tc.alg)
+				}
+				checkCert(t, cfg, spec, cert)
+				if !spec.IsCA() {
+					if err := pki.VerifyChain(cert, nil, readCert(t, caSpec(spec.CAName).CertPath(cfg.CertDir)), pkitest.Now); err != nil {
+						t.Errorf("%s: %v", spec.Name, err)
+					}
+				}
+			}
+			saPath := filepath.Join(cfg.CertDir, "sa.key")
+			checkSize(saPath, readKey(t, saPath, "RSA PRIVATE KEY").Public())
+			checkSA(t, cfg)
+			checkModes(t, cfg, pki.ModeCert, pki.ModeDir)
+		})
+	}
+}
+
+func caSpec(name string) pki.CertSpec {
+	spec, _ := pki.LookupCert(name)
+	return spec
+}
+
+// fixtureKeys serves testdata/keys/<alg>/<name>.key, one fixed key per name; -update generates missing ones.
+func fixtureKeys(t testing.TB, alg pki.Algorithm) pki.KeySource {
+	t.Helper()
+	dir := filepath.Join("testdata", "keys", string(alg))
+	names := []string{"sa"}
+	for _, spec := range pki.Catalog() {
+		names = append(names, spec.BaseName)
+	}
+	for _, name := range names {
+		path := filepath.Join(dir, name+".key")
+		if _, err := os.Stat(path); err == nil || !update() {
+			continue
+		}
+		key, err := pki.GenerateKey(name, alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemKey, err := pki.EncodePrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, path, pemKey)
+	}
+	return func(name string, got pki.Algorithm) (crypto.Signer, error) {
+		if got != alg {
+			return nil, fmt.Errorf("fixture keys are %s, asked for %s", alg, got)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name+".key"))
+		if err != nil {
+			return nil, fmt.Errorf("%w (generate the fixtures with -update)", err)
+		}
+		return pki.ParsePrivateKey(data)
 	}
 }

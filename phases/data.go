@@ -8,9 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"k8scrypto.dev/k8scrypto/phases/config"
@@ -74,12 +76,18 @@ type Data struct {
 	Encryption EncryptionOptions
 	// KubeadmConfigOut is where the kubeadm-config phase writes; "" means <KubeconfigDir>/kubeadm-config.yaml.
 	KubeadmConfigOut string
+	// RenewArgs are the flags of this run that decide certificate SANs (--config and the SAN and algorithm
+	// flags), as "renew certs" takes them; the fix suggested for a leaf that lacks SANs repeats them. Empty
+	// means the resolved values are rendered instead.
+	RenewArgs []string
 
 	phase   string
 	staged  []pki.File
 	dirs    map[string]os.FileMode
 	results []FileResult
 	cas     map[string]*CA
+	// tighten lists the reused files whose mode --strict-permissions tightens at commit.
+	tighten []string
 	// nextStep is set by the kubeadm-config phase.
 	nextStep string
 }
@@ -135,11 +143,95 @@ func (d *Data) Stage(f pki.File, r FileResult) {
 	d.Log.Info(map[bool]string{true: "would write", false: "generated"}[d.DryRun], "file", f.Path)
 }
 
-// Reuse records that an existing file stays as it is.
+// Reuse records that an existing file stays as it is. Under --strict-permissions a file of the certificate
+// directory whose mode is looser than the strict one is noted, and tightened by the commit (its bytes are
+// never touched).
 func (d *Data) Reuse(r FileResult) {
 	r.Phase, r.Action = d.phase, ActionReused
+	if from, to, ok := d.needsTightening(r.Path); ok {
+		verb := "tightened"
+		if d.DryRun {
+			verb = "would be tightened"
+		}
+		note := fmt.Sprintf("mode %04o %s to %04o (--strict-permissions)", from, verb, to)
+		if r.Reason != "" {
+			note = r.Reason + "; " + note
+		}
+		r.Reason = note
+		d.tighten = append(d.tighten, r.Path)
+	}
 	d.results = append(d.results, r)
 	d.Log.Info("using existing file", "file", r.Path)
+}
+
+// strictFileMode is the most a file of the certificate directory may allow under --strict-permissions:
+// certificates, keys and public keys alike are owner read-write only.
+const strictFileMode os.FileMode = 0o600
+
+// inCertDir reports whether path lies in the certificate directory tree, the only files --strict-permissions
+// tightens after the fact.
+func (d *Data) inCertDir(path string) bool {
+	if path == "" || d.Cfg.CertDir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(d.Cfg.CertDir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// needsTightening reports the current and strict modes of an existing regular file of the certificate
+// directory that allows more than the strict mode. Only bits are removed: a stricter file stays as it is.
+func (d *Data) needsTightening(path string) (from, to os.FileMode, ok bool) {
+	if !d.Cfg.StrictPermissions || !d.inCertDir(path) {
+		return 0, 0, false
+	}
+	info, err := os.Lstat(path)
+	if err != nil || !info.Mode().IsRegular() {
+		return 0, 0, false
+	}
+	from = info.Mode().Perm()
+	to = from & strictFileMode
+	return from, to, to != from
+}
+
+// tightenModes applies --strict-permissions to what this run reused: each noted file loses the bits outside
+// 0600 (chmod is atomic, the content is not rewritten), and the certificate directory and every directory of
+// it holding a file of this run lose the bits outside 0700.
+func (d *Data) tightenModes() error {
+	if !d.Cfg.StrictPermissions {
+		return nil
+	}
+	for _, path := range d.tighten {
+		if from, to, ok := d.needsTightening(path); ok {
+			if err := os.Chmod(path, to); err != nil {
+				return fmt.Errorf("--strict-permissions: tightening %s from %04o to %04o: %w", path, from, to, err)
+			}
+			d.Log.Info("tightened mode", "file", path, "from", fmt.Sprintf("%04o", from), "to", fmt.Sprintf("%04o", to))
+		}
+	}
+	dirs := map[string]bool{}
+	for _, r := range d.results {
+		if (r.Action == ActionReused || r.Action == ActionCreated) && d.inCertDir(r.Path) {
+			for dir := filepath.Dir(r.Path); d.inCertDir(dir); dir = filepath.Dir(dir) {
+				dirs[dir] = true
+				if dir == filepath.Clean(d.Cfg.CertDir) {
+					break
+				}
+			}
+		}
+	}
+	for _, dir := range slices.Sorted(maps.Keys(dirs)) {
+		info, err := os.Lstat(dir)
+		if err != nil || !info.IsDir() {
+			continue // not ours to create here: the commit made what it needed
+		}
+		if from := info.Mode().Perm(); from&^pki.ModeStrictDir != 0 {
+			if err := os.Chmod(dir, from&pki.ModeStrictDir); err != nil {
+				return fmt.Errorf("--strict-permissions: tightening directory %s from %04o to %04o: %w", dir, from, from&pki.ModeStrictDir, err)
+			}
+			d.Log.Info("tightened mode", "directory", dir, "from", fmt.Sprintf("%04o", from), "to", fmt.Sprintf("%04o", from&pki.ModeStrictDir))
+		}
+	}
+	return nil
 }
 
 func (d *Data) skip(phase string, p *Phase, reason string) {
@@ -192,7 +284,7 @@ func (d *Data) Exists(path string) (bool, error) {
 // ones it created if the commit fails.
 func (d *Data) commit() error {
 	if len(d.staged) == 0 {
-		return nil
+		return d.tightenModes()
 	}
 	var created []string
 	dirs := make([]string, 0, len(d.dirs))
@@ -206,7 +298,7 @@ func (d *Data) commit() error {
 			return err
 		}
 		if err := pki.EnsureDir(dir, d.dirs[dir], d.Cfg.StrictPermissions); err != nil {
-			removeDirs(created)
+			removeDirs(append(created, missing...)) // a mkdir may have succeeded before the step that failed
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
 		created = append(created, missing...)
@@ -215,7 +307,7 @@ func (d *Data) commit() error {
 		removeDirs(created)
 		return err
 	}
-	return nil
+	return d.tightenModes()
 }
 
 // missingDirs lists dir and its ancestors that do not exist yet, deepest last.
@@ -255,6 +347,12 @@ func certResult(cert *x509.Certificate) FileResult {
 		NotAfter: cert.NotAfter.UTC(),
 		SHA256:   pki.Fingerprint(cert.Raw),
 	}
+}
+
+// caRequestResult describes a CA a dry run would create, with the SANs NewSelfSignedCA gives it.
+func caRequestResult(req pki.CertRequest) FileResult {
+	req.AltNames = pki.CAAltNames(req)
+	return requestResult(req)
 }
 
 // requestResult describes a certificate a dry run would issue.

@@ -68,7 +68,7 @@ func NewSelfSignedCA(req CertRequest, key crypto.Signer, rnd io.Reader) (*x509.C
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
-		DNSNames:              []string{req.CommonName},
+		DNSNames:              CAAltNames(req).DNSNames,
 		NotBefore:             req.NotBefore,
 		NotAfter:              req.NotAfter,
 		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -80,6 +80,12 @@ func NewSelfSignedCA(req CertRequest, key crypto.Signer, rnd io.Reader) (*x509.C
 		return nil, fmt.Errorf("signing CA certificate %q: %w", req.CommonName, err)
 	}
 	return x509.ParseCertificate(der)
+}
+
+// CAAltNames are the SANs NewSelfSignedCA puts in a CA certificate: its common name, as kubeadm does. A dry
+// run reports them from here so that it shows what the real run writes.
+func CAAltNames(req CertRequest) AltNames {
+	return AltNames{DNSNames: []string{req.CommonName}}
 }
 
 // NewSignedCert issues a leaf exactly as kubeadm's NewSignedCert: DigitalSignature|KeyEncipherment (for ECDSA

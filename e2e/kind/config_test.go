@@ -2,8 +2,8 @@ package kind
 
 import (
 	"bytes"
-	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,8 +14,6 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/log"
 	"sigs.k8s.io/yaml"
-
-	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // renderKubeadmConfig runs the real `k8scrypto init` into dir and returns its rendered kubeadm config.
@@ -28,9 +26,9 @@ func renderKubeadmConfig(t *testing.T, certDir, kubeconfigDir, configPath string
 	} else {
 		args = append(args, "--node-name", "render", "--advertise-address", "10.0.0.5")
 	}
-	cmd := suite.Command(context.Background(), k8scrypto(t), args...)
+	cmd := exec.Command(k8scrypto(t), args...)
 	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir())
-	if out, err := suite.CombinedOutput(cmd); err != nil {
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("k8scrypto %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	b, err := os.ReadFile(filepath.Join(kubeconfigDir, "kubeadm-config.yaml"))
@@ -44,12 +42,18 @@ var (
 	buildOnce sync.Once
 	buildPath string
 	buildErr  error
+	buildDir  string
 )
 
-// TestMain runs the tests under the e2e suite's teardown (package suite): its directory holds the build and
-// every t.TempDir, and goes on SIGINT, SIGTERM and just before -timeout too.
 func TestMain(m *testing.M) {
-	os.Exit(suite.Main(m, "kind"))
+	d, err := os.MkdirTemp("", "k8scrypto-e2e-kind-")
+	if err != nil {
+		panic(err)
+	}
+	buildDir = d
+	code := m.Run()
+	os.RemoveAll(buildDir)
+	os.Exit(code)
 }
 
 // k8scrypto builds the root module's command once per test process.
@@ -61,10 +65,10 @@ func k8scrypto(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		buildPath = filepath.Join(suite.Dir(), "k8scrypto")
-		cmd := suite.Command(context.Background(), "go", "build", "-o", buildPath, "./cmd/k8scrypto")
+		buildPath = filepath.Join(buildDir, "k8scrypto")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/k8scrypto")
 		cmd.Dir = root
-		if out, err := suite.CombinedOutput(cmd); err != nil {
+		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = err
 			buildPath = string(out)
 		}
