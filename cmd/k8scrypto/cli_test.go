@@ -323,3 +323,16 @@ func TestInitOutputInPhaseOrder(t *testing.T) {
 		t.Errorf("phases of the reported files, in order: %v, want %v", order, want)
 	}
 }
+
+// TestInitWarnsAboutUnknownDocuments: a document neither k8scrypto nor kubeadm knows, next to a valid one, is a
+// warning on stderr naming it (as kubeadm warns), not an error; -q silences it.
+func TestInitWarnsAboutUnknownDocuments(t *testing.T) {
+	c := newInitCase(t, initTestConfig+"---\napiVersion: example.com/v1\nkind: Widget\n")
+	code, _, stderr := c.exec("init", "phase", "certs", "ca")
+	if code != 0 || !strings.Contains(stderr, "warn: document 2 (example.com/v1, Kind=Widget)") || !strings.Contains(stderr, c.cfg) {
+		t.Errorf("exit %d, stderr %q: want a warning naming the document and the file", code, stderr)
+	}
+	if _, _, stderr := c.exec("init", "phase", "certs", "ca", "-q"); stderr != "" {
+		t.Errorf("-q: stderr %q", stderr)
+	}
+}

@@ -245,7 +245,6 @@ func TestInitFromEnvironment(t *testing.T) {
 	t.Setenv("K8SCRYPTO_APISERVER_CERT_EXTRA_SANS", "api.example.com,192.168.7.7")
 	t.Setenv("K8SCRYPTO_ENCRYPTION_ALGORITHM", "ECDSA-P256")
 	t.Setenv("K8SCRYPTO_SERVICE_CIDR", "10.112.0.0/16")
-	t.Setenv("K8SCRYPTO_SKIP_PHASES", "sa")
 	var stdout, stderr bytes.Buffer
 	e := &env{stdout: &stdout, stderr: &stderr, now: func() time.Time { return pkitest.Now }, keys: c.keys, rand: pkitest.Rand(1)}
 	if code := run([]string{"init", "phase", "certs", "all", "--config", c.cfg, "--audit-log", c.log}, e); code != 0 {
@@ -295,6 +294,11 @@ func TestInitBadInputsChangeNothing(t *testing.T) {
 		{"broken YAML", initTestConfig + "nodeRegistration: [\n", nil, []string{"kubeadm.yaml"}},
 		{"bad advertise address", initTestConfig, []string{"--advertise-address", "10.0.0.256"}, []string{"advertiseAddress", "10.0.0.256"}},
 		{"bad endpoint", initTestConfig, []string{"--control-plane-endpoint", "lb_bad:6443"}, []string{"controlPlaneEndpoint", "lb_bad:6443"}},
+		{"empty config file", "", nil, []string{"kubeadm.yaml", "no InitConfiguration or ClusterConfiguration", "no documents"}},
+		{"misspelt kubeadm group", strings.ReplaceAll(initTestConfig, "kubeadm.k8s.io", "kubeadm.k8s.oi"), nil,
+			[]string{"kubeadm.yaml", `"kubeadm.k8s.oi/v1beta4"`, "InitConfiguration belongs to kubeadm.k8s.io"}},
+		{"duration of the wrong type", initTestConfig + "---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: banana\n", nil,
+			[]string{"kubeadm.yaml", "ClusterConfiguration: certificateValidityPeriod:", "banana"}},
 	}
 	for _, tc := range cases {
 		for _, existing := range []bool{false, true} {

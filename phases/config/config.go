@@ -138,7 +138,7 @@ func (c *Config) decode(data []byte) error {
 			if !slices.Contains(componentConfigGroups, group) {
 				// kubeadm warns and ignores such a document; it is carried over all the same, so that the
 				// rendered file holds everything the input did.
-				c.Warnings = append(c.Warnings, fmt.Sprintf("document %d (%s) is not a kubeadm or component configuration: kubeadm ignores it", i, gvk))
+				c.Warnings = append(c.Warnings, fmt.Sprintf("document %d (%s) is neither a kubeadm nor a component configuration: kubeadm will ignore it; check its apiVersion and kind", i, gvk))
 			}
 			others = append(others, gvk)
 			c.Extra = append(c.Extra, doc)

@@ -84,7 +84,7 @@ func TestLoadKeepsOtherDocuments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "document 2 (example.com/v1, Kind=Widget)") || !strings.Contains(cfg.Warnings[0], "ignores") {
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "document 2 (example.com/v1, Kind=Widget)") || !strings.Contains(cfg.Warnings[0], "kubeadm will ignore it") {
 		t.Errorf("warnings %q, want one naming document 2 and its kind", cfg.Warnings)
 	}
 	if len(cfg.Extra) != 1 || !strings.Contains(string(cfg.Extra[0]), "size: 3") {
