@@ -262,7 +262,8 @@ func (d *Data) ReadFile(path string) ([]byte, error) {
 	if data, ok := d.StagedFile(path); ok {
 		return data, nil
 	}
-	return os.ReadFile(path) // #nosec G304 -- a file of the operator's certificate or kubeconfig directory
+	// Bounded and regular files only: a FIFO planted here would hang the run, a device exhaust memory.
+	return pki.ReadFile(path, pki.MaxConfigSize)
 }
 
 // Exists reports whether path exists on disk or is staged; a symlink counts as existing.

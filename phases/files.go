@@ -1,18 +1,9 @@
 package phases
 
-import (
-	"fmt"
-	"os"
-)
+import "k8scrypto.dev/k8scrypto/pki"
 
-// readRegular reads a file k8scrypto manages, refusing directories and devices.
+// readRegular reads a file k8scrypto manages, refusing directories, FIFOs (which would hang the run) and
+// devices, and files too large to be a key, certificate or kubeconfig.
 func readRegular(path string) ([]byte, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w", path, errNotRegular)
-	}
-	return os.ReadFile(path) // #nosec G304 -- a file of the operator's certificate or kubeconfig directory
+	return pki.ReadFile(path, pki.MaxConfigSize)
 }

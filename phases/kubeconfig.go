@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -273,7 +272,7 @@ func ParseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 
 	caData := bytes.TrimSpace(cluster.CertificateAuthorityData)
 	if len(caData) == 0 && cluster.CertificateAuthority != "" {
-		if caData, err = os.ReadFile(resolve(cluster.CertificateAuthority)); err != nil {
+		if caData, err = pki.ReadFile(resolve(cluster.CertificateAuthority), pki.MaxPEMSize); err != nil {
 			return nil, fmt.Errorf("%s: cluster %q: reading certificate-authority: %w", path, kc.Cluster, err)
 		}
 	}
@@ -288,12 +287,12 @@ func ParseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 	certData, keyData := user.ClientCertificateData, user.ClientKeyData
 	kc.Embedded = len(certData) > 0
 	if len(certData) == 0 && user.ClientCertificate != "" {
-		if certData, err = os.ReadFile(resolve(user.ClientCertificate)); err != nil {
+		if certData, err = pki.ReadFile(resolve(user.ClientCertificate), pki.MaxPEMSize); err != nil {
 			return nil, fmt.Errorf("%s: user %q: reading client-certificate: %w", path, kc.User, err)
 		}
 	}
 	if len(keyData) == 0 && user.ClientKey != "" {
-		if keyData, err = os.ReadFile(resolve(user.ClientKey)); err != nil {
+		if keyData, err = pki.ReadFile(resolve(user.ClientKey), pki.MaxPEMSize); err != nil {
 			return nil, fmt.Errorf("%s: user %q: reading client-key: %w", path, kc.User, err)
 		}
 	}
