@@ -193,18 +193,25 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	d.KubeconfigDir = f.kubeconfigDir
 	d.Encryption = f.encryption.options()
 	d.KubeadmConfigOut = f.kubeadmConfigOut
+	d.RenewArgs = f.renewArgs()
 	var audit *pki.AuditLog
+	var newDirs *pki.CreatedDirs // removed again if this first run fails
 	if !f.dryRun {
 		if audit, err = openAudit(f.auditLog, g.log); err != nil {
 			return err
 		}
+		if newDirs, err = pki.PrepareCertDir(cfg.PKI.CertDir, cfg.PKI.StrictPermissions); err != nil {
+			return err
+		}
 		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, g.log)
 		if err != nil {
+			newDirs.RemoveIfUnused(false) // another run's lock file keeps the directory
 			return err
 		}
 		defer lock.Release()
 	}
 	if err := runner.Run(ctx, d, sel); err != nil {
+		newDirs.RemoveIfUnused(true)
 		return err
 	}
 	if err := audit.Record(auditEvents(d.Result(), d.Now, "ok")...); err != nil {

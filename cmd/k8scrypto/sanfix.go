@@ -1,0 +1,35 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// renewArgs are the flags of this run that decide certificate SANs and key algorithm, as "renew certs"
+// takes them (it shares clusterFlags). The fix init suggests for a certificate lacking SANs repeats them:
+// without them renew keeps the old certificate's SANs and init would fail again. Flags set through
+// K8SCRYPTO_* variables are rendered as flags, so the command works in any environment.
+func (f *clusterFlags) renewArgs() []string {
+	var args []string
+	if f.configFile != "" {
+		path := f.configFile
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs // the command may be run from another directory
+		}
+		args = append(args, "--config", path)
+	}
+	o := f.overrides
+	add := func(flag, value string) {
+		if value != "" {
+			args = append(args, flag, value)
+		}
+	}
+	add("--node-name", o.NodeName)
+	add("--advertise-address", o.AdvertiseAddress)
+	add("--control-plane-endpoint", o.ControlPlaneEndpoint)
+	add("--service-cidr", o.ServiceCIDR)
+	add("--service-dns-domain", o.ServiceDNSDomain)
+	add("--apiserver-cert-extra-sans", strings.Join(o.APIServerCertSANs, ","))
+	add("--encryption-algorithm", o.EncryptionAlgorithm)
+	return args
+}
