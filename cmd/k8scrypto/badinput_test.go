@@ -1,17 +1,20 @@
 package main
 
-// The hostile-input table: every bad input docs/bad-input.md lists, given to the command that meets it.
+// The hostile-input table: every bad input README.md's table lists, given to the command that meets it.
 // In every case the command exits non-zero, the message names the file or field and says what to do, and
-// no file anywhere in the node's directory changes (content, mode, modification time).
+// no file of the certificate, kubeconfig or backup directories changes (content, mode, modification time);
+// the audit log, kept outside them as in production, may only gain lines recording the failure.
 
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,7 +26,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
-// badInput is one row of docs/bad-input.md.
+// badInput is one row of the bad-input table in README.md.
 type badInput struct {
 	name string
 	// fresh: the node is not initialised first (configuration errors meet an empty directory).
@@ -37,9 +40,17 @@ type badInput struct {
 	fault     pki.Op
 	faultErr  error
 	inBackups bool
-	code      int
-	// want are pieces of the message: the file or field, and the fix.
-	want []string
+	// faultIn, when set, limits the fault to paths containing it (a write of the renewed files, not of the
+	// bookkeeping before them).
+	faultIn string
+	code    int
+	// where are pieces of the message naming the file or field; fix, pieces saying what to do. Both are
+	// required: a message that names the problem but not the way out fails the row.
+	where, fix []string
+	// keepsBackups marks a command that fails after taking its backups (a write of the renewed or rotated
+	// files fails): it keeps them, each an exact copy of a file that did not change. Every other row must
+	// leave the backup directory exactly as it was.
+	keepsBackups bool
 }
 
 // writeFile replaces a node file, keeping its mode.
@@ -116,25 +127,25 @@ func badInputs() []badInput {
 	return []badInput{
 		{name: "unknown config field", fresh: true, args: []string{"init"},
 			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  servceSubnet: 10.97.0.0/16\n"),
-			code:  1, want: []string{"kubeadm.yaml", "ClusterConfiguration", `unknown field "networking.servceSubnet"`, "check the spelling and indentation", "or remove it"}},
+			code:  1, where: []string{"kubeadm.yaml", "ClusterConfiguration", `unknown field "networking.servceSubnet"`}, fix: []string{"check the spelling and indentation", "or remove it"}},
 		{name: "unsupported API version (v1beta3)", fresh: true, args: []string{"init"},
 			setup: withConfig("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"),
-			code:  1, want: []string{"kubeadm.yaml", `"kubeadm.k8s.io/v1beta3"`, "kubeadm config migrate", "use kubeadm.k8s.io/v1beta4"}},
+			code:  1, where: []string{"kubeadm.yaml", `"kubeadm.k8s.io/v1beta3"`}, fix: []string{"kubeadm config migrate", "use kubeadm.k8s.io/v1beta4"}},
 		{name: "broken YAML", fresh: true, args: []string{"init"},
 			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [a, b\n"),
-			code:  1, want: []string{"kubeadm.yaml", "document 2", "not valid YAML", "fix the syntax there", "line 4"}},
+			code:  1, where: []string{"kubeadm.yaml", "document 2", "not valid YAML", "line 4"}, fix: []string{"fix the syntax there"}},
 		{name: "invalid SAN", fresh: true, args: []string{"init", "--apiserver-cert-extra-sans", "bad_name!"},
-			code: 1, want: []string{"apiServer.certSANs", `"bad_name!"`, "not an IP address or an RFC 1123 DNS name"}},
+			code: 1, where: []string{"apiServer.certSANs", `"bad_name!"`, "not an IP address or an RFC 1123 DNS name"}, fix: []string{"correct it or remove it"}},
 		{name: "invalid CIDR", fresh: true, args: []string{"init", "--service-cidr", "10.96.0.0/33"},
-			code: 1, want: []string{"networking.serviceSubnet", `"10.96.0.0/33"`, "is not a CIDR", "such as 10.96.0.0/12"}},
+			code: 1, where: []string{"networking.serviceSubnet", `"10.96.0.0/33"`, "is not a CIDR"}, fix: []string{"give an address/prefix such as 10.96.0.0/12"}},
 		{name: "unknown algorithm", fresh: true, args: []string{"init", "--encryption-algorithm", "DSA-1024"},
-			code: 1, want: []string{"encryptionAlgorithm", `"DSA-1024"`, "must be one of ECDSA-P256, ECDSA-P384, RSA-2048, RSA-3072, RSA-4096"}},
+			code: 1, where: []string{"encryptionAlgorithm", `"DSA-1024"`}, fix: []string{"must be one of ECDSA-P256, ECDSA-P384, RSA-2048, RSA-3072, RSA-4096"}},
 		{name: "certificate validity longer than the CA validity", fresh: true, args: []string{"init"},
 			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 100000h\n"),
-			code:  1, want: []string{"certificateValidityPeriod", "longer than caCertificateValidityPeriod"}},
+			code:  1, where: []string{"certificateValidityPeriod", "longer than caCertificateValidityPeriod"}, fix: []string{"shorten it or lengthen caCertificateValidityPeriod"}},
 		{name: "certificate would outlive its existing CA", now: pkitest.Now.Add(9*365*day + 200*day), args: []string{"init"},
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
-			code:  1, want: []string{"certificateValidityPeriod", "apiserver would expire", "after its CA ca", "shorten the period or renew the CA"}},
+			code:  1, where: []string{"certificateValidityPeriod", "apiserver would expire", "after its CA ca"}, fix: []string{"shorten the period or renew the CA"}},
 		{name: "truncated certificate", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				p := filepath.Join(n.certDir, "apiserver.crt")
@@ -142,26 +153,40 @@ func badInputs() []badInput {
 				writeFile(t, p, data[:len(data)/2])
 				return ""
 			},
-			code: 1, want: []string{"apiserver.crt", "truncated", "restore it from a backup, or remove", "run init again"}},
+			code: 1, where: []string{"pki/apiserver.crt", "truncated"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "garbage key", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("\x00\x01garbage\xff"))
 				return ""
 			},
-			code: 1, want: []string{"apiserver.key", "no valid private key", "restore it from a backup, or remove", "run init again"}},
+			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
+		{name: "truncated key", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				p := filepath.Join(n.certDir, "apiserver.key")
+				data, _ := os.ReadFile(p)
+				writeFile(t, p, data[:len(data)/2])
+				return ""
+			},
+			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
+		{name: "garbage certificate", args: []string{"init"},
+			setup: func(t *testing.T, n *node) string {
+				writeFile(t, filepath.Join(n.certDir, "apiserver.crt"), []byte("\x00\x01garbage\xff-----BEGIN CERTIFICATE-----\nnot base64\n"))
+				return ""
+			},
+			code: 1, where: []string{"pki/apiserver.crt", "no valid CERTIFICATE"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "garbage key (renew keeping the key)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force", "--rotate-keys=false"},
 			setup: func(t *testing.T, n *node) string {
 				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
 				return ""
 			},
-			code: 1, want: []string{"apiserver.key", "no valid private key", `"k8scrypto renew certs apiserver --force"`}},
+			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
 		{name: "key does not match its certificate", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				other, _ := os.ReadFile(filepath.Join(n.certDir, "front-proxy-client.key"))
 				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), other)
 				return ""
 			},
-			code: 1, want: []string{"apiserver.key does not match", "apiserver.crt", `"k8scrypto renew certs apiserver --force"`}},
+			code: 1, where: []string{"pki/apiserver.key does not match", "pki/apiserver.crt"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
 		{name: "leaf signed by another CA", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				otherKey := pkitest.MustKey(pki.ECDSAP256, "spare-a")
@@ -173,7 +198,7 @@ func badInputs() []badInput {
 				writeFile(t, filepath.Join(n.certDir, "apiserver.crt"), signedBy(t, "kube-apiserver", false, key.Public(), other, otherKey, pkitest.Now.Add(300*day)))
 				return ""
 			},
-			code: 1, want: []string{"apiserver.crt cannot be reused", "does not verify against ca", `"k8scrypto renew certs apiserver --force"`}},
+			code: 1, where: []string{"pki/apiserver.crt cannot be reused", "does not verify against ca"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
 		{name: "CA certificate without the CA bit", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				key, err := phases.LoadKey(filepath.Join(n.certDir, "ca.key"))
@@ -183,23 +208,23 @@ func badInputs() []badInput {
 				writeFile(t, filepath.Join(n.certDir, "ca.crt"), signedBy(t, "kubernetes", false, key.Public(), nil, key, pkitest.Now.Add(3650*day)))
 				return ""
 			},
-			code: 1, want: []string{"ca.crt is not a CA certificate", "restore the ca CA or remove it and its key"}},
+			code: 1, where: []string{"pki/ca.crt is not a CA certificate"}, fix: []string{"restore the ca CA or remove it and its key"}},
 		{name: "expired CA", now: pkitest.Now.Add(11 * 365 * day), args: []string{"init"},
-			code: 1, want: []string{"ca.crt expired on", "replace the CA"}},
+			code: 1, where: []string{"pki/ca.crt expired on"}, fix: []string{"replace the CA"}},
 		{name: "expired CA (renew)", now: pkitest.Now.Add(11 * 365 * day), args: []string{"renew", "certs"},
-			code: 1, want: []string{"ca.crt expired on", "replace the ca CA and re-issue its certificates"}},
+			code: 1, where: []string{"pki/ca.crt expired on"}, fix: []string{"replace the ca CA and re-issue its certificates"}},
 		{name: "ca.key without ca.crt", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string { os.Remove(filepath.Join(n.certDir, "ca.crt")); return "" },
-			code:  1, want: []string{"ca.key exists but", "ca.crt does not", "restore the CA certificate, or remove the key"}},
+			code:  1, where: []string{"pki/ca.key exists but", "pki/ca.crt does not"}, fix: []string{"restore the CA certificate, or remove the key"}},
 		{name: "symlink in the cert dir (renew)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force"},
 			setup: symlinkOut("apiserver.crt"),
-			code:  1, want: []string{"apiserver.crt is a symbolic link", "replace it with the file it points to"}},
+			code:  1, where: []string{"pki/apiserver.crt is a symbolic link"}, fix: []string{"replace it with the file it points to"}},
 		{name: "symlink in the cert dir (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"},
 			setup: symlinkOut(encryption.FileName),
-			code:  1, want: []string{encryption.FileName, "does not follow symbolic links", "replace the link with the file it points to"}},
+			code:  1, where: []string{"pki/" + encryption.FileName, "symbolic links"}, fix: []string{"replace the link with the file it points to"}},
 		{name: "symlink in the cert dir (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"},
 			setup: symlinkOut("sa.pub"),
-			code:  1, want: []string{"sa.pub is not a regular file", "symbolic links are refused"}},
+			code:  1, where: []string{"pki/sa.pub is not a regular file", "symbolic links are refused"}, fix: []string{"replace the link with the file it points to"}},
 		{name: "symlink for a missing key (init)", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				removeLeaf(n, "apiserver")
@@ -207,39 +232,39 @@ func badInputs() []badInput {
 				os.Symlink(out, filepath.Join(n.certDir, "apiserver.key"))
 				return out
 			},
-			code: 1, want: []string{"apiserver.key exists but its certificate", "apiserver.crt does not"}},
+			code: 1, where: []string{"pki/apiserver.key exists but its certificate", "pki/apiserver.crt does not"}, fix: []string{"restore the certificate, or"}},
 		{name: "read-only directory", args: []string{"init"}, fault: pki.OpCreate, faultErr: syscall.EROFS,
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
-			code:  1, want: []string{"apiserver.key", "read-only file system", "remount it read-write"}},
-		{name: "full disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
-			code: 1, want: []string{"writing the renewed certificates", "admin.conf", "no space left on device", "free space, then run the command again"}},
+			code:  1, where: []string{"pki/.k8scrypto.lock", "read-only file system"}, fix: []string{"remount it read-write"}},
+		{name: "full disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, faultIn: "/kube/",
+			code: 1, where: []string{"writing the renewed certificates", "kube/admin.conf", "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
 		{name: "full backup disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, inBackups: true,
-			code: 1, want: []string{"backing up", "admin.conf", "no space left on device", "free space, then run the command again", "nothing was renewed"}},
+			code: 1, where: []string{"backing up", "kube/admin.conf", "no space left on device", "nothing was renewed"}, fix: []string{"free space, then run the command again"}},
 		{name: "full disk (init)", args: []string{"init"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
-			code:  1, want: []string{"apiserver.key", "no space left on device", "free space, then run the command again"}},
+			code:  1, where: []string{"pki/apiserver.key", "no space left on device"}, fix: []string{"free space, then run the command again"}},
 		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC,
-			code: 1, want: []string{encryption.FileName, "no space left on device", "free space, then run the command again"}},
+			code: 1, where: []string{"pki/" + encryption.FileName, "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
 		{name: "full disk (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
-			code: 1, want: []string{"sa.", "no space left on device", "free space, then run the command again"}},
-		{name: "read-only directory (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpRename, faultErr: syscall.EROFS,
-			code: 1, want: []string{"writing the renewed certificates", "journal", "read-only file system", "remount it read-write"}},
+			code: 1, where: []string{"pki/sa.key.next", "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
+		{name: "read-only directory (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpRename, faultErr: syscall.EROFS, faultIn: "journal",
+			code: 1, where: []string{"writing the renewed certificates", "journal", "read-only file system"}, fix: []string{"remount it read-write"}, keepsBackups: true},
 		{name: "encryption key not 32 bytes", args: []string{"init"},
 			setup: setEncryptionSecret(base64.StdEncoding.EncodeToString(make([]byte, 16))),
-			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+			code:  1, where: []string{"pki/" + encryption.FileName, "secret"}, fix: []string{"fix it by hand or restore it from a backup"}},
 		{name: "encryption key not base64", now: cmdTime, args: []string{"encryption", "rotate", "prepare"},
 			setup: setEncryptionSecret("not-base64!!"),
-			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+			code:  1, where: []string{"pki/" + encryption.FileName, "secret"}, fix: []string{"fix it by hand or restore it from a backup"}},
 		{name: "encryption key not base64 (status)", args: []string{"encryption", "status"},
 			setup: setEncryptionSecret("not-base64!!"),
-			code:  1, want: []string{encryption.FileName, "secret", "fix it by hand or restore it from a backup"}},
+			code:  1, where: []string{"pki/" + encryption.FileName, "secret"}, fix: []string{"fix it by hand or restore it from a backup"}},
 		{name: "group-writable certificate directory", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				removeLeaf(n, "apiserver")
 				os.Chmod(n.certDir, 0o775)
 				return ""
 			},
-			code: 1, want: []string{"refusing to write private file", "apiserver.key", "group- or world-writable", "chmod go-w"}},
+			code: 1, where: []string{"refusing to write private file", "pki/apiserver.key", "group- or world-writable"}, fix: []string{"chmod go-w"}},
 	}
 }
 
@@ -305,7 +330,7 @@ func symlinkOut(name string) func(t *testing.T, n *node) string {
 	}
 }
 
-// TestBadInput runs the table (docs/bad-input.md points here, row by row).
+// TestBadInput runs the table (README.md's bad-input table points here, row by row).
 func TestBadInput(t *testing.T) {
 	base := newNode(t)
 	initNode(base)
@@ -337,7 +362,10 @@ func TestBadInput(t *testing.T) {
 			}
 			if bi.fault != "" {
 				restore := pki.SetFaultHook(func(op pki.Op, path string) error {
-					if op == bi.fault && strings.HasPrefix(path, n.backupDir+"/") == bi.inBackups {
+					// The disk of the node's files, or of the backups; never the audit log's (the row
+					// is about the directories, and the audit log is elsewhere in production).
+					inNode := strings.HasPrefix(path, n.certDir+"/") || strings.HasPrefix(path, n.kubeDir+"/")
+					if op == bi.fault && (bi.inBackups && strings.HasPrefix(path, n.backupDir+"/") || !bi.inBackups && inNode) && strings.Contains(path, bi.faultIn) {
 						return bi.faultErr
 					}
 					return nil
@@ -350,24 +378,45 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, bi.code, stdout, stderr)
 			}
 			msg := stderr[max(strings.LastIndex(stderr, "error: "), 0):]
-			for _, w := range bi.want {
+			if len(bi.where) == 0 || len(bi.fix) == 0 {
+				t.Fatal("a row must check both that the message names the file or field and that it says what to do")
+			}
+			for _, w := range bi.where {
 				if !strings.Contains(msg, w) {
-					t.Errorf("the message does not say %q:\n%s", w, msg)
+					t.Errorf("the message does not name %q:\n%s", w, msg)
 				}
 			}
+			for _, w := range bi.fix {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the message does not say what to do (%q):\n%s", w, msg)
+				}
+			}
+			// Nothing changes anywhere in the node's tree: the configuration, the certificate and kubeconfig
+			// directories and the backup directory; only the audit log may gain lines recording the failure
+			// (it is append-only by design, so a refused run is on record).
 			after := pkitest.MustSnapshot(t, n.dir)
 			checkAuditOnlyFailures(t, n, before, after)
-			checkBackupsAreCopies(t, n, before, after)
+			if bi.keepsBackups {
+				checkBackupsAreCopies(t, n, before, after)
+				if !slices.ContainsFunc(slices.Collect(maps.Keys(after)), func(p string) bool { _, had := before[p]; return !had && strings.HasPrefix(p, "backups/") }) {
+					t.Error("keepsBackups is set but no backup was taken: clear it, so the backup directory is checked unchanged")
+				}
+			}
 			for _, s := range []pkitest.Snapshot{before, after} {
 				delete(s, "audit.log")
-				for p := range s {
-					if p == "backups" || strings.HasPrefix(p, "backups/") {
-						delete(s, p)
+				if bi.keepsBackups {
+					for p := range s {
+						if p == "backups" || strings.HasPrefix(p, "backups/") {
+							delete(s, p)
+						}
 					}
 				}
 			}
 			if d := pkitest.Diff(before, after); len(d) > 0 {
 				t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
+			}
+			if !strings.HasPrefix(n.certDir, n.dir+"/") || !strings.HasPrefix(n.kubeDir, n.dir+"/") || !strings.HasPrefix(n.backupDir, n.dir+"/") {
+				t.Fatal("the snapshot does not cover the certificate, kubeconfig and backup directories")
 			}
 			if outside != "" {
 				if d := pkitest.Diff(outBefore, pkitest.MustSnapshot(t, filepath.Dir(outside))); len(d) > 0 {
@@ -399,5 +448,59 @@ func TestReadOnlyDirectoryForReal(t *testing.T) {
 	}
 	if d := nodeDiff(before, n.snap()); len(d) > 0 {
 		t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// TestBadInputTableIsTheREADMEs: the README's bad-input table (its "Row" column, comma-separated where one
+// line stands for several rows) names exactly the rows of badInputs, so neither can gain a case the other
+// lacks. docs/bad-input.md links to the README instead of repeating the table.
+func TestBadInputTableIsTheREADMEs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Bad input\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Bad input" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	header := false
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		last := strings.TrimSpace(cells[len(cells)-1])
+		switch {
+		case last == "Row":
+			header = true
+			continue
+		case strings.Trim(last, "-") == "":
+			continue
+		}
+		for _, row := range strings.Split(last, ",") {
+			documented[strings.TrimSpace(row)] = true
+		}
+	}
+	if !header || len(documented) == 0 {
+		t.Fatal(`the README's bad-input table has no "Row" column`)
+	}
+	tested := map[string]bool{}
+	for _, bi := range badInputs() {
+		tested[bi.name] = true
+		if !documented[bi.name] {
+			t.Errorf("row %q is tested but not in README.md's table", bi.name)
+		}
+	}
+	for row := range documented {
+		if !tested[row] {
+			t.Errorf("README.md's table lists row %q, which TestBadInput does not run", row)
+		}
+	}
+	if docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "bad-input.md")); err != nil {
+		t.Error(err)
+	} else if strings.Contains(string(docs), "| Row |") {
+		t.Error("docs/bad-input.md repeats the bad-input table: keep it in README.md only")
 	}
 }
