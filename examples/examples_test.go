@@ -126,3 +126,17 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// The renewal service has no Condition*= : a failed condition skips a unit silently, so a node that cannot
+// renew (an external CA) would never say so; the run itself must fail instead.
+func TestRenewServiceIsNeverSkippedSilently(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("systemd", "k8scrypto-renew.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "Condition") {
+			t.Errorf("k8scrypto-renew.service: %q skips the renewal silently when it fails", line)
+		}
+	}
+}
