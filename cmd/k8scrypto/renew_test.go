@@ -243,7 +243,7 @@ func TestRenewCertsExitStatus(t *testing.T) {
 	}
 	// The hook's failure is reported after the files are written.
 	code, stdout, stderr := c.run(now.Add(renewDay), "renew", "certs", "apiserver", "--force", "--on-renew", "exit 3")
-	if code != 1 || !strings.Contains(stderr, `the certificates were renewed, but --on-renew failed: "exit 3": exit status 3`) || !strings.Contains(stdout, "1 renewed;") {
+	if code != 1 || !strings.Contains(stderr, `the certificates were renewed, but --on-renew failed (the next run runs it again): "exit 3": exit status 3`) || !strings.Contains(stdout, "1 renewed;") {
 		t.Errorf("failing hook: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	if r := c.leaves()["apiserver"]; !r.ExpirationDate.Equal(now.Add(renewDay + pki.DefaultCertValidity)) {
@@ -406,13 +406,16 @@ func TestRenewHelperProcess(t *testing.T) {
 	n := 0
 	crashAt, _ := strconv.Atoi(os.Getenv("RENEW_TEST_CRASH_AT"))
 	hold := os.Getenv("RENEW_TEST_HOLD")
+	held := false
 	pki.SetFaultHook(func(op pki.Op, path string) error {
 		n++
 		if n == crashAt {
 			os.Exit(86) // dies at this instant: no deferred call, no cleanup, like SIGKILL
 		}
-		if hold != "" && n == 1 {
-			// Inside the run, under the lock: tell the parent, then keep the lock a while.
+		if hold != "" && !held && op == pki.OpMkdir {
+			// Creating this run's backup directory, so under the lock: tell the parent, then keep the lock a
+			// while. (Steps before the lock, such as opening the audit log, are hooked too.)
+			held = true
 			os.WriteFile(hold, nil, 0o600)
 			time.Sleep(1500 * time.Millisecond)
 		}
@@ -555,6 +558,19 @@ func TestRenewCertsKilledAtEveryStep(t *testing.T) {
 		}
 		if got := caHashes(t, c); fmt.Sprint(relocateHashes(caBefore, tmpl.dir, c.dir)) != fmt.Sprint(got) {
 			t.Errorf("step %d: CA files changed", i)
+		}
+		// Whether the killed run or the next one renewed it, the certificate in place has its renew line.
+		lines := auditLines(t, c.auditLog)
+		for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
+			serial, sha := fileIdentity(p)
+			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
+				return ev.Operation == pki.AuditRenew && ev.File == p && ev.Outcome == "ok" && ev.Serial == serial && ev.SHA256 == sha
+			}) {
+				t.Errorf("step %d: no audit line for the %s in place (serial %s)", i, p, serial)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); !os.IsNotExist(err) {
+			t.Errorf("step %d: audit intent left: %v", i, err)
 		}
 		if t.Failed() {
 			return
