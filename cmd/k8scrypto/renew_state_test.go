@@ -1,0 +1,507 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+)
+
+// runArgs runs k8scrypto in-process with exactly args (no paths added).
+func (c *renewCluster) runArgs(now time.Time, args ...string) (int, string, string) {
+	c.t.Helper()
+	e, stdout, stderr := c.env(now)
+	code := run(args, e)
+	return code, stdout.String(), stderr.String()
+}
+
+// auditLines reads an audit log.
+func auditLines(t *testing.T, path string) []pki.AuditEvent {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pki.AuditEvent
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var ev pki.AuditEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// aRegularFile returns a path under a regular file: no one, root included, can create it.
+func aRegularFile(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestRenewCertsUnusableBackupDirOrAuditLog: an explicit --backup-dir or --audit-log that cannot be
+// written is an error at start, whether or not anything is due; with something due the run used to spin
+// for ever holding the lock.
+func TestRenewCertsUnusableBackupDirOrAuditLog(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	bad := filepath.Join(aRegularFile(t, c.dir), "sub")
+	before := fileHashes(t, c.certDir, c.kubeDir)
+	base := []string{"renew", "certs", "--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"backup-dir, nothing due", []string{"--audit-log", c.auditLog, "--backup-dir", bad}, "--backup-dir: " + bad},
+		{"backup-dir, due", []string{"--audit-log", c.auditLog, "--backup-dir", bad, "--force"}, "--backup-dir: " + bad},
+		{"audit-log, nothing due", []string{"--audit-log", filepath.Join(bad, "audit.log"), "--backup-dir", c.backupDir}, "--audit-log: "},
+	} {
+		type out struct {
+			code           int
+			stdout, stderr string
+		}
+		done := make(chan out, 1)
+		go func() {
+			code, stdout, stderr := c.runArgs(pkitest.Now.Add(30*renewDay), append(slices.Clone(base), tc.args...)...)
+			done <- out{code, stdout, stderr}
+		}()
+		select {
+		case o := <-done:
+			if o.code != 1 || !strings.Contains(o.stderr, tc.want) || !strings.Contains(o.stderr, "not a directory") {
+				t.Errorf("%s: exit %d, stderr %q; want 1 and %q", tc.name, o.code, o.stderr, tc.want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the run did not end", tc.name)
+		}
+	}
+	if after := fileHashes(t, c.certDir, c.kubeDir); !sameHashes(before, after) {
+		t.Error("files changed")
+	}
+}
+
+// sameHashes compares fileHashes maps, ignoring the lock file (created by any run that locks).
+func sameHashes(a, b map[string]string) bool {
+	strip := func(m map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			if filepath.Base(k) != pki.LockName {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	a, b = strip(a), strip(b)
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRenewStateFallback: without root the default /var locations cannot be written; the audit log and
+// the backups then go to $XDG_STATE_HOME/k8scrypto (else ~/.local/state/k8scrypto), with exactly one
+// notice on stderr. The defaults are pointed under a regular file, which root cannot write either.
+func TestRenewStateFallback(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	unwritable := aRegularFile(t, c.dir)
+	oldAudit, oldBackup := defaultAuditLog, defaultBackupDir
+	defaultAuditLog, defaultBackupDir = filepath.Join(unwritable, "log", "audit.log"), filepath.Join(unwritable, "lib", "backups")
+	t.Cleanup(func() { defaultAuditLog, defaultBackupDir = oldAudit, oldBackup })
+
+	xdg, home := filepath.Join(c.dir, "xdg"), filepath.Join(c.dir, "home")
+	for i, tc := range []struct {
+		xdg  string
+		base string
+	}{
+		{xdg, filepath.Join(xdg, "k8scrypto")},
+		{"", filepath.Join(home, ".local", "state", "k8scrypto")},
+	} {
+		t.Setenv("XDG_STATE_HOME", tc.xdg)
+		t.Setenv("HOME", home)
+		now := pkitest.Now.Add(time.Duration(i+1) * renewDay)
+		code, _, stderr := c.runArgs(now, "renew", "certs", "apiserver", "--force", "--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir)
+		if code != 0 {
+			t.Fatalf("XDG_STATE_HOME=%q: exit %d: %s", tc.xdg, code, stderr)
+		}
+		if n := strings.Count(stderr, "per-user state directory"); n != 1 || strings.Count(stderr, "warn") != 1 {
+			t.Errorf("XDG_STATE_HOME=%q: want exactly one notice, got:\n%s", tc.xdg, stderr)
+		}
+		audit := filepath.Join(tc.base, "audit.log")
+		if !strings.Contains(stderr, audit) || !strings.Contains(stderr, filepath.Join(tc.base, "backups")) {
+			t.Errorf("XDG_STATE_HOME=%q: the notice does not name both locations:\n%s", tc.xdg, stderr)
+		}
+		lines := auditLines(t, audit)
+		if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
+			return ev.Operation == pki.AuditRenew && ev.File == filepath.Join(c.certDir, "apiserver.crt") && ev.Time.Equal(now)
+		}) {
+			t.Errorf("XDG_STATE_HOME=%q: no renew line in %s", tc.xdg, audit)
+		}
+		ents, err := os.ReadDir(filepath.Join(tc.base, "backups"))
+		if err != nil || len(ents) != 1 || ents[0].Name() != now.UTC().Format(pki.BackupTimeFormat) {
+			t.Errorf("XDG_STATE_HOME=%q: backups %v %v", tc.xdg, ents, err)
+		}
+		if _, err := os.Stat(filepath.Join(tc.base, "backups", now.UTC().Format(pki.BackupTimeFormat), c.certDir, "apiserver.key")); err != nil {
+			t.Errorf("XDG_STATE_HOME=%q: the key was not backed up there: %v", tc.xdg, err)
+		}
+	}
+	// With nothing to say (-q), no notice either.
+	code, stdout, stderr := c.runArgs(pkitest.Now.Add(3*renewDay), "renew", "certs", "-q", "--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir)
+	if code != 0 || stdout != "" || stderr != "" {
+		t.Errorf("-q: exit %d %q %q", code, stdout, stderr)
+	}
+}
+
+// TestRenewCertsKeepsTenBackupsByDefault: twelve renewals with the default --keep-backups leave the ten
+// newest backup directories; the two oldest are removed, each with a "remove" audit line.
+func TestRenewCertsKeepsTenBackupsByDefault(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	var dirs []string
+	for i := range 12 {
+		code, res, stderr := c.renewJSON(pkitest.Now.Add(time.Duration(i+1)*renewDay), "apiserver", "--force")
+		if code != 0 || res.BackupDir == "" {
+			t.Fatalf("run %d: exit %d: %s", i, code, stderr)
+		}
+		dirs = append(dirs, res.BackupDir)
+	}
+	ents, err := os.ReadDir(c.backupDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, e := range ents {
+		kept = append(kept, filepath.Join(c.backupDir, e.Name()))
+	}
+	if !slices.Equal(kept, dirs[2:]) {
+		t.Errorf("kept %v, want the newest ten %v", kept, dirs[2:])
+	}
+	var removed []string
+	for _, ev := range auditLines(t, c.auditLog) {
+		if ev.Operation == pki.AuditRemove {
+			if ev.Outcome != "ok" || ev.User == "" || ev.Host == "" || ev.Time.IsZero() {
+				t.Errorf("remove line %+v", ev)
+			}
+			removed = append(removed, ev.File)
+		}
+	}
+	if !slices.Equal(removed, dirs[:2]) {
+		t.Errorf("remove lines for %v, want %v", removed, dirs[:2])
+	}
+}
+
+// TestRenewCertsHookRetried: a failed --on-renew is run again by the next run although nothing is due
+// then, with the same names; once it succeeds it is not run again.
+func TestRenewCertsHookRetried(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	now := pkitest.Now.Add(renewDay)
+	out := filepath.Join(c.dir, "hook.out")
+	code, _, stderr := c.run(now, "renew", "certs", "apiserver", "--force", "--on-renew", "exit 3")
+	if code != 1 || !strings.Contains(stderr, "--on-renew failed (the next run runs it again)") {
+		t.Fatalf("failing hook: exit %d %s", code, stderr)
+	}
+	marker := filepath.Join(c.backupDir, hookPendingName)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no pending marker: %v", err)
+	}
+	// Without --on-renew the marker stays, with a warning.
+	code, _, stderr = c.run(now.Add(renewDay), "renew", "certs")
+	if code != 0 || !strings.Contains(stderr, "--on-renew command did not succeed") {
+		t.Errorf("run without a hook: exit %d %s", code, stderr)
+	}
+	hook := `echo "$K8SCRYPTO_RENEWED|$K8SCRYPTO_RENEWED_BACKUP" >> ` + out
+	code, _, stderr = c.run(now.Add(2*renewDay), "renew", "certs", "--on-renew", hook)
+	if code != 0 {
+		t.Fatalf("retry: exit %d %s", code, stderr)
+	}
+	got, _ := os.ReadFile(out)
+	if want := "apiserver|" + filepath.Join(c.backupDir, now.UTC().Format(pki.BackupTimeFormat)) + "\n"; string(got) != want {
+		t.Errorf("hook saw %q, want %q", got, want)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("marker left after the hook succeeded: %v", err)
+	}
+	if code, _, _ = c.run(now.Add(3*renewDay), "renew", "certs", "--on-renew", hook); code != 0 {
+		t.Fatal(code)
+	}
+	if again, _ := os.ReadFile(out); string(again) != string(got) {
+		t.Errorf("the hook ran again with nothing renewed: %q", again)
+	}
+}
+
+// TestRenewCertsHookRunsWhenAuditFails: the certificates are committed but the audit log cannot be
+// written: the hook must still restart the control plane, both errors are reported (exit 1), and the next
+// run records the lines from the audit intent left in the certificate directory.
+func TestRenewCertsHookRunsWhenAuditFails(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	now := pkitest.Now.Add(renewDay)
+	out := filepath.Join(c.dir, "hook.out")
+	broken := false
+	restore := pki.SetFaultHook(func(op pki.Op, path string) error {
+		if !broken && op == pki.OpRename && filepath.Base(path) == "apiserver.crt" {
+			// Committing: from now on the audit log cannot be appended to (a directory took its place).
+			broken = true
+			os.Rename(c.auditLog, c.auditLog+".saved")
+			os.Mkdir(c.auditLog, 0o700)
+		}
+		return nil
+	})
+	code, _, stderr := c.run(now, "renew", "certs", "apiserver", "--force", "--on-renew", "touch "+out)
+	restore()
+	if !broken {
+		t.Fatal("the fault hook never saw the commit")
+	}
+	if code != 1 || !strings.Contains(stderr, "the certificates were renewed, but audit log") {
+		t.Errorf("exit %d, stderr %s", code, stderr)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("--on-renew did not run: %v", err)
+	}
+	cert := readPEMCert(t, filepath.Join(c.certDir, "apiserver.crt"))
+	if !cert.NotBefore.After(pkitest.Now) {
+		t.Fatal("apiserver was not renewed")
+	}
+	if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); err != nil {
+		t.Fatalf("no audit intent left for the next run: %v", err)
+	}
+	os.Remove(c.auditLog)
+	os.Rename(c.auditLog+".saved", c.auditLog)
+	if code, _, stderr := c.run(now.Add(renewDay), "renew", "certs"); code != 0 {
+		t.Fatalf("next run: exit %d %s", code, stderr)
+	}
+	found := false
+	for _, ev := range auditLines(t, c.auditLog) {
+		if ev.Operation == pki.AuditRenew && ev.Serial == cert.SerialNumber.String() && ev.SHA256 == pki.Fingerprint(cert.Raw) &&
+			ev.Outcome == "ok" && strings.Contains(ev.Detail, "by a later run") && ev.Time.Equal(now) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the next run did not record the renew line of the certificate in place")
+	}
+	if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); !os.IsNotExist(err) {
+		t.Errorf("audit intent left: %v", err)
+	}
+}
+
+// TestAuditLineContent checks every field of the lines init and renew write against the files on disk:
+// create lines of a new PKI, reuse lines of a second init, renew and rotate lines of a renewal with new
+// keys, and renew and reuse lines of one with --rotate-keys=false.
+func TestAuditLineContent(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "") // init at pkitest.Now
+	host, _ := os.Hostname()
+	check := func(ev pki.AuditEvent, when time.Time) {
+		t.Helper()
+		if !ev.Time.Equal(when) || ev.Outcome != "ok" || ev.User == "" || ev.Host != host || ev.File == "" {
+			t.Errorf("line %+v: time, outcome, user, host or file wrong", ev)
+		}
+	}
+	idOf := func(path string) (string, string) {
+		t.Helper()
+		serial, sha := fileIdentity(path)
+		if sha == "" {
+			t.Fatalf("%s: no identity", path)
+		}
+		return serial, sha
+	}
+	byOp := func(when time.Time) map[string]map[string]pki.AuditEvent {
+		out := map[string]map[string]pki.AuditEvent{}
+		for _, ev := range auditLines(t, c.auditLog) {
+			if ev.Time.Equal(when) {
+				if out[ev.Operation] == nil {
+					out[ev.Operation] = map[string]pki.AuditEvent{}
+				}
+				out[ev.Operation][ev.File] = ev
+			}
+		}
+		return out
+	}
+	apiCrt, apiKey, admin := filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "apiserver.key"), filepath.Join(c.kubeDir, "admin.conf")
+	matches := func(op string, ev pki.AuditEvent, path string, wantSerial bool) {
+		t.Helper()
+		serial, sha := idOf(path)
+		if ev.SHA256 != sha || (wantSerial && ev.Serial != serial) {
+			t.Errorf("%s %s: line serial %q sha256 %q, file has %q %q", op, path, ev.Serial, ev.SHA256, serial, sha)
+		}
+	}
+
+	lines := byOp(pkitest.Now)
+	for _, p := range []string{apiCrt, apiKey, admin} {
+		ev, ok := lines[pki.AuditCreate][p]
+		if !ok {
+			t.Fatalf("no create line for %s: %v", p, lines)
+		}
+		check(ev, pkitest.Now)
+		matches("create", ev, p, !strings.HasSuffix(p, ".key"))
+	}
+	// A second init reuses every file.
+	reinit := pkitest.Now.Add(time.Hour)
+	if code, _, stderr := c.run(reinit, "init", "--config", c.cfg); code != 0 {
+		t.Fatalf("second init: exit %d %s", code, stderr)
+	}
+	lines = byOp(reinit)
+	for _, p := range []string{apiCrt, apiKey, admin} {
+		ev, ok := lines[pki.AuditReuse][p]
+		if !ok {
+			t.Fatalf("no reuse line for %s", p)
+		}
+		check(ev, reinit)
+		matches("reuse", ev, p, !strings.HasSuffix(p, ".key"))
+	}
+	// Renewal with new keys: renew (with the replaced serial) and rotate lines.
+	oldSerial, _ := idOf(apiCrt)
+	renew1 := pkitest.Now.Add(renewDay)
+	if code, _, stderr := c.run(renew1, "renew", "certs", "apiserver", "admin.conf", "--force"); code != 0 {
+		t.Fatalf("renew: exit %d %s", code, stderr)
+	}
+	lines = byOp(renew1)
+	for _, p := range []string{apiCrt, admin} {
+		ev := lines[pki.AuditRenew][p]
+		check(ev, renew1)
+		matches("renew", ev, p, true)
+	}
+	if ev := lines[pki.AuditRenew][apiCrt]; !strings.Contains(ev.Detail, "replaces serial "+oldSerial) {
+		t.Errorf("renew line does not name the replaced serial: %+v", ev)
+	}
+	check(lines[pki.AuditRotate][apiKey], renew1)
+	matches("rotate", lines[pki.AuditRotate][apiKey], apiKey, false)
+	// Renewal keeping the key: a reuse line with the key's fingerprint.
+	renew2 := renew1.Add(renewDay)
+	if code, _, stderr := c.run(renew2, "renew", "certs", "apiserver", "--force", "--rotate-keys=false"); code != 0 {
+		t.Fatalf("renew: exit %d %s", code, stderr)
+	}
+	lines = byOp(renew2)
+	check(lines[pki.AuditRenew][apiCrt], renew2)
+	matches("renew", lines[pki.AuditRenew][apiCrt], apiCrt, true)
+	check(lines[pki.AuditReuse][apiKey], renew2)
+	matches("reuse", lines[pki.AuditReuse][apiKey], apiKey, false)
+	if _, ok := lines[pki.AuditRotate]; ok {
+		t.Error("--rotate-keys=false wrote a rotate line")
+	}
+}
+
+// TestRecoveryBeforeReadingCommands: a renewal killed half-way through its replacement (one file renamed,
+// the journal in place) is completed before anything else by any command that can take the lock, and
+// recorded: a "recover" line per completed file, and the killed run's own lines from its audit intent.
+// A dry run never writes and says the replacement is pending; a command that cannot take the lock (held
+// here; a monitoring user without write access is the same) reports it, naming the command that finishes it.
+func TestRecoveryBeforeReadingCommands(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	now := pkitest.Now.Add(250 * renewDay)
+	args := []string{"renew", "certs", "apiserver", "etcd-server", "admin.conf"}
+	// Find the step that renames the second target into place.
+	crashAt, n, renames := 0, 0, 0
+	{
+		probe := cloneCluster(t, c)
+		restore := pki.SetFaultHook(func(op pki.Op, path string) error {
+			n++
+			d := filepath.Dir(path)
+			target := d == probe.certDir || d == filepath.Join(probe.certDir, "etcd") || d == probe.kubeDir
+			if op == pki.OpRename && target && !strings.HasPrefix(filepath.Base(path), ".") {
+				if renames++; renames == 2 {
+					crashAt = n
+				}
+			}
+			return nil
+		})
+		code, _, stderr := probe.run(now, args...)
+		restore()
+		if code != 0 || crashAt == 0 {
+			t.Fatalf("probe: exit %d, crash step %d: %s", code, crashAt, stderr)
+		}
+	}
+	out, err := c.helper(now, []string{"RENEW_TEST_CRASH_AT=" + strconv.Itoa(crashAt)}, args...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 86 {
+		t.Fatalf("the helper did not die at step %d: %v %s", crashAt, err, out)
+	}
+	if found := pki.Interrupted(c.certDir); len(found) == 0 {
+		t.Fatal("no journal after the crash")
+	}
+	interrupted := fileHashes(t, c.certDir, c.kubeDir)
+	unchanged := func(label string) {
+		t.Helper()
+		if !sameHashes(interrupted, fileHashes(t, c.certDir, c.kubeDir)) {
+			t.Errorf("%s changed files", label)
+		}
+	}
+	paths := []string{"--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir, "--audit-log", c.auditLog}
+
+	code, _, stderr := c.runArgs(now, append([]string{"renew", "certs", "--dry-run"}, paths...)...)
+	if code != 1 || !strings.Contains(stderr, "left a replacement pending in "+c.certDir) || !strings.Contains(stderr, `run "k8scrypto renew certs" as root`) ||
+		!strings.Contains(stderr, "--dry-run writes nothing") || strings.Contains(stderr, "--force") {
+		t.Errorf("dry run: exit %d %s", code, stderr)
+	}
+	unchanged("renew --dry-run")
+
+	lock, err := pki.AcquireLock(c.certDir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := c.runArgs(now, append([]string{"certs", "check-expiration", "--lock-timeout", "100ms"}, paths...)...)
+	if code != 1 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "left a replacement pending") ||
+		!strings.Contains(stderr, `run "k8scrypto renew certs" as root`) || !strings.Contains(stderr, "another k8scrypto run holds") {
+		t.Errorf("check-expiration without the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	unchanged("check-expiration without the lock")
+	code, _, stderr = c.runArgs(now, append([]string{"sa", "status", "--lock-timeout", "100ms"}, paths...)...)
+	if code != 1 || !strings.Contains(stderr, "left a replacement pending") {
+		t.Errorf("sa status without the lock: exit %d %s", code, stderr)
+	}
+	unchanged("sa status without the lock")
+	lock.Release()
+
+	code, stdout, stderr = c.runArgs(now, append([]string{"certs", "check-expiration"}, paths...)...)
+	if code != 0 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "completed an interrupted replacement") {
+		t.Fatalf("check-expiration with the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if left := pendingRecovery(defaultPKIConfig(c.certDir), c.kubeDir); len(left) > 0 {
+		t.Fatalf("not recovered: %v", left)
+	}
+	// Every file is the new one, and the audit log says so.
+	recovered := map[string]pki.AuditEvent{}
+	renewed := map[string]pki.AuditEvent{}
+	for _, ev := range auditLines(t, c.auditLog) {
+		switch {
+		case ev.Operation == pki.AuditRecover:
+			recovered[ev.File] = ev
+		case ev.Operation == pki.AuditRenew && ev.Time.Equal(now):
+			renewed[ev.File] = ev
+		}
+	}
+	if len(recovered) == 0 {
+		t.Fatal("no recover line")
+	}
+	for p, ev := range recovered {
+		serial, sha := fileIdentity(p)
+		if ev.Outcome != "ok" || ev.SHA256 != sha || ev.Serial != serial || sha == "" || ev.User == "" || ev.Host == "" || !strings.Contains(ev.Detail, "rolled forward") {
+			t.Errorf("recover line %+v; file has serial %q sha256 %q", ev, serial, sha)
+		}
+	}
+	for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
+		serial, sha := fileIdentity(p)
+		ev, ok := renewed[p]
+		if !ok || ev.Outcome != "ok" || ev.Serial != serial || ev.SHA256 != sha || !strings.Contains(ev.Detail, "by a later run") {
+			t.Errorf("%s: the killed run's renew line %+v (found %v); file has serial %s", p, ev, ok, serial)
+		}
+	}
+	if readPEMCert(t, filepath.Join(c.certDir, "apiserver.crt")).NotBefore.Before(now.Add(-time.Hour)) {
+		t.Error("apiserver.crt is not the renewed one")
+	}
+}
