@@ -100,11 +100,12 @@ type typeMeta struct {
 // they are carried into the rendered kubeadm config verbatim.
 var componentConfigGroups = []string{"kubelet.config.k8s.io", "kubeproxy.config.k8s.io"}
 
-// kindGroups maps each kind kubeadm knows in a config file to its group, to catch a misspelt group.
-var kindGroups = map[string]string{
-	"InitConfiguration": kubeadmGroup, "ClusterConfiguration": kubeadmGroup, "JoinConfiguration": kubeadmGroup,
-	"ResetConfiguration": kubeadmGroup, "UpgradeConfiguration": kubeadmGroup,
-	"KubeletConfiguration": "kubelet.config.k8s.io", "KubeProxyConfiguration": "kubeproxy.config.k8s.io",
+// kindAPIVersions maps each kind kubeadm knows in a config file to its apiVersion, to catch a misspelt group.
+var kindAPIVersions = map[string]string{
+	"InitConfiguration": kubeadmGroup + "/v1beta4", "ClusterConfiguration": kubeadmGroup + "/v1beta4",
+	"JoinConfiguration": kubeadmGroup + "/v1beta4", "ResetConfiguration": kubeadmGroup + "/v1beta4",
+	"UpgradeConfiguration": kubeadmGroup + "/v1beta4",
+	"KubeletConfiguration": "kubelet.config.k8s.io/v1beta1", "KubeProxyConfiguration": "kubeproxy.config.k8s.io/v1alpha1",
 }
 
 func (c *Config) decode(data []byte) error {
@@ -202,9 +203,9 @@ func (c *Config) decode(data []byte) error {
 // checkForeignGroup rejects a document of another group whose kind or group shows a misspelt apiVersion:
 // kubeadm would silently ignore it, and the settings in it would be lost.
 func checkForeignGroup(group string, tm typeMeta) error {
-	if want, ok := kindGroups[tm.Kind]; ok && want != group {
-		return fmt.Errorf("apiVersion %q: kind %s belongs to %s: fix the group (for example %s/v1beta4 or %s/v1beta1)",
-			tm.APIVersion, tm.Kind, want, kubeadmGroup, want)
+	if want, ok := kindAPIVersions[tm.Kind]; ok && !strings.HasPrefix(want, group+"/") {
+		wantGroup, _, _ := strings.Cut(want, "/")
+		return fmt.Errorf("apiVersion %q: kind %s belongs to %s: use apiVersion %s", tm.APIVersion, tm.Kind, wantGroup, want)
 	}
 	for _, known := range append([]string{kubeadmGroup}, componentConfigGroups...) {
 		if group != known && editDistance(group, known) <= 2 {
