@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -68,7 +72,13 @@ renewing would no longer gain time the run fails and asks for the CA to be rotat
 
 Every file replaced is first copied to --backup-dir/<UTC time>/, and all the renewed files are written in
 one crash-safe transaction under the certificate directory's lock: a failed or killed run leaves the old
-files, or the next run completes the replacement.
+files, or the next run completes the replacement. Every k8scrypto command completes it before anything else;
+a --dry-run, which writes nothing, says it is pending instead.
+
+An explicit --backup-dir or --audit-log that cannot be written is an error at once, whether or not anything is
+due. Backup directories beyond --keep-backups are removed, each with a "remove" line in the audit log. A
+failed --on-renew command is run again by the next run, even when nothing is due then; until it succeeds a
+marker, ` + hookPendingName + `, stays in the backup directory.
 
 Certificates: ` + strings.Join(names, ", ") + `.
 kubelet.conf is renewed only when it embeds its client certificate; once the kubelet rotates its own, it is
@@ -177,17 +187,24 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 	}
 	var audit *pki.AuditLog
 	var lock *pki.Lock
-	if !f.dryRun {
-		if audit, err = openAudit(f.auditLog, g.log); err != nil {
+	if f.dryRun {
+		// A dry run writes nothing, so it cannot recover: it says so instead of advice about half-replaced files.
+		if err := pendingBeforeDryRun(cfg, f.kubeconfigDir); err != nil {
 			return err
 		}
-		if o.BackupRoot, err = backupRoot(f.backupDir, g.log); err != nil {
+	} else {
+		if audit, o.BackupRoot, err = openState(f.auditLog, f.backupDir, true, g.log); err != nil {
 			return err
 		}
-		if lock, err = lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, g.log); err != nil {
+		if lock, err = lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, audit, o.Now, g.log); err != nil {
 			return err
 		}
 		defer lock.Release()
+		// The audit lines go to disk before the commit, so that a run killed after it still has them recorded
+		// (by the next run's recovery).
+		o.BeforeCommit = func(res phases.RenewResult, files []pki.File) error {
+			return writeAuditIntent(cfg.CertDir, renewAuditEvents(res), files)
+		}
 	}
 	res, err := phases.Renew(ctx, o)
 	if err != nil {
@@ -195,20 +212,35 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 			return usageError{err}
 		}
 		if aerr := audit.Record(pki.AuditEvent{Time: o.Now, Operation: pki.AuditRenew, File: cfg.CertDir, Outcome: err.Error()}); aerr != nil {
-			return errors.Join(err, aerr)
+			err = errors.Join(err, aerr)
+		}
+		// A failed commit was undone: its intent is recorded as not applied. While a replacement is still
+		// pending (the undo failed too), the next run's recovery decides.
+		if !f.dryRun && len(pki.Interrupted(cfg.CertDir, recoverDirs(cfg, f.kubeconfigDir)...)) == 0 {
+			err = errors.Join(err, flushAuditIntent(cfg.CertDir, audit, o.Now, g.log))
 		}
 		return err
 	}
-	if err := audit.Record(renewAuditEvents(res)...); err != nil {
-		return fmt.Errorf("the certificates were renewed, but %w", err)
+	var errs []error
+	if !f.dryRun {
+		// Even when the audit log fails now, the certificates are in place: the hook below must still
+		// restart what uses them. The intent stays for the next run to record.
+		if err := audit.Record(append(renewAuditEvents(res), pruneAuditEvents(res)...)...); err != nil {
+			errs = append(errs, fmt.Errorf("the certificates were renewed, but %w (the next run records the lines)", err))
+		} else if err := clearAuditIntent(cfg.CertDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var hook *hookPending
+	if !f.dryRun {
+		hook = pendingHook(o.BackupRoot, res, f.onRenew != "", g.log)
 	}
 	// The files are safely written: let the next cron run in while the hook restarts the control plane.
 	_ = lock.Release() // nothing to do about a failed close of the lock; the kernel drops it with the process
 
 	if err := printRenewResult(e.stdout, g.output, g.quiet, res); err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	if problems := res.Problems(); len(problems) > 0 {
 		msgs := make([]string, len(problems))
 		for i, p := range problems {
@@ -216,25 +248,85 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 		}
 		errs = append(errs, fmt.Errorf("%d certificate(s) need attention:\n  %s", len(problems), strings.Join(msgs, "\n  ")))
 	}
-	if renewed := res.Renewed(); len(renewed) > 0 {
-		if f.onRenew == "" {
-			g.log.Info("restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd so that they use the new certificates (or automate it with --on-renew)",
-				"renewed", strings.Join(renewed, ","))
-		} else if err := runHook(ctx, e, f.onRenew, res); err != nil {
-			errs = append(errs, fmt.Errorf("the certificates were renewed, but --on-renew failed: %w", err))
+	switch {
+	case hook != nil && f.onRenew != "":
+		if err := runHook(ctx, e, f.onRenew, hook.Renewed, hook.BackupDir); err != nil {
+			errs = append(errs, fmt.Errorf("the certificates were renewed, but --on-renew failed (the next run runs it again): %w", err))
+		} else if err := hook.done(); err != nil {
+			errs = append(errs, err)
 		}
+	case len(res.Renewed()) > 0:
+		g.log.Info("restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd so that they use the new certificates (or automate it with --on-renew)",
+			"renewed", strings.Join(res.Renewed(), ","))
 	}
 	return errors.Join(errs...)
 }
 
+// hookPendingName is the marker, in the backup root, of an --on-renew command that has not yet succeeded
+// for certificates already renewed. It is written before the hook runs and removed once it succeeds, so a
+// hook that failed (or a run killed before it) is run again by the next run, even when nothing is due then.
+const hookPendingName = "on-renew-pending.json"
+
+type hookPending struct {
+	Renewed   []string `json:"renewed"`
+	BackupDir string   `json:"backupDir,omitempty"`
+	path      string
+}
+
+// pendingHook returns what --on-renew must be run for: this run's renewals and those of earlier runs whose
+// hook did not succeed; nil when there are none. With an --on-renew command the marker is written first.
+func pendingHook(root string, res phases.RenewResult, haveHook bool, log *slog.Logger) *hookPending {
+	h := &hookPending{path: filepath.Join(root, hookPendingName)}
+	earlier := false
+	if data, err := os.ReadFile(h.path); err == nil { // #nosec G304 -- k8scrypto's own marker in the backup root
+		earlier = json.Unmarshal(data, h) == nil
+		if !earlier {
+			log.Warn("ignoring an unreadable --on-renew marker", "file", h.path)
+		}
+	}
+	for _, n := range res.Renewed() {
+		if !slices.Contains(h.Renewed, n) {
+			h.Renewed = append(h.Renewed, n)
+		}
+	}
+	if res.BackupDir != "" {
+		h.BackupDir = res.BackupDir
+	}
+	if len(h.Renewed) == 0 {
+		return nil
+	}
+	if !haveHook {
+		if earlier {
+			log.Warn("an earlier run's --on-renew command did not succeed; run with --on-renew to run it again, or remove the marker once the control plane was restarted",
+				"renewed", strings.Join(h.Renewed, ","), "marker", h.path)
+		}
+		return h
+	}
+	data, _ := json.Marshal(h)
+	if err := pki.EnsureDir(root, pki.ModeStrictDir, false); err == nil {
+		err = pki.WriteFileAtomic(h.path, data, pki.ModeKey)
+	} else {
+		log.Warn("could not record that --on-renew is pending; a failed hook will not be retried", "file", h.path, "error", err)
+	}
+	return h
+}
+
+// done removes the marker after the hook succeeded.
+func (h *hookPending) done() error {
+	if err := os.Remove(h.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--on-renew succeeded, but removing %s failed (the next run runs it again): %w", h.path, err)
+	}
+	return nil
+}
+
 // runHook runs --on-renew with sh -c. Its output goes to stderr: stdout carries k8scrypto's result.
-func runHook(ctx context.Context, e *env, command string, res phases.RenewResult) error {
+func runHook(ctx context.Context, e *env, command string, renewed []string, backupDir string) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", command) // #nosec G204 -- the operator's --on-renew command, run as documented
 	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
 	// Not named like a flag: every K8SCRYPTO_<FLAG> variable sets that flag of a k8scrypto the hook runs.
 	cmd.Env = append(os.Environ(),
-		"K8SCRYPTO_RENEWED="+strings.Join(res.Renewed(), ","),
-		"K8SCRYPTO_RENEWED_BACKUP="+res.BackupDir,
+		"K8SCRYPTO_RENEWED="+strings.Join(renewed, ","),
+		"K8SCRYPTO_RENEWED_BACKUP="+backupDir,
 	)
 	if err := cmd.Run(); err != nil {
 		// %v, not %w: the hook's exit status must not become k8scrypto's (run honours ExitCode()).
@@ -277,6 +369,20 @@ func renewAuditEvents(res phases.RenewResult) []pki.AuditEvent {
 		case phases.RenewFailed:
 			ev(pki.AuditRenew, it.Path, it.Serial, it.SHA256, it.Reason, "")
 		}
+	}
+	return out
+}
+
+// pruneAuditEvents records each old backup directory removed by --keep-backups: they held private keys.
+func pruneAuditEvents(res phases.RenewResult) []pki.AuditEvent {
+	var out []pki.AuditEvent
+	for _, d := range res.PrunedBackups {
+		out = append(out, pki.AuditEvent{Time: res.Time, Operation: pki.AuditRemove, File: d, Outcome: "ok",
+			Detail: "old backup directory (copies of replaced certificates and keys) removed to keep --keep-backups"})
+	}
+	if res.PruneError != "" {
+		out = append(out, pki.AuditEvent{Time: res.Time, Operation: pki.AuditRemove, File: filepath.Dir(res.BackupDir), Outcome: res.PruneError,
+			Detail: "removing old backup directories to keep --keep-backups"})
 	}
 	return out
 }
