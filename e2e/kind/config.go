@@ -1,7 +1,8 @@
 // Package kind generates a kind (kubernetes-in-docker) cluster configuration that runs kubeadm on the PKI
-// k8scrypto wrote: the certificate directory is bind-mounted at /etc/kubernetes/pki, and the apiserver
-// wiring of k8scrypto's rendered kubeadm config (encryption at rest, validity periods, key algorithm) is
-// applied to kind's own kubeadm config as a patch.
+// k8scrypto wrote: the certificate directory is bind-mounted at /etc/kubernetes/pki, and k8scrypto's rendered
+// kubeadm config is applied to kind's own kubeadm config as two patches: its InitConfiguration (the node's
+// name and address the certificates were made for) and its ClusterConfiguration (encryption at rest,
+// validity periods, key algorithm), less the fields kind derives from the node.
 package kind
 
 import (
@@ -67,13 +68,44 @@ func Cluster(o Options) (*v1alpha4.Cluster, error) {
 		Nodes:    []v1alpha4.Node{node},
 	}
 	if len(o.RenderedKubeadmConfig) > 0 {
-		patch, err := ClusterConfigurationPatch(o.RenderedKubeadmConfig)
+		cc, err := ClusterConfigurationPatch(o.RenderedKubeadmConfig)
 		if err != nil {
 			return nil, err
 		}
-		c.KubeadmConfigPatches = []string{patch}
+		ic, err := InitConfigurationPatch(o.RenderedKubeadmConfig)
+		if err != nil {
+			return nil, err
+		}
+		// kind applies each patch to the documents of its apiVersion and kind in the kubeadm config it
+		// generates for the node.
+		c.KubeadmConfigPatches = []string{ic, cc}
 	}
 	return c, nil
+}
+
+// InitConfigurationPatch turns the InitConfiguration of a rendered kubeadm config into a kind
+// kubeadmConfigPatches entry: the node's identity and API endpoint exactly as k8scrypto wrote them into
+// the certificates (node name, advertise address), so kubeadm in the node looks for the same names. Paths
+// under the rendered certificatesDir are moved to NodeCertDir.
+func InitConfigurationPatch(rendered []byte) (string, error) {
+	doc, err := document(rendered, "InitConfiguration")
+	if err != nil {
+		return "", err
+	}
+	cc, err := document(rendered, "ClusterConfiguration")
+	if err != nil {
+		return "", err
+	}
+	if certDir, _ := cc["certificatesDir"].(string); certDir != "" {
+		doc = remapPaths(doc, filepath.Clean(certDir), NodeCertDir).(map[string]any)
+	}
+	doc["apiVersion"] = "kubeadm.k8s.io/v1beta4"
+	doc["kind"] = "InitConfiguration"
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
 }
 
 // Marshal writes the cluster configuration as kind reads it.
@@ -85,7 +117,7 @@ func Marshal(c *v1alpha4.Cluster) ([]byte, error) {
 // kubeadmConfigPatches entry: the fields kind owns are dropped, and paths under the rendered
 // certificatesDir are moved to NodeCertDir, where the same files appear in the node.
 func ClusterConfigurationPatch(rendered []byte) (string, error) {
-	doc, err := clusterConfiguration(rendered)
+	doc, err := document(rendered, "ClusterConfiguration")
 	if err != nil {
 		return "", err
 	}
@@ -105,13 +137,13 @@ func ClusterConfigurationPatch(rendered []byte) (string, error) {
 	return string(out), nil
 }
 
-// clusterConfiguration returns the ClusterConfiguration document of a kubeadm config stream.
-func clusterConfiguration(rendered []byte) (map[string]any, error) {
+// document returns the document of the given kind (kubeadm.k8s.io/v1beta4) of a kubeadm config stream.
+func document(rendered []byte, kind string) (map[string]any, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendered)))
 	for {
 		raw, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("rendered kubeadm config: no ClusterConfiguration document")
+			return nil, fmt.Errorf("rendered kubeadm config: no %s document", kind)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rendered kubeadm config: %w", err)
@@ -120,11 +152,11 @@ func clusterConfiguration(rendered []byte) (map[string]any, error) {
 		if err := yaml.Unmarshal(raw, &doc); err != nil {
 			return nil, fmt.Errorf("rendered kubeadm config: %w", err)
 		}
-		if doc["kind"] != "ClusterConfiguration" {
+		if doc["kind"] != kind {
 			continue
 		}
 		if doc["apiVersion"] != "kubeadm.k8s.io/v1beta4" {
-			return nil, fmt.Errorf("rendered kubeadm config: ClusterConfiguration is %v, want kubeadm.k8s.io/v1beta4", doc["apiVersion"])
+			return nil, fmt.Errorf("rendered kubeadm config: %s is %v, want kubeadm.k8s.io/v1beta4", kind, doc["apiVersion"])
 		}
 		return doc, nil
 	}
@@ -177,4 +209,25 @@ networking:
 apiServer:
   certSANs: ["localhost", "127.0.0.1"]
 `, cluster, nodeIP, ControlPlaneNode(cluster), ControlPlaneEndpoint(cluster))
+}
+
+// NodeNetwork is a docker network for one cluster whose single node's address is known before the node
+// exists: docker gives the first container on a fresh network the first address after the gateway. With
+// it, k8scrypto writes the node's PKI, and the kubeadm config patches, from one render before kind runs;
+// kind is pointed at the network with KIND_EXPERIMENTAL_DOCKER_NETWORK.
+type NodeNetwork struct {
+	Name    string
+	Subnet  string // a /29: the gateway and a handful of addresses
+	Gateway string
+	NodeIP  string
+}
+
+// NewNodeNetwork plans the network for index (0-8191), one of the /29s of 172.31.0.0/16.
+func NewNodeNetwork(name string, index int) (NodeNetwork, error) {
+	if index < 0 || index >= 1<<13 {
+		return NodeNetwork{}, fmt.Errorf("node network index %d: want 0-8191", index)
+	}
+	base := index * 8
+	ip := func(off int) string { return fmt.Sprintf("172.31.%d.%d", (base+off)>>8, (base+off)&0xff) }
+	return NodeNetwork{Name: name, Subnet: ip(0) + "/29", Gateway: ip(1), NodeIP: ip(2)}, nil
 }

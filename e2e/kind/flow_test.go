@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,18 +16,24 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 	"sigs.k8s.io/kind/pkg/log"
+	"sigs.k8s.io/yaml"
+
+	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // dockerUnavailable says why kind cannot run here ("" when it can): kind needs a working Docker engine,
@@ -44,14 +51,16 @@ func dockerUnavailable() string {
 }
 
 // TestKindFlow creates a kind cluster whose node mounts k8scrypto's PKI at /etc/kubernetes/pki and whose
-// kubeadm config carries the rendered ClusterConfiguration, runs kubeadm init in it as kind does, and checks
-// points 1-3 of the e2e suite there: /readyz over TLS verified against k8scrypto's ca.crt; super-admin.conf
-// and (after kubeadm's own kubeadm:cluster-admins binding) admin.conf; a Secret stored encrypted in etcd.
+// kubeadm config carries the rendered InitConfiguration and ClusterConfiguration, lets kind run kubeadm init
+// as it always does, and checks points 1-3 of the e2e suite there: /readyz over TLS verified against
+// k8scrypto's ca.crt and a healthy etcd member on the node's address; super-admin.conf, and admin.conf
+// forbidden without the kubeadm:cluster-admins binding and cluster-admin with it; a Secret stored in etcd
+// under k8s:enc:<provider>:v1:<first key>: and not in plaintext.
 //
-// kind runs kubeadm only after it created the node, and the node's IP (which kubeadm requires in the
-// apiserver and etcd certificates) is known only then; so kind is stopped before it sets up Kubernetes,
-// k8scrypto writes the PKI into the mounted directory for that IP, and kubeadm init is run the way kind's
-// kubeadminit action runs it.
+// The certificates must name the node's IP, which docker assigns when kind creates the node. So the node
+// goes on a fresh /29 network of the test's own (NodeNetwork), where docker gives it the first address after
+// the gateway: k8scrypto renders the PKI and the kubeadm config for that address once, before kind runs,
+// and that one render is both what the node mounts and what kind's kubeadm config is patched with.
 func TestKindFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: creates a kind cluster")
@@ -70,10 +79,46 @@ func TestKindFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The ClusterConfiguration patch does not depend on the node's IP: take it from a render in a scratch
-	// directory.
-	scratch := t.TempDir()
-	rendered := renderKubeadmConfig(t, filepath.Join(scratch, "pki"), filepath.Join(scratch, "kubernetes"), "")
+	// The node's network, so its address is known before it exists. A subnet another network holds makes
+	// docker refuse; try a few.
+	var network NodeNetwork
+	var netErr error
+	for range 5 {
+		n, err := NewNodeNetwork(name, int(suffix[0])<<5|int(suffix[1]&31))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(ctx, "docker", "network", "create", "--driver", "bridge",
+			"--subnet", n.Subnet, "--gateway", n.Gateway, n.Name).CombinedOutput()
+		if err == nil {
+			network, netErr = n, nil
+			break
+		}
+		netErr = fmt.Errorf("docker network create %s --subnet %s: %v: %s", n.Name, n.Subnet, err, out)
+		_, _ = rand.Read(suffix[:2])
+	}
+	if netErr != nil {
+		t.Fatal(netErr)
+	}
+	removeNetwork := sync.OnceFunc(func() {
+		if out, err := exec.Command("docker", "network", "rm", network.Name).CombinedOutput(); err != nil {
+			t.Logf("docker network rm %s: %v: %s", network.Name, err, out)
+		}
+	})
+	t.Cleanup(removeNetwork)
+	suite.OnExit(removeNetwork)
+	t.Setenv("KIND_EXPERIMENTAL_DOCKER_NETWORK", network.Name)
+
+	// The one render: PKI, kubeconfigs and kubeadm-config.yaml for the node at network.NodeIP.
+	k8sConfig := filepath.Join(dir, "k8scrypto-kubeadm.yaml")
+	if err := os.WriteFile(k8sConfig, []byte(K8scryptoConfig(name, network.NodeIP)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rendered := renderKubeadmConfig(t, certDir, kubeconfigDir, k8sConfig)
+	apiserverCrt, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := Cluster(Options{Name: name, CertDir: certDir, RenderedKubeadmConfig: rendered, NodeImage: os.Getenv("K8SCRYPTO_E2E_KIND_IMAGE")})
 	if err != nil {
 		t.Fatal(err)
@@ -89,74 +134,172 @@ func TestKindFlow(t *testing.T) {
 
 	provider := cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(log.NoopLogger{}))
 	kindKubeconfig := filepath.Join(dir, "kind.kubeconfig")
-	t.Cleanup(func() {
+	deleteCluster := sync.OnceFunc(func() {
 		if err := provider.Delete(name, kindKubeconfig); err != nil {
 			t.Errorf("deleting kind cluster %s: %v", name, err)
 		}
 	})
+	t.Cleanup(deleteCluster) // registered after the network's, so it runs first
+	suite.OnExit(deleteCluster)
 	err = provider.Create(name,
 		cluster.CreateWithConfigFile(kindConfig),
-		cluster.CreateWithStopBeforeSettingUpKubernetes(true),
 		cluster.CreateWithKubeconfigPath(kindKubeconfig),
+		cluster.CreateWithRetain(true), // keep the node to report its address; deleteCluster removes it
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false),
 	)
 	if err != nil {
-		t.Fatalf("kind create cluster: %v", err)
+		if nodes, _ := provider.ListNodes(name); len(nodes) == 1 {
+			if ip, _, _ := nodes[0].IP(); ip != network.NodeIP {
+				t.Fatalf("kind create cluster: %v\ndocker gave the node %s, not %s, so the PKI names the wrong address", err, ip, network.NodeIP)
+			}
+		}
+		t.Fatalf("kind create cluster (kind's kubeadm init on k8scrypto's PKI): %v", err)
 	}
 	node := controlPlaneNode(t, provider, name)
-	nodeIP, _, err := node.IP()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The PKI for this node, written into the mounted directory.
-	k8sConfig := filepath.Join(dir, "k8scrypto-kubeadm.yaml")
-	if err := os.WriteFile(k8sConfig, []byte(K8scryptoConfig(name, nodeIP)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	renderKubeadmConfig(t, certDir, kubeconfigDir, k8sConfig)
-	apiserverCrt, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	lines, err := kindexec.CombinedOutputLines(node.Command("kubeadm", "init", "--config=/kind/kubeadm.conf", "--skip-token-print", "--v=5"))
-	if err != nil {
-		t.Fatalf("kubeadm init in the kind node on k8scrypto's PKI: %v\n%s", err, tail(lines, 60))
+	if ip, _, err := node.IP(); err != nil || ip != network.NodeIP {
+		t.Fatalf("node address %q (%v), want %s, which the PKI was written for", ip, err, network.NodeIP)
 	}
 	if after, _ := os.ReadFile(filepath.Join(certDir, "apiserver.crt")); !bytes.Equal(after, apiserverCrt) {
 		t.Errorf("kubeadm replaced apiserver.crt instead of reusing k8scrypto's")
+	}
+	// kind's kubeadm config carries both patches from the render: the node name and the encryption config.
+	conf, err := kindexec.Output(node.Command("cat", "/kind/kubeadm.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: " + ControlPlaneNode(name), "/etc/kubernetes/pki/encryption-config.yaml"} {
+		if !bytes.Contains(conf, []byte(want)) {
+			t.Errorf("/kind/kubeadm.conf lacks %q from the rendered config:\n%s", want, conf)
+		}
 	}
 
 	server := hostServer(t, provider, name)
 	caFile := filepath.Join(certDir, "ca.crt")
 
-	// 1. /readyz over TLS verified against k8scrypto's ca.crt.
+	// 1. /readyz over TLS verified against k8scrypto's ca.crt; etcd healthy, one member on the node's
+	// address, peer and client URLs over TLS, as the certificates were written for.
 	if err := waitReadyz(ctx, server, caFile); err != nil {
 		t.Fatalf("kind control plane /readyz: %v", err)
 	}
+	if health := etcdctl(t, node, "endpoint", "health", "-w", "json"); !bytes.Contains(health, []byte(`"health":true`)) {
+		t.Errorf("etcd endpoint health: %s", health)
+	}
+	var members struct {
+		Members []struct {
+			Name       string   `json:"name"`
+			PeerURLs   []string `json:"peerURLs"`
+			ClientURLs []string `json:"clientURLs"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(etcdctl(t, node, "member", "list", "-w", "json"), &members); err != nil {
+		t.Fatal(err)
+	}
+	wantPeer, wantClient := "https://"+network.NodeIP+":2380", "https://"+network.NodeIP+":2379"
+	if len(members.Members) != 1 || !slices.Equal(members.Members[0].PeerURLs, []string{wantPeer}) || !slices.Contains(members.Members[0].ClientURLs, wantClient) {
+		t.Errorf("etcd members %+v, want one with peer URL %s and client URL %s", members.Members, wantPeer, wantClient)
+	}
 
-	// 2. super-admin.conf, and admin.conf (kubeadm init created the kubeadm:cluster-admins binding).
+	// 2. super-admin.conf; admin.conf forbidden without the kubeadm:cluster-admins binding (kind's kubeadm
+	// init made it, so super-admin.conf removes it first), cluster-admin once it exists again.
 	super := clientFor(t, filepath.Join(kubeconfigDir, "super-admin.conf"), server)
 	if u := whoami(ctx, t, super); u.Username != "kubernetes-super-admin" || !slices.Contains(u.Groups, "system:masters") {
 		t.Errorf("super-admin.conf authenticates as %+v", u)
 	}
 	admin := clientFor(t, filepath.Join(kubeconfigDir, "admin.conf"), server)
-	if _, err := admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-		t.Errorf("admin.conf after kubeadm's kubeadm:cluster-admins binding: %v", err)
+	if u := whoami(ctx, t, admin); u.Username != "kubernetes-admin" || !slices.Contains(u.Groups, "kubeadm:cluster-admins") || slices.Contains(u.Groups, "system:masters") {
+		t.Errorf("admin.conf authenticates as %+v, want kubernetes-admin in kubeadm:cluster-admins only", u)
+	}
+	binding, err := super.RbacV1().ClusterRoleBindings().Get(ctx, "kubeadm:cluster-admins", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("kubeadm init made no kubeadm:cluster-admins binding: %v", err)
+	}
+	if err := super.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	listSecrets := func(ctx context.Context) error {
+		_, err := admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{Limit: 1})
+		return err
+	}
+	if err := poll(ctx, func(ctx context.Context) error {
+		if err := listSecrets(ctx); !apierrors.IsForbidden(err) {
+			return fmt.Errorf("admin.conf listing secrets without the binding: %v, want Forbidden", err)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	binding.ObjectMeta = metav1.ObjectMeta{Name: binding.Name}
+	if _, err := super.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, listSecrets); err != nil {
+		t.Errorf("admin.conf with the kubeadm:cluster-admins binding: %v", err)
 	}
 
-	// 3. A Secret is stored encrypted with the first key (read raw with etcdctl in the etcd container).
+	// 3. A Secret is stored under k8s:enc:<provider>:v1:<first key>: (read raw with etcdctl as the
+	// healthcheck client), without its plaintext.
+	prefix := encryptionPrefix(t, filepath.Join(certDir, "encryption-config.yaml"))
 	plaintext := "kind-plaintext-" + name
 	if _, err := admin.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "e2e"}, StringData: map[string]string{"v": plaintext},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	value := etcdGet(t, node, "/registry/secrets/default/e2e")
-	if !bytes.HasPrefix(value, []byte("k8s:enc:")) || bytes.Contains(value, []byte(plaintext)) {
-		t.Errorf("the Secret is stored as %q...; want a k8s:enc: prefix and no plaintext", value[:min(len(value), 60)])
+	value := etcdctl(t, node, "get", "/registry/secrets/default/e2e", "--print-value-only")
+	if !bytes.HasPrefix(value, []byte(prefix)) || bytes.Contains(value, []byte(plaintext)) {
+		t.Errorf("the Secret is stored as %q...; want the prefix %q and no plaintext", value[:min(len(value), 60)], prefix)
+	}
+}
+
+// encryptionPrefix is what kube-apiserver writes before a value it encrypted with the file's first
+// provider and key: k8s:enc:<provider>:v1:<key name>:. The file is decoded strictly with the apiserver's
+// own v1 types.
+func encryptionPrefix(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ec apiserverv1.EncryptionConfiguration
+	if err := yaml.UnmarshalStrict(data, &ec); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(ec.Resources) == 0 || len(ec.Resources[0].Providers) == 0 {
+		t.Fatalf("%s: no resources or providers", path)
+	}
+	p := ec.Resources[0].Providers[0]
+	var provider string
+	var keys []apiserverv1.Key
+	switch {
+	case p.Secretbox != nil:
+		provider, keys = "secretbox", p.Secretbox.Keys
+	case p.AESGCM != nil:
+		provider, keys = "aesgcm", p.AESGCM.Keys
+	case p.AESCBC != nil:
+		provider, keys = "aescbc", p.AESCBC.Keys
+	default:
+		t.Fatalf("%s: the first provider is not secretbox, aesgcm or aescbc", path)
+	}
+	if len(keys) == 0 {
+		t.Fatalf("%s: %s has no key", path, provider)
+	}
+	return "k8s:enc:" + provider + ":v1:" + keys[0].Name + ":"
+}
+
+// poll retries check every second until it passes or ctx ends (RBAC changes reach the authorizer through
+// an informer).
+func poll(ctx context.Context, check func(context.Context) error) error {
+	for {
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
 	}
 }
 
@@ -245,21 +388,25 @@ func waitReadyz(ctx context.Context, server, caFile string) error {
 	}
 }
 
-// etcdGet reads a raw value with etcdctl inside the node's etcd container, as the healthcheck client.
-func etcdGet(t *testing.T, node nodes.Node, key string) []byte {
+// etcdctl runs etcdctl inside the node's etcd container as the healthcheck client, against the member's
+// client URL on the node's address (the etcd server certificate k8scrypto wrote names it).
+func etcdctl(t *testing.T, node nodes.Node, args ...string) []byte {
 	t.Helper()
 	id, err := kindexec.Output(node.Command("crictl", "ps", "--name", "^etcd$", "-q"))
 	if err != nil || len(bytes.TrimSpace(id)) == 0 {
 		t.Fatalf("finding the etcd container: %v", err)
 	}
-	out, err := kindexec.Output(node.Command("crictl", "exec", strings.TrimSpace(string(id)), "etcdctl",
-		"--endpoints=https://127.0.0.1:2379",
+	ip, _, err := node.IP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kindexec.Output(node.Command("crictl", append([]string{"exec", strings.TrimSpace(string(id)), "etcdctl",
+		"--endpoints=https://" + ip + ":2379",
 		"--cacert=/etc/kubernetes/pki/etcd/ca.crt",
 		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-		"--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-		"get", key, "--print-value-only"))
+		"--key=/etc/kubernetes/pki/etcd/healthcheck-client.key"}, args...)...))
 	if err != nil {
-		t.Fatalf("etcdctl get %s: %v", key, err)
+		t.Fatalf("etcdctl %s: %v", strings.Join(args, " "), err)
 	}
 	return out
 }
