@@ -8,12 +8,16 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	kubeadmv1beta4 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"sigs.k8s.io/yaml"
+
+	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // Addresses of the fake node. kube-apiserver refuses a loopback --advertise-address; 10.0.0.5 is only
@@ -192,25 +196,9 @@ etcd:
 
 // start writes the PKI with `k8scrypto init`, then starts etcd and kube-apiserver and waits until /readyz.
 func (cp *controlPlane) start(ctx context.Context, logf func(string, ...any)) error {
-	cp.CertDir = filepath.Join(cp.Dir, "pki")
-	cp.KubeconfigDir = filepath.Join(cp.Dir, "kubernetes")
-	cp.StateDir = filepath.Join(cp.Dir, "state")
-	cp.ConfigPath = filepath.Join(cp.Dir, "kubeadm.yaml")
-	for _, d := range []string{cp.Dir, cp.KubeconfigDir, cp.StateDir, filepath.Join(cp.Dir, "logs")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return err
-		}
-	}
-	port, err := freePort("127.0.0.1")
-	if err != nil {
+	if err := cp.prepare(); err != nil {
 		return err
 	}
-	cp.Port = port
-	cp.URL = "https://127.0.0.1:" + strconv.Itoa(port)
-	if err := os.WriteFile(cp.ConfigPath, []byte(cp.kubeadmConfig()), 0o600); err != nil {
-		return err
-	}
-
 	t0 := time.Now()
 	if err := cp.init(ctx); err != nil {
 		return err
@@ -231,6 +219,32 @@ func (cp *controlPlane) start(ctx context.Context, logf func(string, ...any)) er
 	return nil
 }
 
+// prepare lays out the directories, picks the apiserver's port and writes k8scrypto's kubeadm config.
+func (cp *controlPlane) prepare() error {
+	cp.CertDir = filepath.Join(cp.Dir, "pki")
+	cp.KubeconfigDir = filepath.Join(cp.Dir, "kubernetes")
+	cp.StateDir = filepath.Join(cp.Dir, "state")
+	cp.ConfigPath = filepath.Join(cp.Dir, "kubeadm.yaml")
+	for _, d := range []string{cp.Dir, cp.KubeconfigDir, cp.StateDir, filepath.Join(cp.Dir, "logs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	cp.Port = port
+	cp.URL = "https://127.0.0.1:" + strconv.Itoa(port)
+	return os.WriteFile(cp.ConfigPath, []byte(cp.kubeadmConfig()), 0o600)
+}
+
+// RenderedConfig is the kubeadm config `k8scrypto init` rendered for this node (what `kubeadm init --config`
+// would be given).
+func (cp *controlPlane) RenderedConfig() string {
+	return filepath.Join(cp.KubeconfigDir, "kubeadm-config.yaml")
+}
+
 func (cp *controlPlane) init(ctx context.Context) error {
 	args := append([]string{"init"}, cp.clusterFlags()...)
 	args = append(args,
@@ -238,9 +252,9 @@ func (cp *controlPlane) init(ctx context.Context) error {
 		"--node-name", nodeName,
 		"--apiserver-cert-extra-sans", "127.0.0.1",
 	)
-	cmd := exec.CommandContext(ctx, cp.bins.k8scrypto, args...)
+	cmd := suite.Command(ctx, cp.bins.k8scrypto, args...)
 	cmd.Env = append(os.Environ(), cp.k8scryptoEnv()...)
-	out, err := cmd.CombinedOutput()
+	out, err := suite.CombinedOutput(cmd)
 	if err != nil {
 		return fmt.Errorf("k8scrypto %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
@@ -355,54 +369,94 @@ func (cp *controlPlane) etcdEndpoints() []string {
 	return out
 }
 
-// apiserverFlags are kubeadm's (cmd/kubeadm/app/phases/controlplane/manifests.go getAPIServerCommand) with
-// our paths, plus what running outside a pod needs: a loopback bind address and a private --cert-dir.
-func (cp *controlPlane) apiserverFlags() []string {
-	args := []string{
-		"--advertise-address=" + advertiseAddress,
-		"--allow-privileged=true",
-		"--authorization-mode=Node,RBAC",
-		"--client-ca-file=" + cp.cert("ca.crt"),
-		"--enable-admission-plugins=NodeRestriction",
-		"--enable-bootstrap-token-auth=true",
-		"--etcd-cafile=" + cp.cert("etcd/ca.crt"),
-		"--etcd-certfile=" + cp.cert("apiserver-etcd-client.crt"),
-		"--etcd-keyfile=" + cp.cert("apiserver-etcd-client.key"),
-		"--etcd-servers=" + strings.Join(cp.etcdEndpoints(), ","),
-		"--kubelet-client-certificate=" + cp.cert("apiserver-kubelet-client.crt"),
-		"--kubelet-client-key=" + cp.cert("apiserver-kubelet-client.key"),
-		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-		"--proxy-client-cert-file=" + cp.cert("front-proxy-client.crt"),
-		"--proxy-client-key-file=" + cp.cert("front-proxy-client.key"),
-		"--requestheader-allowed-names=front-proxy-client",
-		"--requestheader-client-ca-file=" + cp.cert("front-proxy-ca.crt"),
-		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
-		"--requestheader-group-headers=X-Remote-Group",
-		"--requestheader-username-headers=X-Remote-User",
-		"--secure-port=" + strconv.Itoa(cp.Port),
-		"--service-account-issuer=https://kubernetes.default.svc." + dnsDomain,
-		"--service-account-key-file=" + cp.cert("sa.pub"),
-		"--service-account-signing-key-file=" + cp.cert("sa.key"),
-		"--service-cluster-ip-range=" + serviceCIDR,
-		"--tls-cert-file=" + cp.cert("apiserver.crt"),
-		"--tls-private-key-file=" + cp.cert("apiserver.key"),
+// apiserverFlags are the flags of kubeadm's kube-apiserver static pod (cmd/kubeadm/app/phases/controlplane/
+// manifests.go getAPIServerCommand) for this node's rendered kubeadm config: kubeadm's defaults with our
+// paths, then the rendered apiServer.extraArgs (the encryption config and its automatic reload among them)
+// replacing or following them as kubeadm's ArgumentsToCommand does, plus what running outside a pod needs:
+// a loopback bind address and a private --cert-dir. TestAPIServerFlagsMatchKubeadm checks the result
+// against kubeadm's own code, so this copy cannot drift.
+func (cp *controlPlane) apiserverFlags() ([]string, error) {
+	defaults := [][2]string{
+		{"advertise-address", advertiseAddress},
+		{"allow-privileged", "true"},
+		{"authorization-mode", "Node,RBAC"},
+		{"client-ca-file", cp.cert("ca.crt")},
+		{"enable-admission-plugins", "NodeRestriction"},
+		{"enable-bootstrap-token-auth", "true"},
+		{"etcd-cafile", cp.cert("etcd/ca.crt")},
+		{"etcd-certfile", cp.cert("apiserver-etcd-client.crt")},
+		{"etcd-keyfile", cp.cert("apiserver-etcd-client.key")},
+		// kubeadm names its local member, https://127.0.0.1:2379; the suite runs three on free ports.
+		{"etcd-servers", strings.Join(cp.etcdEndpoints(), ",")},
+		{"kubelet-client-certificate", cp.cert("apiserver-kubelet-client.crt")},
+		{"kubelet-client-key", cp.cert("apiserver-kubelet-client.key")},
+		{"kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"},
+		{"proxy-client-cert-file", cp.cert("front-proxy-client.crt")},
+		{"proxy-client-key-file", cp.cert("front-proxy-client.key")},
+		{"requestheader-allowed-names", "front-proxy-client"},
+		{"requestheader-client-ca-file", cp.cert("front-proxy-ca.crt")},
+		{"requestheader-extra-headers-prefix", "X-Remote-Extra-"},
+		{"requestheader-group-headers", "X-Remote-Group"},
+		{"requestheader-username-headers", "X-Remote-User"},
+		{"secure-port", strconv.Itoa(cp.Port)},
+		{"service-account-issuer", "https://kubernetes.default.svc." + dnsDomain},
+		{"service-account-key-file", cp.cert("sa.pub")},
+		{"service-account-signing-key-file", cp.cert("sa.key")},
+		{"service-cluster-ip-range", serviceCIDR},
+		{"tls-cert-file", cp.cert("apiserver.crt")},
+		{"tls-private-key-file", cp.cert("apiserver.key")},
+	}
+	extra, err := renderedAPIServerExtraArgs(cp.RenderedConfig())
+	if err != nil {
+		return nil, err
+	}
+	replaced := map[string]bool{}
+	for _, a := range extra {
+		replaced[a.Name] = true
+	}
+	var args []string
+	for _, d := range defaults {
+		if !replaced[d[0]] {
+			args = append(args, "--"+d[0]+"="+d[1])
+		}
+	}
+	for _, a := range extra {
+		args = append(args, "--"+a.Name+"="+a.Value)
+	}
+	return append(args,
 		"--bind-address=127.0.0.1",
-		"--cert-dir=" + filepath.Join(cp.Dir, "apiserver-certs"),
+		"--cert-dir="+filepath.Join(cp.Dir, "apiserver-certs"),
+	), nil
+}
+
+// renderedAPIServerExtraArgs reads apiServer.extraArgs from the ClusterConfiguration of a rendered kubeadm
+// config, strictly, with kubeadm's v1beta4 types (which have no merge method: every entry replaces a
+// default of the same name or is appended).
+func renderedAPIServerExtraArgs(path string) ([]kubeadmv1beta4.Arg, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the rendered kubeadm config (written by k8scrypto init): %w", err)
 	}
-	// The encryption-config phase (issue 3) writes this file; the rendered kubeadm config wires it with
-	// automatic reload, so the suite does the same whenever it exists.
-	if _, err := os.Stat(cp.EncryptionConfig()); err == nil {
-		args = append(args,
-			"--encryption-provider-config="+cp.EncryptionConfig(),
-			"--encryption-provider-config-automatic-reload=true",
-		)
+	for doc := range strings.SplitSeq(string(data), "\n---\n") {
+		if !strings.Contains(doc, "\nkind: ClusterConfiguration\n") {
+			continue
+		}
+		var cc kubeadmv1beta4.ClusterConfiguration
+		if err := yaml.UnmarshalStrict([]byte(doc), &cc); err != nil {
+			return nil, fmt.Errorf("%s: ClusterConfiguration: %w", path, err)
+		}
+		return cc.APIServer.ExtraArgs, nil
 	}
-	return args
+	return nil, fmt.Errorf("%s: no ClusterConfiguration document", path)
 }
 
 // StartAPIServer starts kube-apiserver and waits until /readyz says ok over TLS verified against ca.crt.
 func (cp *controlPlane) StartAPIServer(ctx context.Context) error {
-	cp.apiserverArgs = cp.apiserverFlags()
+	args, err := cp.apiserverFlags()
+	if err != nil {
+		return err
+	}
+	cp.apiserverArgs = args
 	p, err := startProcess("kube-apiserver", filepath.Join(cp.Dir, "logs", "kube-apiserver.log"), cp.bins.apiserver, cp.apiserverArgs...)
 	if err != nil {
 		return err

@@ -16,20 +16,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // The suite's process-wide state: the k8scrypto binary built once, and the shared control plane started on
-// first use. TestMain tears both down after every test ran, pass or fail.
+// first use. suite.Main tears both down after every test ran, pass or fail, and also on SIGINT/SIGTERM or
+// just before -timeout (see package suite).
 var (
-	suiteDir     string // removed by TestMain
-	buildOnce    sync.Once
-	buildPath    string
-	buildErr     error
-	sharedOnce   sync.Once
-	sharedCP     *controlPlane
-	sharedCPErr  error
-	sharedCPMu   sync.Mutex
-	suiteCleanup []func()
+	suiteDir    string // suite.Dir(): this run's directory, also TMPDIR; removed at teardown
+	buildOnce   sync.Once
+	buildPath   string
+	buildErr    error
+	sharedOnce  sync.Once
+	sharedCP    *controlPlane
+	sharedCPErr error
 )
 
 func TestMain(m *testing.M) {
@@ -41,30 +42,19 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "k8scrypto-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: creating the suite's temp dir:", err)
-		os.Exit(1)
-	}
-	suiteDir = dir
-	code := m.Run()
-	sharedCPMu.Lock()
-	for i := len(suiteCleanup) - 1; i >= 0; i-- {
-		suiteCleanup[i]()
-	}
-	sharedCPMu.Unlock()
-	if err := os.RemoveAll(suiteDir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: removing", suiteDir, ":", err)
-	}
-	os.Exit(code)
+	os.Exit(suite.Main(runWithDir{m}, "local"))
 }
 
-// onSuiteExit registers f to run after every test, in reverse order.
-func onSuiteExit(f func()) {
-	sharedCPMu.Lock()
-	defer sharedCPMu.Unlock()
-	suiteCleanup = append(suiteCleanup, f)
+// runWithDir sets suiteDir once suite.Main has made it, before any test runs.
+type runWithDir struct{ m *testing.M }
+
+func (r runWithDir) Run() int {
+	suiteDir = suite.Dir()
+	return r.m.Run()
 }
+
+// onSuiteExit registers f to run after every test (or when the run is interrupted), in reverse order.
+func onSuiteExit(f func()) { suite.OnExit(f) }
 
 // inCI reports whether the environment says it is a CI run, where a missing binary is a failure rather than
 // a reason to skip (make e2e builds them first).
@@ -133,9 +123,9 @@ func k8scrypto(t testing.TB) string {
 			return
 		}
 		out := filepath.Join(suiteDir, "bin", "k8scrypto")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/k8scrypto")
+		cmd := suite.Command(context.Background(), "go", "build", "-o", out, "./cmd/k8scrypto")
 		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
+		if b, err := suite.CombinedOutput(cmd); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/k8scrypto: %w\n%s", err, b)
 			return
 		}
@@ -167,11 +157,11 @@ func runK8scryptoEnv(t testing.TB, env []string, args ...string) (stdout, stderr
 	bin := k8scrypto(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := suite.Command(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
+	err = suite.Run(cmd)
 	t.Logf("k8scrypto %s", strings.Join(args, " "))
 	if err != nil {
 		t.Logf("k8scrypto failed: %v\nstderr:\n%s", err, e.String())
@@ -201,23 +191,23 @@ type process struct {
 }
 
 // startProcess starts bin with args, logging to logPath. The child gets its own process group (so Stop kills
-// everything it spawned) and SIGKILL when the test binary dies (so a panic or timeout leaves nothing behind).
+// everything it spawned), SIGKILL when the test binary dies (so a panic leaves no process behind), and is
+// registered with the suite, which stops it on SIGINT, SIGTERM or the deadline before -timeout.
 func startProcess(name, logPath, bin string, args ...string) (*process, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening log: %w", name, err)
 	}
 	fmt.Fprintf(lf, "=== %s %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
+	cmd := suite.Prepare(exec.Command(bin, args...))
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := suite.Start(cmd); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &process{name: name, logPath: logPath, cmd: cmd, logFile: lf, done: make(chan struct{})}
 	go func() {
-		p.waitErr = cmd.Wait()
+		p.waitErr = suite.Wait(cmd)
 		lf.Close()
 		close(p.done)
 	}()

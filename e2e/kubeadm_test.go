@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // The "bring your own PKI" workflow with the real kubeadm v1.37.2 binary: "k8scrypto init --config" on a
@@ -76,10 +77,10 @@ func runKubeadm(t *testing.T, kubeadm string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubeadm, args...)
+	cmd := suite.Command(ctx, kubeadm, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := suite.Run(cmd)
 	t.Logf("kubeadm %s\n%s", strings.Join(args, " "), out.String())
 	return out.String(), err
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
 // reencryptSecrets is the scale of test 9.
@@ -96,7 +97,8 @@ func BenchmarkReencrypt(b *testing.B) {
 				if _, err := os.Stat(topo.root); err != nil {
 					b.Skipf("%s: %v", topo.root, err)
 				}
-				d, err := os.MkdirTemp(topo.root, "k8scrypto-e2e-bench-")
+				// Owned like the suite directory: removed at teardown, or by the next run's sweep.
+				d, err := suite.OwnedTempDir(topo.root, suite.Prefix+"bench-")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -174,12 +176,12 @@ var reencryptMethods = []struct {
 // timedProcess runs a rewriting process and measures its wall time, CPU time and peak RSS.
 func timedProcess(ctx context.Context, tb testing.TB, env []string, bin string, args ...string) reencryptRun {
 	tb.Helper()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := suite.Command(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := suite.Start(cmd); err != nil {
 		tb.Fatal(err)
 	}
 	// Peak RSS from the child's own VmHWM, sampled until it exits: rusage's ru_maxrss is no use here, as
@@ -203,7 +205,7 @@ func timedProcess(ctx context.Context, tb testing.TB, env []string, bin string, 
 			}
 		}
 	}()
-	err := cmd.Wait()
+	err := suite.Wait(cmd)
 	d := time.Since(start)
 	close(done)
 	<-sampled

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -36,6 +37,8 @@ type expirationFlags struct {
 	kubeconfigDir string
 	failWithin    time.Duration
 	metricsFile   string
+	auditLog      string
+	lockTimeout   time.Duration
 }
 
 func newCheckExpirationCommand(e *env, g *globals) *cobra.Command {
@@ -48,8 +51,12 @@ kubeadm's table and its residual time. EXTERNALLY MANAGED means the signing CA's
 k8scrypto cannot renew the certificate. kubelet.conf is listed too; when it references the kubelet's
 rotated client certificate, that certificate is shown.
 
-It only reads: no lock, no configuration unless --config is given (kubeadm's defaults decide the names;
-with external etcd pass --config so the etcd certificates are not expected).
+It only reads: no configuration unless --config is given (kubeadm's defaults decide the names; with
+external etcd pass --config so the etcd certificates are not expected), and no lock, except after an
+interrupted k8scrypto run: like every command it first completes or undoes that run's replacement, under
+the lock, recorded in the audit log. A user who cannot (a monitoring user without write access to the
+certificate directory) gets the report, a message naming the command that finishes the replacement
+("k8scrypto renew certs" as root), and exit status 1: until then the files may be a mix of old and new.
 
 --fail-within makes it a monitoring check: the exit status is 1 when a certificate or CA expires within
 the duration (or has expired), a file a control-plane node must have is missing, or a file is unreadable.
@@ -67,6 +74,8 @@ textfile collector.`,
 	fl.StringVar(&f.kubeconfigDir, "kubeconfig-dir", DefaultKubeconfigDir, "directory of kubeconfig files")
 	fl.DurationVar(&f.failWithin, "fail-within", 0, "exit 1 when anything expires within this duration, is missing or unreadable (e.g. 720h)")
 	fl.StringVar(&f.metricsFile, "metrics-file", "", "also write Prometheus text exposition to this file (atomically)")
+	fl.StringVar(&f.auditLog, "audit-log", "", "where recovering from an interrupted run is recorded (default "+pki.DefaultAuditLog+", or the per-user state directory without root)")
+	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock (only after an interrupted run)")
 	return cmd
 }
 
@@ -81,6 +90,11 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 			return err
 		}
 		cfg = c.PKI
+	}
+	// Before anything else: a replacement an interrupted run left half done is completed, or reported.
+	pending := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log)
+	if pe := new(pendingError); pending != nil && !errors.As(pending, &pe) {
+		return pending
 	}
 	info := phases.CheckExpiration(cfg, f.kubeconfigDir, e.now())
 	if f.metricsFile != "" {
@@ -111,9 +125,9 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 		if f.failWithin > 0 {
 			head = fmt.Sprintf("%d certificate(s) expire within %s or cannot be checked", len(problems), f.failWithin)
 		}
-		return fmt.Errorf("%s:\n  %s", head, strings.Join(problems, "\n  "))
+		return errors.Join(pending, fmt.Errorf("%s:\n  %s", head, strings.Join(problems, "\n  ")))
 	}
-	return nil
+	return pending
 }
 
 // printExpiration prints kubeadm's check-expiration table, or the versioned object.

@@ -196,6 +196,10 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 			if err != nil {
 				return err
 			}
+			// An interrupted rotation is completed first, or reported: the file may be half replaced.
+			if err := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log); err != nil {
+				return err
+			}
 			path, ec, fileHash, err := loadEncryptionConfig(cfg.CertDir)
 			if err != nil {
 				return err
@@ -359,7 +363,7 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 		return err
 	}
 	now := e.now().UTC()
-	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, g.log)
+	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, now, g.log)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -48,32 +47,6 @@ func (f *clusterFlags) add(fs *pflag.FlagSet) {
 // load reads the configuration with the flags applied.
 func (f *clusterFlags) load(e *env) (*config.Config, error) {
 	return config.Load(f.configFile, f.overrides, e.hostname)
-}
-
-// lockAndRecover takes the certificate directory's lock and repairs what a crashed run left behind. Every
-// command that writes calls it before anything else.
-func lockAndRecover(cfg *pki.Config, kubeconfigDir string, timeout time.Duration, log interface {
-	Warn(string, ...any)
-}) (*pki.Lock, error) {
-	lock, err := pki.AcquireLock(cfg.CertDir, timeout)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := pki.Recover(cfg.CertDir, cfg.CertDir, filepath.Join(cfg.CertDir, "etcd"), kubeconfigDir)
-	if err != nil {
-		_ = lock.Release() // nothing to do about a failed close of the lock; the kernel drops it with the process
-		return nil, fmt.Errorf("recovering from an interrupted run: %w", err)
-	}
-	for _, p := range rep.RolledForward {
-		log.Warn("completed an interrupted replacement", "file", p)
-	}
-	for _, p := range rep.RolledBack {
-		log.Warn("undid a failed replacement that was interrupted", "file", p)
-	}
-	for _, p := range rep.Removed {
-		log.Warn("removed a leftover temporary file", "file", p)
-	}
-	return lock, nil
 }
 
 type initFlags struct {
@@ -203,7 +176,7 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 		if newDirs, err = pki.PrepareCertDir(cfg.PKI.CertDir, cfg.PKI.StrictPermissions); err != nil {
 			return err
 		}
-		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, g.log)
+		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, audit, d.Now, g.log)
 		if err != nil {
 			newDirs.RemoveIfUnused(false) // another run's lock file keeps the directory
 			return err

@@ -49,6 +49,10 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// An interrupted rotation is completed first, or reported: the files may be half replaced.
+			if err := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log); err != nil {
+				return err
+			}
 			st, err := sakeys.Read(cfg.CertDir)
 			if err != nil {
 				return err
@@ -139,7 +143,7 @@ func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
 		return err
 	}
 	now := e.now().UTC()
-	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, g.log)
+	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, now, g.log)
 	if err != nil {
 		return err
 	}
