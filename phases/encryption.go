@@ -49,6 +49,10 @@ func ensureEncryptionConfig(d *Data) error {
 		if err != nil {
 			return err
 		}
+		// k8scrypto manages AES-256 only: adopting a shorter aescbc/aesgcm key would leave it unrotated.
+		if err := encryption.CheckKeySizes(cfg); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		r := encryptionResult(cfg)
 		r.Path = path
 		if diff := encryptionDiff(cfg, d.Encryption); diff != "" {

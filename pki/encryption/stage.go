@@ -76,6 +76,8 @@ type Status struct {
 	Stage   Stage   `json:"stage"`
 	Next    string  `json:"next"`
 	Entries []Entry `json:"entries"`
+	// Warnings name keys k8scrypto does not manage (aescbc/aesgcm keys that are not AES-256) and the fix.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ValuePrefix is the prefix of values a provider writes, as the apiserver writes them.
@@ -128,6 +130,9 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 		st.Stage = stages[0]
 	}
 	st.Next = st.Stage.Next()
+	if err := CheckKeySizes(cfg); err != nil {
+		st.Warnings = strings.Split(err.Error(), "\n")
+	}
 	return st
 }
 
@@ -238,7 +243,8 @@ func rotatable(cfg *apiserverv1.EncryptionConfiguration, fn func(entry int, p *a
 
 // Prepare adds a new key second in the first provider of every rotatable entry: every apiserver that
 // loads the result can decrypt with it while the old key still encrypts. Allowed in stage steady or
-// unordered. cfg is not modified.
+// unordered, also when the current key is not AES-256 (prepare is how such a key is rotated out; see
+// keysize.go). cfg is not modified.
 func Prepare(cfg *apiserverv1.EncryptionConfiguration, now time.Time, rnd io.Reader) (*apiserverv1.EncryptionConfiguration, []Change, error) {
 	if err := allow(cfg, "prepare", StageSteady, StageUnordered); err != nil {
 		return nil, nil, err
@@ -267,6 +273,17 @@ func Promote(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionC
 	if err := allow(cfg, "promote", StagePrepared); err != nil {
 		return nil, nil, err
 	}
+	out, changes, err := promote(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkWriteKeys("promote", out); err != nil {
+		return nil, nil, err
+	}
+	return out, changes, nil
+}
+
+func promote(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionConfiguration, []Change, error) {
 	out := cfg.DeepCopy()
 	var changes []Change
 	_ = rotatable(out, func(i int, p *apiserverv1.ProviderConfiguration) error {
@@ -286,6 +303,9 @@ func Promote(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionC
 // promoted. Other providers (identity, an old provider being migrated away from) are kept.
 func Prune(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionConfiguration, []Change, error) {
 	if err := allow(cfg, "prune", StagePromoted); err != nil {
+		return nil, nil, err
+	}
+	if err := checkWriteKeys("prune", cfg); err != nil {
 		return nil, nil, err
 	}
 	out := cfg.DeepCopy()

@@ -1,0 +1,93 @@
+package encryption
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+)
+
+// k8scrypto manages AES-256 only. The apiserver also accepts 16- and 24-byte aescbc and aesgcm keys (and
+// its validation already rejects a secret that is not base64, and a secretbox key that is not 32 bytes);
+// k8scrypto refuses to adopt a file holding one (init), and never lets a rotation leave one as the key new
+// writes use. A file with one can still be inspected (status warns) and rotated away from: prepare adds a
+// 32-byte key, promote makes it the write key, reencrypt rewrites the data, prune removes the short key.
+
+// KeySizeProblem is a local key of the wrong size, named without its secret.
+type KeySizeProblem struct {
+	Entry, Provider int
+	Type, Name      string
+	Size            int // decoded bytes
+}
+
+func (p KeySizeProblem) String() string {
+	return fmt.Sprintf("resources[%d].providers[%d] %s key %q is %d bytes, not %d (AES-256)", p.Entry, p.Provider, p.Type, p.Name, p.Size, KeySize)
+}
+
+// KeySizeProblems lists every aescbc and aesgcm key of cfg that is not KeySize bytes. A secret that is not
+// base64 is left to Validate, which rejects it.
+func KeySizeProblems(cfg *apiserverv1.EncryptionConfiguration) []KeySizeProblem {
+	var out []KeySizeProblem
+	if cfg == nil {
+		return nil
+	}
+	for i, rc := range cfg.Resources {
+		for j, p := range rc.Providers {
+			typ := ProviderType(p)
+			if typ != AESCBC && typ != AESGCM {
+				continue
+			}
+			for _, k := range KeysOf(p) {
+				raw, err := base64.StdEncoding.DecodeString(k.Secret)
+				if err == nil && len(raw) != KeySize {
+					out = append(out, KeySizeProblem{Entry: i, Provider: j, Type: typ, Name: k.Name, Size: len(raw)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// rotateAway is how an operator replaces a short key with k8scrypto's commands.
+const rotateAway = `rotate it out: "k8scrypto encryption rotate prepare" adds a 32-byte key, then "rotate promote", "encryption reencrypt" and "rotate prune --yes"`
+
+// CheckKeySizes is the policy for adopting an existing file (init): every aescbc and aesgcm key must be
+// KeySize bytes. The error names each key and the fix.
+func CheckKeySizes(cfg *apiserverv1.EncryptionConfiguration) error {
+	problems := KeySizeProblems(cfg)
+	if len(problems) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, p := range problems {
+		fix := rotateAway
+		if p.Provider > 0 {
+			// Rotation only touches the first provider; a later one is read-only and goes by hand.
+			fix = `remove it by hand once "k8scrypto encryption status --etcd-endpoints ..." shows no stored value uses it`
+		}
+		errs = append(errs, fmt.Errorf("%s: k8scrypto manages AES-256 keys only; %s", p, fix))
+	}
+	return errors.Join(errs...)
+}
+
+// checkWriteKeys refuses a rotation result whose write key (the first key of a rotatable entry's first
+// provider) is not KeySize bytes: promote and prune must not leave a short key as the one new data uses.
+func checkWriteKeys(op string, cfg *apiserverv1.EncryptionConfiguration) error {
+	var bad []string
+	for _, p := range KeySizeProblems(cfg) {
+		keys := KeysOf(cfg.Resources[p.Entry].Providers[0])
+		if p.Provider == 0 && len(keys) > 0 && keys[0].Name == p.Name {
+			bad = append(bad, p.String())
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	fix := `remove that key from the file (nothing is written with it yet), then run "k8scrypto encryption rotate prepare", which adds a 32-byte key`
+	if op == "prune" {
+		fix = `k8scrypto cannot rotate away from it at this stage: add a 32-byte key second by hand and move it first once every apiserver has loaded the file, or restore the file from a backup`
+	}
+	return fmt.Errorf("%s refused: the write key would not be AES-256, which is all k8scrypto manages (%s): %s", op, strings.Join(bad, "; "), fix)
+}
