@@ -431,6 +431,9 @@ type crashCase struct {
 	stage bool
 	// journal: the command replaces several files in one journalled transaction.
 	journal bool
+	// afterAbort checks, right after an abort and before any recovery, the protected files the command
+	// may change (checkProtected skips them): no key may be lost even while the change is half done.
+	afterAbort func(n *node, label string)
 }
 
 // The commands run at these times: init, then each earlier stage an hour apart, the command a day later.
@@ -485,15 +488,15 @@ func crashCases() []crashCase {
 			}
 		}},
 		{name: "encryption rotate prepare", setup: initNode, args: encPrepare, mayChange: []string{encFile}, stage: true,
-			effect: encryptionEffect(encryption.StagePrepared, false)},
+			effect: encryptionEffect(encryption.StagePrepared, false), afterAbort: encryptionKeysKept(false)},
 		{name: "encryption rotate promote", setup: stages(encPrepare), args: encPromote, mayChange: []string{encFile}, stage: true,
-			effect: encryptionEffect(encryption.StagePromoted, false)},
+			effect: encryptionEffect(encryption.StagePromoted, false), afterAbort: encryptionKeysKept(false)},
 		{name: "encryption rotate prune", setup: stages(encPrepare, encPromote), args: []string{"encryption", "rotate", "prune", "--yes"},
-			mayChange: []string{encFile}, stage: true, effect: encryptionEffect(encryption.StageSteady, true)},
+			mayChange: []string{encFile}, stage: true, effect: encryptionEffect(encryption.StageSteady, true), afterAbort: encryptionKeysKept(true)},
 		{name: "sa rotate prepare", journal: true, setup: initNode, args: saPrepare, mayChange: []string{"pki/sa.pub", "pki/" + sakeys.NextName}, stage: true,
 			effect: saEffect(sakeys.StagePrepared)},
 		{name: "sa rotate promote", setup: stages(saPrepare), args: saPromote, mayChange: []string{"pki/sa.key", "pki/" + sakeys.NextName}, stage: true,
-			effect: saEffect(sakeys.StagePromoted)},
+			effect: saEffect(sakeys.StagePromoted), afterAbort: saKeyValid},
 		{name: "sa rotate prune", setup: stages(saPrepare, saPromote), args: []string{"sa", "rotate", "prune", "--yes"}, mayChange: []string{"pki/sa.pub"}, stage: true,
 			effect: saEffect(sakeys.StageSteady)},
 	}
@@ -504,30 +507,83 @@ func crashCases() []crashCase {
 func encryptionEffect(want encryption.Stage, prune bool) func(n *node, before pkitest.Snapshot) {
 	return func(n *node, _ pkitest.Snapshot) {
 		n.t.Helper()
-		path := phases.EncryptionConfigPath(n.certDir)
-		cfg, _, err := encryption.Load(path)
-		if err != nil {
-			n.t.Error(err)
+		cfg := n.checkEncryptionKeys("", prune)
+		if cfg == nil {
 			return
 		}
 		if st := encryption.Describe(cfg); st.Stage != want {
 			n.t.Errorf("encryption config in stage %s, want %s", st.Stage, want)
 		}
-		prev, err := encryption.Parse(n.savedFile("pki/" + encryption.FileName))
-		if err != nil {
-			n.t.Error(err)
-			return
+	}
+}
+
+// encryptionKeysKept: right after an abort the encryption config on disk is valid (the old file or the new
+// one, never a mix) and holds every key of the file before (prune: the write key).
+func encryptionKeysKept(prune bool) func(n *node, label string) {
+	return func(n *node, label string) {
+		n.t.Helper()
+		n.checkEncryptionKeys(label+", right after: ", prune)
+	}
+}
+
+// checkEncryptionKeys loads the encryption config and fails for any key of the starting state's file that it
+// lost or changed (prune: only the write key must stay). It returns the config, nil if it cannot be loaded.
+func (n *node) checkEncryptionKeys(label string, prune bool) *encryption.Config {
+	n.t.Helper()
+	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.certDir))
+	if err != nil {
+		n.t.Errorf("%s%v", label, err)
+		return nil
+	}
+	prev, err := encryption.Parse(n.savedFile("pki/" + encryption.FileName))
+	if err != nil {
+		n.t.Error(err)
+		return nil
+	}
+	have := encryptionSecrets(cfg)
+	prevKeys := encryptionSecrets(prev)
+	if prune {
+		prevKeys = prevKeys[:1] // the write key
+	}
+	for _, k := range prevKeys {
+		if !slices.Contains(have, k) {
+			n.t.Errorf("%sencryption key %s was lost or changed", label, strings.SplitN(k, "=", 2)[0])
 		}
-		have := encryptionSecrets(cfg)
-		prevKeys := encryptionSecrets(prev)
-		if prune {
-			prevKeys = prevKeys[:1] // the write key
-		}
-		for _, k := range prevKeys {
-			if !slices.Contains(have, k) {
-				n.t.Errorf("encryption key %s was lost or changed", strings.SplitN(k, "=", 2)[0])
-			}
-		}
+	}
+	return cfg
+}
+
+// saKeyValid: right after an abort of sa rotate promote, sa.key is a valid private key, either the old
+// signing key or the staged one (never a third or a partial file), and sa.pub holds its public key, so the
+// apiserver can still sign and verify tokens.
+func saKeyValid(n *node, label string) {
+	n.t.Helper()
+	data, err := os.ReadFile(filepath.Join(n.certDir, "sa.key"))
+	if err != nil {
+		n.t.Errorf("%s, right after: sa.key: %v", label, err)
+		return
+	}
+	if !bytes.Equal(data, n.savedFile("pki/sa.key")) && !bytes.Equal(data, n.savedFile("pki/"+sakeys.NextName)) {
+		n.t.Errorf("%s, right after: sa.key is neither the old signing key nor the staged one", label)
+		return
+	}
+	key, err := pki.ParsePrivateKey(data)
+	if err != nil {
+		n.t.Errorf("%s, right after: sa.key: %v", label, err)
+		return
+	}
+	pubData, err := os.ReadFile(filepath.Join(n.certDir, "sa.pub"))
+	if err != nil {
+		n.t.Errorf("%s, right after: sa.pub: %v", label, err)
+		return
+	}
+	pubs, err := pki.ParsePublicKeys(pubData)
+	if err != nil {
+		n.t.Errorf("%s, right after: sa.pub: %v", label, err)
+		return
+	}
+	if !slices.ContainsFunc(pubs, func(p crypto.PublicKey) bool { return pki.PublicKeysEqual(p, key.Public()) }) {
+		n.t.Errorf("%s, right after: sa.pub does not hold sa.key's public key", label)
 	}
 }
 
@@ -577,8 +633,9 @@ func (n *node) savedFile(rel string) []byte {
 
 // TestFaultAtEveryStep walks every writing command through an injected error at each of its file-system
 // steps (create, write, fsync, rename, link, mkdir, directory fsync), then through an abort at each step.
-// Error: the command fails naming the fault, the node's files are exactly as before and a re-run completes.
-// Abort: right after, no protected file that existed is lost or changed; the re-run recovers (finishing or
+// Error: the command fails naming the fault, the node's files are exactly as before (or, for bookkeeping after
+// the commit point, the change is complete) and a re-run completes. Abort: right after, no protected file that
+// existed is lost or changed, and those the command may change still hold every key; the re-run recovers (finishing or
 // undoing the interrupted replacement) and completes, or, for a rotation stage that had reached its commit
 // point, finds the stage done. After every re-run: no temp file anywhere, every key pair consistent, the
 // command's effect in place, no protected file changed that the command does not exist to change.
@@ -611,9 +668,13 @@ func walkCrashCase(t *testing.T, c crashCase) {
 			code, stderr, op := n.runFault(cmdTime, i, errInjected, abort, c.args...)
 			label := fmt.Sprintf("%s at step %d/%d (%s)", mode, i, steps, op)
 			kinds[mode+" "+strings.Fields(op)[0]]++
+			committed := false
 			switch {
 			case abort:
 				n.checkProtected(label+", right after", before, c.mayChange)
+				if c.afterAbort != nil {
+					c.afterAbort(n, label)
+				}
 			case code == 0:
 				// Only a step after the transaction ended (removing the kept old files, syncing) can fail
 				// without failing the command; the command's work is then complete.
@@ -626,14 +687,23 @@ func walkCrashCase(t *testing.T, c crashCase) {
 					t.Errorf("%s: exit %d without naming the fault: %s", label, code, stderr)
 				}
 				n.checkBookkeeping(label)
-				n.checkUnchanged(label, before)
-				n.checkConsistent(label, cmdTime, false)
+				if len(nodeDiff(before, n.snap())) > 0 && afterCommit(op) {
+					// A step after the change was committed failed (appending to the audit log, removing
+					// the staged sa key): the command reports it, and the change itself is complete.
+					committed = true
+					kinds["error after the commit: "+op]++
+					c.effect(n, before)
+					n.checkConsistent(label, cmdTime, true)
+				} else {
+					n.checkUnchanged(label, before)
+					n.checkConsistent(label, cmdTime, false)
+				}
 			}
 			// The re-run: recovery first, then the command.
 			code, _, stderr = n.run(cmdTime, c.args...)
 			switch {
 			case code == 0:
-			case c.stage && abort && code == 3 && strings.Contains(stderr, "refused"):
+			case c.stage && (abort || committed) && code == 3 && strings.Contains(stderr, "refused"):
 				recovered["stage found done"]++ // the aborted run had committed
 			default:
 				t.Fatalf("%s: re-run: exit %d: %s", label, code, stderr)
@@ -661,6 +731,14 @@ func walkCrashCase(t *testing.T, c crashCase) {
 		t.Error("no abort left a journalled replacement for recovery to complete")
 	}
 	t.Logf("%d steps; failed: %v; recovery: %v", steps, kinds, recovered)
+}
+
+// afterCommit reports whether a failed step ("<op> <path>") can be bookkeeping that follows the commit
+// point: the audit log, or removing a file the committed change made obsolete and syncing its directory.
+// Only there may an error leave the node changed (and then the change must be complete).
+func afterCommit(op string) bool {
+	kind, path, _ := strings.Cut(op, " ")
+	return path == "audit.log" || kind == string(pki.OpRemove) || kind == string(pki.OpSyncDir)
 }
 
 // Key hygiene.
