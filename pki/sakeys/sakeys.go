@@ -251,7 +251,8 @@ func (s *State) Promote() error {
 		return err
 	}
 	// A crash here leaves sa.key.next identical to sa.key, which Read reports as LeftoverNext.
-	return s.removeNext()
+	s.cleanupNext()
+	return nil
 }
 
 // Prune rewrites sa.pub with the public key of sa.key alone; tokens signed by older keys stop being
@@ -274,9 +275,16 @@ func (s *State) Prune() ([]KeyInfo, error) {
 		}
 	}
 	if s.LeftoverNext {
-		return removed, s.removeNext()
+		s.cleanupNext()
 	}
 	return removed, nil
+}
+
+// cleanupNext removes an sa.key.next that sa.key already holds, after the step's commit. The step is
+// complete without it, so a failure is not the step's failure: the copy left behind is identical to
+// sa.key, Read reports it as LeftoverNext (status shows it) and the next promote or prune removes it.
+func (s *State) cleanupNext() {
+	_ = s.removeNext() // see above: a leftover is reported by Read and removed by the next step
 }
 
 func (s *State) removeNext() error {
