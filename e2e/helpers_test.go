@@ -302,17 +302,6 @@ func errExited(p *process) error {
 	return fmt.Errorf("%s exited early (%v); log tail:\n%s", p.name, err, p.tail(40))
 }
 
-// writeFile writes a test input file, failing the test on error.
-func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // readFile reads a file, failing the test on error.
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()

@@ -410,10 +410,3 @@ func etcdctl(t *testing.T, node nodes.Node, args ...string) []byte {
 	}
 	return out
 }
-
-func tail(lines []string, n int) string {
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

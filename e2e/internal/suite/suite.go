@@ -237,7 +237,7 @@ func Sweep(root string, now time.Time) (removed []string, err error) {
 }
 
 func stale(p string, now time.Time) bool {
-	owner, err := os.ReadFile(filepath.Join(p, OwnerFile))
+	owner, err := os.ReadFile(filepath.Join(p, OwnerFile)) // #nosec G304 -- the owner file of a run directory under the suite's own temp root
 	if errors.Is(err, fs.ErrNotExist) {
 		fi, err := os.Stat(p)
 		return err == nil && now.Sub(fi.ModTime()) > orphanAge
@@ -258,7 +258,7 @@ func stale(p string, now time.Time) bool {
 // reaches everything it spawns), SIGKILLed by the kernel if this process dies (Pdeathsig), and, when ctx
 // ends, the whole group is killed rather than the leader alone.
 func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := Prepare(exec.CommandContext(ctx, name, args...))
+	cmd := Prepare(exec.CommandContext(ctx, name, args...)) // #nosec G204 -- the suite runs the binaries under test (k8scrypto, etcd, kube-apiserver, kubeadm) with arguments it builds itself
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
 }
