@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"io/fs"
 	"maps"
 	"math/big"
 	"os"
@@ -453,7 +454,8 @@ func TestReadOnlyDirectoryForReal(t *testing.T) {
 
 // TestBadInputTableIsTheREADMEs: the README's bad-input table (its "Row" column, comma-separated where one
 // line stands for several rows) names exactly the rows of badInputs, so neither can gain a case the other
-// lacks. docs/bad-input.md links to the README instead of repeating the table.
+// lacks; a row given as a test name in backquotes is another package's test, which must exist.
+// docs/bad-input.md links to the README instead of repeating the table.
 func TestBadInputTableIsTheREADMEs(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
@@ -486,6 +488,16 @@ func TestBadInputTableIsTheREADMEs(t *testing.T) {
 	if !header || len(documented) == 0 {
 		t.Fatal(`the README's bad-input table has no "Row" column`)
 	}
+	// A row in backquotes is another package's test (the file layer's, the config loader's): it must exist.
+	for row := range documented {
+		if name, isTest := strings.CutPrefix(row, "`"); isTest {
+			delete(documented, row)
+			name = strings.TrimSuffix(name, "`")
+			if !testExists(t, name) {
+				t.Errorf("README.md's table points at %s, which no _test.go file defines", name)
+			}
+		}
+	}
 	tested := map[string]bool{}
 	for _, bi := range badInputs() {
 		tested[bi.name] = true
@@ -503,4 +515,30 @@ func TestBadInputTableIsTheREADMEs(t *testing.T) {
 	} else if strings.Contains(string(docs), "| Row |") {
 		t.Error("docs/bad-input.md repeats the bad-input table: keep it in README.md only")
 	}
+}
+
+// testExists reports whether a _test.go file of the module defines func name.
+func testExists(t *testing.T, name string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(filepath.Join("..", ".."), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != filepath.Join("..", "..") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(p, "_test.go") {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			found = strings.Contains(string(data), "\nfunc "+name+"(t *testing.T)")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
