@@ -20,19 +20,36 @@ type Lock struct{ f *os.File }
 // AcquireLock takes the lock on dir, polling until timeout (0 means try once). Overlapping cron runs wait
 // for each other instead of interleaving.
 func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
-	if err := EnsureDir(dir, ModeDir, false); err != nil {
-		return nil, withHint(err)
-	}
-	path := filepath.Join(dir, LockName)
-	f, err := openPrivate(path, os.O_RDWR)
-	if err != nil {
-		return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
-	}
 	deadline := time.Now().Add(timeout)
+	for {
+		if err := EnsureDir(dir, ModeDir, false); err != nil {
+			return nil, withHint(err)
+		}
+		path := filepath.Join(dir, LockName)
+		f, err := openPrivate(path, os.O_RDWR)
+		if err != nil {
+			return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
+		}
+		locked, err := flockUntil(f, path, deadline, timeout)
+		if err != nil {
+			return nil, err
+		}
+		// A failed first run removes the directory it created, lock file included (CreatedDirs.RemoveIfUnused),
+		// while a run waiting here still has the old file open: holding a lock on a file no longer at path
+		// would let a third run lock a new one beside us. Only a lock on the file at path counts.
+		if sameFile(locked, path) {
+			return &Lock{f: locked}, nil
+		}
+		_ = locked.Close() // a lock on an unlinked file protects nothing; take the one at path
+	}
+}
+
+// flockUntil takes the exclusive flock on f, polling until deadline. On error f is closed.
+func flockUntil(f *os.File, path string, deadline time.Time, timeout time.Duration) (*os.File, error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return &Lock{f: f}, nil
+			return f, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			_ = f.Close() // not locked: nothing is held, the lock error is the one to report
@@ -44,6 +61,16 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// sameFile reports whether the open file f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	held, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Lstat(path)
+	return err == nil && os.SameFile(held, now)
 }
 
 // Release drops the lock.

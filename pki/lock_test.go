@@ -51,3 +51,35 @@ func TestLockExcludes(t *testing.T) {
 		t.Errorf("second Release: %v", err)
 	}
 }
+
+// TestLockFollowsARemovedLockFile: a failed first run removes the directory it created, lock file and all,
+// while another run waits on that file. The waiter must end up holding the lock at the path, so a third
+// run is still excluded, rather than a lock on the unlinked file beside a new one.
+func TestLockFollowsARemovedLockFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	first, err := pki.AcquireLock(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter := make(chan *pki.Lock, 1)
+	go func() {
+		l, err := pki.AcquireLock(dir, 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		waiter <- l
+	}()
+	time.Sleep(300 * time.Millisecond) // the waiter has opened the old lock file and polls flock on it
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Release(); err != nil {
+		t.Fatal(err)
+	}
+	second := <-waiter
+	defer func() { _ = second.Release() }()
+	if third, err := pki.AcquireLock(dir, 0); err == nil {
+		_ = third.Release()
+		t.Fatal("a third run got the lock while the waiter held one: the waiter locked the removed file")
+	}
+}
