@@ -202,6 +202,10 @@ func (d *Data) tightenModes() error {
 	}
 	for _, path := range d.tighten {
 		if from, to, ok := d.needsTightening(path); ok {
+			// chmod follows links: a linked directory inside the tree would tighten files outside it.
+			if err := pki.CheckNoLinksBelow(d.Cfg.CertDir, path); err != nil {
+				return err
+			}
 			if err := os.Chmod(path, to); err != nil {
 				return fmt.Errorf("--strict-permissions: tightening %s from %04o to %04o: %w", path, from, to, err)
 			}
@@ -293,6 +297,12 @@ func (d *Data) commit() error {
 		dirs = append(dirs, dir)
 	}
 	slices.Sort(dirs) // parents before children
+	for _, dir := range dirs {
+		// EnsureDir may chmod an existing directory: refuse a linked one before, not only at Commit.
+		if err := pki.CheckNoLinksBelow(d.Cfg.CertDir, filepath.Join(dir, "_")); err != nil {
+			return err
+		}
+	}
 	for _, dir := range dirs {
 		missing, err := missingDirs(dir)
 		if err != nil {

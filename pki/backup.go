@@ -69,7 +69,9 @@ func (b *BackupSet) Save(path string) (string, error) {
 	if !info.Mode().IsRegular() {
 		return "", fmt.Errorf("backing up %s: not a regular file (k8scrypto does not follow symbolic links: replace the link with the file it points to)", abs)
 	}
-	data, err := os.ReadFile(abs) // #nosec G304 -- a file this run is about to replace, checked regular above
+	// No-follow and bounded: the check above and the read are two steps, and a file swapped in between
+	// must not be a link or a device.
+	data, err := ReadFileNoFollow(abs, MaxConfigSize)
 	if err != nil {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}

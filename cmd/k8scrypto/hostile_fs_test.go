@@ -42,6 +42,8 @@ func TestLinkedSubdirectoryNeverWritten(t *testing.T) {
 	}{
 		{"init", false, []string{"init"}},
 		{"renew certs --force", true, []string{"renew", "certs", "--force"}},
+		// Everything is reused, so nothing is committed: only the mode tightening could follow the link.
+		{"init --strict-permissions", true, []string{"init", "--strict-permissions"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := newNode(t)
