@@ -205,6 +205,9 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 				return err
 			}
 			res := encryptionStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: encryption.Describe(ec)}
+			for _, w := range res.Warnings {
+				g.log.Warn(w)
+			}
 			if res.APIServer, err = f.apiserver.view(cmd.Context(), fileHash); err != nil {
 				return err
 			}

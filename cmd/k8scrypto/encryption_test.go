@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -557,5 +558,39 @@ current-context: x
 	code, _, stderr = c.exec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig)
 	if code == 0 || !strings.Contains(stderr, "403") || !strings.Contains(stderr, "/metrics") {
 		t.Errorf("status with /metrics forbidden: exit %d, %s", code, stderr)
+	}
+}
+
+// TestEncryptionStatusWarnsOfAShortAESKey: status still reads a file whose aescbc key is not AES-256 (the
+// apiserver accepts 16 and 24 bytes), but says so on stderr, naming the key and not quoting it.
+func TestEncryptionStatusWarnsOfAShortAESKey(t *testing.T) {
+	c := newEncCase(t)
+	if err := os.MkdirAll(c.certDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
+	cfg := `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - aescbc:
+      keys:
+      - name: legacy
+        secret: ` + secret + `
+  - identity: {}
+`
+	if err := os.WriteFile(c.encPath(), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := c.exec("encryption", "status", "--cert-dir", c.certDir, "--audit-log", c.audit)
+	if code != 0 {
+		t.Fatalf("status exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "legacy") || !strings.Contains(stderr, "32") {
+		t.Errorf("stderr does not warn about the 16-byte key %q:\n%s", "legacy", stderr)
+	}
+	if strings.Contains(stdout+stderr, secret) {
+		t.Error("status output quotes the key")
 	}
 }
