@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -308,8 +307,6 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 	}
 	return d.stagePair(spec, cert, key, nil)
 }
-
-var errNotRegular = errors.New("not a regular file")
 
 // reissueFix says how to replace a leaf that cannot be reused. With the CA's key that is "renew certs NAME
 // --force" with the flags that decide this run's SANs: without them renew keeps the old certificate's SANs,

@@ -303,9 +303,11 @@ func pendingHook(root string, res phases.RenewResult, haveHook bool, log *slog.L
 		return h
 	}
 	data, _ := json.Marshal(h)
-	if err := pki.EnsureDir(root, pki.ModeStrictDir, false); err == nil {
+	err := pki.EnsureDir(root, pki.ModeStrictDir, false)
+	if err == nil {
 		err = pki.WriteFileAtomic(h.path, data, pki.ModeKey)
-	} else {
+	}
+	if err != nil {
 		log.Warn("could not record that --on-renew is pending; a failed hook will not be retried", "file", h.path, "error", err)
 	}
 	return h
