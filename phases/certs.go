@@ -282,7 +282,9 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 	case haveCrt:
 		return fmt.Errorf("%s exists but its key %s does not: restore the key, or %s", crtPath, keyPath, fix)
 	case haveKey:
-		return fmt.Errorf("%s exists but its certificate %s does not: restore the certificate, or %s", keyPath, crtPath, fix)
+		// Renew needs the old certificate (it keeps its subject and SANs), so the fix here is the key's: k8scrypto
+		// does not replace a private key on its own, and a key without its certificate is of no use.
+		return fmt.Errorf("%s exists but its certificate %s does not: restore the certificate, or move the key out of the directory (keep it until the cluster works) and re-run to create a new pair", keyPath, crtPath)
 	}
 	if ca.Key == nil && ca.Cert.Raw != nil {
 		return fmt.Errorf("external CA mode: %s has no key, so %s must be provided (signed by that CA) at %s and %s",

@@ -233,7 +233,7 @@ func badInputs() []badInput {
 				os.Symlink(out, filepath.Join(n.certDir, "apiserver.key"))
 				return out
 			},
-			code: 1, where: []string{"pki/apiserver.key exists but its certificate", "pki/apiserver.crt does not"}, fix: []string{"restore the certificate, or"}},
+			code: 1, where: []string{"pki/apiserver.key exists but its certificate", "pki/apiserver.crt does not"}, fix: []string{"restore the certificate, or move the key out of the directory", "re-run"}},
 		{name: "read-only directory", args: []string{"init"}, fault: pki.OpCreate, faultErr: syscall.EROFS,
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
 			code:  1, where: []string{"pki/.k8scrypto.lock", "read-only file system"}, fix: []string{"remount it read-write"}},
