@@ -2,6 +2,7 @@ package phases_test
 
 import (
 	"errors"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -123,7 +124,7 @@ func TestRunCrashAtEveryStep(t *testing.T) {
 		}
 		after := regularFiles(t, cfg.CertDir)
 		switch {
-		case equalFiles(before, after):
+		case maps.Equal(before, after):
 			sawOld = true
 		case len(after) == 2*len(cfg.Certs())+2:
 			sawNew = true
@@ -173,16 +174,4 @@ func regularFiles(t *testing.T, dir string) map[string]string {
 		}
 	}
 	return out
-}
-
-func equalFiles(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"io/fs"
+	"maps"
 	"math"
 	"math/big"
 	"net"
@@ -210,7 +211,7 @@ func TestMatchesKubeadm(t *testing.T) {
 func compareTrees(t *testing.T, ours, theirs string, ourNow, theirNow time.Time) {
 	t.Helper()
 	a, b := modes(t, ours), modes(t, theirs)
-	if !mapsEqualModes(a, b) {
+	if !maps.Equal(a, b) {
 		t.Fatalf("file trees differ:\n k8scrypto: %v\n kubeadm:   %v", a, b)
 	}
 	certs := map[string][2]*x509.Certificate{}
@@ -397,16 +398,4 @@ func modes(t *testing.T, root string) map[string]fs.FileMode {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func mapsEqualModes(a, b map[string]fs.FileMode) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

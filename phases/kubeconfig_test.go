@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,7 +222,7 @@ func TestKubeconfigRerunReusesEverythingByteForByte(t *testing.T) {
 	e.mustRun(pkitest.Now)
 	before := kcHashes(t, e.certDir, e.kubeDir)
 	d := e.mustRun(pkitest.Now.Add(24 * time.Hour))
-	if after := kcHashes(t, e.certDir, e.kubeDir); !mapsEqual(before, after) {
+	if after := kcHashes(t, e.certDir, e.kubeDir); !maps.Equal(before, after) {
 		t.Errorf("re-run changed files:\nbefore %v\nafter  %v", before, after)
 	}
 	for _, r := range d.Result().Files {
@@ -229,18 +230,6 @@ func TestKubeconfigRerunReusesEverythingByteForByte(t *testing.T) {
 			t.Errorf("%s: %s, want reused", r.Path, r.Action)
 		}
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestKubeconfigReuseRefusals: every way an existing file can be wrong gives an error naming the file and the
@@ -341,7 +330,7 @@ func TestKubeconfigReuseRefusals(t *testing.T) {
 					t.Errorf("error %q lacks %q", msg, w)
 				}
 			}
-			if after := kcHashes(t, e.certDir, e.kubeDir); !mapsEqual(before, after) {
+			if after := kcHashes(t, e.certDir, e.kubeDir); !maps.Equal(before, after) {
 				t.Error("a refused run changed files")
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -238,7 +239,7 @@ func TestRenewNothingDueChangesNothing(t *testing.T) {
 	if len(res.Renewed()) != 0 || len(res.Problems()) != 0 || res.BackupDir != "" {
 		t.Errorf("renewed %v, problems %v, backups %q; want none", res.Renewed(), res.Problems(), res.BackupDir)
 	}
-	if after := snapshot(t, e.dir); !sameFiles(before, after) {
+	if after := snapshot(t, e.dir); !maps.Equal(before, after) {
 		t.Errorf("files changed on a run with nothing due:\nbefore %v\nafter  %v", before, after)
 	}
 	it := itemsBy(res)["apiserver"]
@@ -280,18 +281,6 @@ func TestRenewNothingDueSweepsPartialBackups(t *testing.T) {
 	if _, err := os.Lstat(partial); err != nil {
 		t.Errorf("a dry run removed a file: %v", err)
 	}
-}
-
-func sameFiles(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRenewAllDue(t *testing.T) {
@@ -677,7 +666,7 @@ func TestRenewDryRunWritesNothing(t *testing.T) {
 	if got := namesWith(res, RenewWouldRenew); !slices.Equal(got, allLeafNames) || !res.DryRun {
 		t.Errorf("would renew %v", got)
 	}
-	if after := snapshot(t, e.dir); !sameFiles(before, after) {
+	if after := snapshot(t, e.dir); !maps.Equal(before, after) {
 		t.Error("dry run changed files")
 	}
 }
@@ -748,7 +737,7 @@ func TestRenewValidatesOptions(t *testing.T) {
 			t.Errorf("options %+v accepted", o)
 		}
 	}
-	if !sameFiles(before, snapshot(t, e.dir)) {
+	if !maps.Equal(before, snapshot(t, e.dir)) {
 		t.Error("a rejected run changed files")
 	}
 	// An explicit threshold replaces the third of the lifetime.
@@ -1059,7 +1048,7 @@ func TestRenewBeforeCommitErrorReplacesNothing(t *testing.T) {
 	if len(seen) != len(allLeafNames) {
 		t.Errorf("BeforeCommit saw renewed %v, want every leaf", seen)
 	}
-	if after := snapshot(t, e.certDir, e.kubeDir); !sameFiles(before, after) {
+	if after := snapshot(t, e.certDir, e.kubeDir); !maps.Equal(before, after) {
 		t.Error("files changed")
 	}
 	if ents, _ := os.ReadDir(e.backupDir); len(ents) != 0 {
@@ -1088,7 +1077,7 @@ func TestRenewBackupRootUnusable(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("Renew did not return within a minute")
 	}
-	if after := snapshot(t, e.certDir, e.kubeDir); !sameFiles(before, after) {
+	if after := snapshot(t, e.certDir, e.kubeDir); !maps.Equal(before, after) {
 		t.Error("files changed")
 	}
 }

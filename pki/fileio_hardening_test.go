@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -360,7 +361,7 @@ func TestFaultHookSeesBookkeepingSteps(t *testing.T) {
 	if _, err := pki.Recover(fx.dir, fx.dir, filepath.Join(fx.dir, "etcd")); err != nil {
 		t.Fatal(err)
 	}
-	if got := contents(t, fx.dir); !sameContents(got, fx.old) {
+	if got := contents(t, fx.dir); !maps.Equal(got, fx.old) {
 		t.Errorf("after Recover finished the undo: %v, want %v", got, fx.old)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -77,18 +78,6 @@ func contents(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func sameContents(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // countingHook counts file-system steps and runs act on step n (1-based).
 func countingHook(n int, act func(op pki.Op, path string) error) (func(pki.Op, string) error, *int) {
 	calls := 0
@@ -131,13 +120,13 @@ func TestCommitFailsAtEveryStep(t *testing.T) {
 			if d := pkitest.Diff(before, pkitest.MustSnapshot(t, fx.dir)); len(d) > 0 {
 				t.Errorf("step %d (%s) failed but the directory changed:\n%s", n, failedOp, strings.Join(d, "\n"))
 			}
-		} else if got := contents(t, fx.dir); !sameContents(got, fx.new) {
+		} else if got := contents(t, fx.dir); !maps.Equal(got, fx.new) {
 			t.Errorf("step %d (%s) failure was ignored but the content is %v", n, failedOp, got)
 		}
 		if err := pki.Commit(fx.dir, fx.files); err != nil {
 			t.Fatalf("step %d: re-run failed: %v", n, err)
 		}
-		if got := contents(t, fx.dir); !sameContents(got, fx.new) {
+		if got := contents(t, fx.dir); !maps.Equal(got, fx.new) {
 			t.Errorf("step %d: after the re-run the content is %v", n, got)
 		}
 	}
@@ -179,9 +168,9 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 			t.Fatalf("step %d: Recover: %v", n, err)
 		}
 		switch got := contents(t, fx.dir); {
-		case sameContents(got, fx.old):
+		case maps.Equal(got, fx.old):
 			sawOld = true
-		case sameContents(got, fx.new):
+		case maps.Equal(got, fx.new):
 			sawNew = true
 		default:
 			t.Errorf("crash at step %d: recovered to a mix: %v", n, got)
@@ -232,7 +221,7 @@ func TestCommitCrashWhileUndoing(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "injected fault") {
 				t.Fatalf("k=%d: Commit = %v, want the injected rename failure", k, err)
 			}
-			if got := contents(t, fx.dir); !sameContents(got, fx.old) {
+			if got := contents(t, fx.dir); !maps.Equal(got, fx.old) {
 				t.Errorf("k=%d: failed commit left %v", k, got)
 			}
 			if !undone {
@@ -245,9 +234,9 @@ func TestCommitCrashWhileUndoing(t *testing.T) {
 			t.Fatalf("k=%d: Recover: %v", k, err)
 		}
 		switch got := contents(t, fx.dir); {
-		case sameContents(got, fx.old):
+		case maps.Equal(got, fx.old):
 			undone = undone || len(rep.RolledBack) > 0
-		case sameContents(got, fx.new) && len(rep.RolledForward) > 0:
+		case maps.Equal(got, fx.new) && len(rep.RolledForward) > 0:
 		default:
 			t.Errorf("crash %d steps into the undo recovered to %v (report %+v)", k, got, rep)
 		}
@@ -295,7 +284,7 @@ func TestRecoverRollsForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := contents(t, fx.dir); !sameContents(got, fx.new) {
+	if got := contents(t, fx.dir); !maps.Equal(got, fx.new) {
 		t.Errorf("content %v, want %v", got, fx.new)
 	}
 	if len(rep.RolledForward) != 1 || !strings.HasSuffix(rep.RolledForward[0], "ca.crt") {
@@ -313,7 +302,7 @@ func TestRecoverFinishesRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := contents(t, fx.dir); !sameContents(got, fx.old) {
+	if got := contents(t, fx.dir); !maps.Equal(got, fx.old) {
 		t.Errorf("content %v, want the old %v", got, fx.old)
 	}
 	if len(rep.RolledBack) != 3 {
@@ -330,7 +319,7 @@ func TestRecoverRemovesLeftovers(t *testing.T) {
 	if err != nil || len(rep.Removed) != 2 {
 		t.Fatalf("Recover: %+v, %v", rep, err)
 	}
-	if got := contents(t, dir); !sameContents(got, map[string]string{"ca.crt": "x"}) {
+	if got := contents(t, dir); !maps.Equal(got, map[string]string{"ca.crt": "x"}) {
 		t.Errorf("content %v", got)
 	}
 }
@@ -475,7 +464,7 @@ func TestJournalSurvivesAnotherWorkingDirectory(t *testing.T) {
 	if _, err := pki.Recover(fx.dir, fx.dir, filepath.Join(fx.dir, "etcd")); err != nil {
 		t.Fatal(err)
 	}
-	if got := contents(t, fx.dir); !sameContents(got, fx.new) {
+	if got := contents(t, fx.dir); !maps.Equal(got, fx.new) {
 		t.Errorf("recovered %v, want %v", got, fx.new)
 	}
 }

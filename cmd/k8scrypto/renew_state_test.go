@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,16 +106,7 @@ func sameHashes(a, b map[string]string) bool {
 		}
 		return out
 	}
-	a, b = strip(a), strip(b)
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(strip(a), strip(b))
 }
 
 // TestRenewStateFallback: without root the default /var locations cannot be written; the audit log and
