@@ -80,6 +80,10 @@ type Data struct {
 	// flags), as "renew certs" takes them; the fix suggested for a leaf that lacks SANs repeats them. Empty
 	// means the resolved values are rendered instead.
 	RenewArgs []string
+	// BeforeCommit, when set, runs once everything is staged and before the first file is replaced, with
+	// the run's result and the files about to be written: the command records its audit lines there, so
+	// a run killed after the commit still has them (the next run's recovery appends them).
+	BeforeCommit func(Result, []pki.File) error
 
 	phase   string
 	staged  []pki.File
@@ -313,6 +317,17 @@ func (d *Data) commit() error {
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
 		created = append(created, missing...)
+	}
+	if d.BeforeCommit != nil {
+		// After the directories exist (Commit's checks look at them), before the first file is replaced.
+		err := pki.CheckCommit(d.Cfg.CertDir, d.staged)
+		if err == nil {
+			err = d.BeforeCommit(d.Result(), d.staged)
+		}
+		if err != nil {
+			removeDirs(created)
+			return err
+		}
 	}
 	if err := pki.Commit(d.Cfg.CertDir, d.staged); err != nil {
 		removeDirs(created)

@@ -288,6 +288,11 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		}
 	}
 	if o.BeforeCommit != nil {
+		// Refuse what Commit would refuse before recording an intent to write it.
+		if err := pki.CheckCommit(o.Cfg.CertDir, files); err != nil {
+			unmark()
+			return res, fmt.Errorf("writing the renewed certificates: %w", err)
+		}
 		if err := o.BeforeCommit(res, files); err != nil {
 			unmark()
 			backups.Discard()

@@ -319,10 +319,10 @@ func withHint(err error) error {
 	return fmt.Errorf("%w; %s", err, hint)
 }
 
-func commit(journalDir string, files []File) error {
-	if len(files) == 0 {
-		return nil
-	}
+// CheckCommit runs the checks Commit makes before it writes anything (no file twice, no link or directory
+// in a target's place, no private file in a directory others can write, no link below journalDir), so that
+// a caller with work to do just before the commit (recording its audit intent) can refuse first.
+func CheckCommit(journalDir string, files []File) error {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f.Path] {
@@ -335,6 +335,16 @@ func commit(journalDir string, files []File) error {
 		if err := CheckNoLinksBelow(journalDir, f.Path); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func commit(journalDir string, files []File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := CheckCommit(journalDir, files); err != nil {
+		return err
 	}
 	if len(files) > 1 && journalDir == "" {
 		return errors.New("internal error: a multi-file commit needs a journal directory")

@@ -241,7 +241,7 @@ func badInputs() []badInput {
 			code: 1, where: []string{"writing the renewed certificates", "kube/admin.conf", "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
 		{name: "full backup disk (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, inBackups: true,
 			code: 1, where: []string{"backing up", "kube/admin.conf", "no space left on device", "nothing was renewed"}, fix: []string{"free space, then run the command again"}},
-		{name: "full disk (init)", args: []string{"init"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
+		{name: "full disk (init)", args: []string{"init"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, faultIn: "apiserver.key",
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
 			code:  1, where: []string{"pki/apiserver.key", "no space left on device"}, fix: []string{"free space, then run the command again"}},
 		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -182,13 +183,28 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 			return err
 		}
 		defer lock.Release()
+		// The audit lines go to disk before the commit, so that a run killed after it still has them recorded
+		// (by the next run's recovery).
+		d.BeforeCommit = func(r phases.Result, files []pki.File) error {
+			return writeAuditIntent(cfg.PKI.CertDir, auditEvents(r, d.Now, "ok"), files)
+		}
 	}
 	if err := runner.Run(ctx, d, sel); err != nil {
+		// A failed commit was undone: its intent is recorded as not applied. While a replacement is still
+		// pending (the undo failed too), the next run's recovery decides.
+		if !f.dryRun && len(pki.Interrupted(cfg.PKI.CertDir, recoverDirs(cfg.PKI, f.kubeconfigDir)...)) == 0 {
+			err = errors.Join(err, flushAuditIntent(cfg.PKI.CertDir, audit, d.Now, g.log))
+		}
 		newDirs.RemoveIfUnused(true)
 		return err
 	}
 	if err := audit.Record(auditEvents(d.Result(), d.Now, "ok")...); err != nil {
-		return err
+		return fmt.Errorf("the files are written, but %w (the next run records the lines)", err)
+	}
+	if !f.dryRun {
+		if err := clearAuditIntent(cfg.PKI.CertDir); err != nil {
+			return err
+		}
 	}
 	return printInitResult(e.stdout, g.output, d.Result())
 }
