@@ -278,7 +278,7 @@ type hookPending struct {
 func pendingHook(root string, res phases.RenewResult, haveHook bool, log *slog.Logger) *hookPending {
 	h := &hookPending{path: filepath.Join(root, hookPendingName)}
 	earlier := false
-	if data, err := os.ReadFile(h.path); err == nil { // #nosec G304 -- k8scrypto's own marker in the backup root
+	if data, err := pki.ReadFileNoFollow(h.path, pki.MaxConfigSize); err == nil {
 		earlier = json.Unmarshal(data, h) == nil
 		if !earlier {
 			log.Warn("ignoring an unreadable --on-renew marker", "file", h.path)

@@ -224,7 +224,7 @@ func clearAuditIntent(certDir string) error {
 // replacement is complete or undone, so the files all hold the new bytes or none do.
 func flushAuditIntent(certDir string, audit *pki.AuditLog, now time.Time, log *slog.Logger) error {
 	path := filepath.Join(certDir, auditIntentName)
-	data, err := os.ReadFile(path) // #nosec G304 -- k8scrypto's own file in the certificate directory
+	data, err := pki.ReadFileNoFollow(path, pki.MaxConfigSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -237,7 +237,7 @@ func flushAuditIntent(certDir string, audit *pki.AuditLog, now time.Time, log *s
 	}
 	applied := len(in.Files) > 0
 	for p, want := range in.Files {
-		got, err := os.ReadFile(p) // #nosec G304 -- a file the interrupted run replaced
+		got, err := pki.ReadFileNoFollow(p, pki.MaxConfigSize)
 		sum := sha256.Sum256(got)
 		if err != nil || hex.EncodeToString(sum[:]) != want {
 			applied = false
