@@ -574,7 +574,7 @@ func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 		}
 		for _, ent := range ents {
 			name := ent.Name()
-			if strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)) {
+			if isLeftover(name) {
 				p := filepath.Join(dir, name)
 				if err := remove(p); err != nil {
 					return rep, err
@@ -586,7 +586,13 @@ func Recover(journalDir string, dirs ...string) (RecoverReport, error) {
 	return rep, nil
 }
 
+// isLeftover reports whether a file name is a temp file or a kept previous version, which an interrupted
+// run leaves for Recover.
+func isLeftover(name string) bool {
+	return strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix))
+}
+
 // IsBookkeeping reports whether a file name is one of k8scrypto's temp, rollback or journal files.
 func IsBookkeeping(name string) bool {
-	return name == journalName || (strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)))
+	return name == journalName || isLeftover(name)
 }

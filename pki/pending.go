@@ -3,7 +3,6 @@ package pki
 import (
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // AuditRecover is the audit operation of a file that recovery completed or put back after an interrupted
@@ -21,9 +20,8 @@ func Interrupted(journalDir string, dirs ...string) []string {
 	for _, dir := range dirs {
 		ents, _ := os.ReadDir(dir) // an unreadable directory is reported by the command that reads it
 		for _, ent := range ents {
-			name := ent.Name()
-			if strings.HasPrefix(name, ".") && (strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, oldSuffix)) {
-				found = append(found, filepath.Join(dir, name))
+			if isLeftover(ent.Name()) {
+				found = append(found, filepath.Join(dir, ent.Name()))
 			}
 		}
 	}
