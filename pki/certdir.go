@@ -1,8 +1,6 @@
 package pki
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -16,28 +14,15 @@ type CreatedDirs struct {
 // (whatever the umask), before the lock is taken in it. It records what it created so that a failed first
 // run can leave the disk as it found it (RemoveIfUnused).
 func PrepareCertDir(dir string, strict bool) (*CreatedDirs, error) {
-	var missing []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		_, err := os.Lstat(d)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, withHint(err)
-		}
-		missing = append([]string{d}, missing...)
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
 	mode := ModeDir
 	if strict {
 		mode = ModeStrictDir
 	}
-	if err := EnsureDir(dir, mode, false); err != nil {
+	created, err := ensureDirCreated(dir, mode, false)
+	if err != nil {
 		return nil, withHint(err)
 	}
-	return &CreatedDirs{dirs: missing}, nil
+	return &CreatedDirs{dirs: created}, nil
 }
 
 // RemoveIfUnused removes the directories PrepareCertDir created, deepest first, as long as they are empty:

@@ -77,15 +77,21 @@ type File struct {
 // unless tighten is set, in which case group and other bits outside mode are removed. On failure the
 // directories it created are removed again.
 func EnsureDir(dir string, mode os.FileMode, tighten bool) error {
+	_, err := ensureDirCreated(dir, mode, tighten)
+	return err
+}
+
+// ensureDirCreated is EnsureDir, returning the directories it created, parents first.
+func ensureDirCreated(dir string, mode os.FileMode, tighten bool) ([]string, error) {
 	var created []string
-	err := ensureDir(dir, mode, tighten, &created)
-	if err != nil {
+	if err := ensureDir(dir, mode, tighten, &created); err != nil {
 		for i := len(created) - 1; i >= 0; i-- {
 			// Best effort, and only if still empty: the error being returned is the one to act on.
 			_ = os.Remove(created[i])
 		}
+		return nil, err
 	}
-	return err
+	return created, nil
 }
 
 func ensureDir(dir string, mode os.FileMode, tighten bool, created *[]string) error {
