@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -190,10 +189,8 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 		}
 	}
 	if err := runner.Run(ctx, d, sel); err != nil {
-		// A failed commit was undone: its intent is recorded as not applied. While a replacement is still
-		// pending (the undo failed too), the next run's recovery decides.
-		if !f.dryRun && len(pki.Interrupted(cfg.PKI.CertDir, recoverDirs(cfg.PKI, f.kubeconfigDir)...)) == 0 {
-			err = errors.Join(err, flushAuditIntent(cfg.PKI.CertDir, audit, d.Now, g.log))
+		if !f.dryRun {
+			err = flushAfterFailedCommit(err, cfg.PKI, f.kubeconfigDir, audit, d.Now, g.log)
 		}
 		newDirs.RemoveIfUnused(true)
 		return err

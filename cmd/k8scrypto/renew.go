@@ -214,10 +214,8 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 		if aerr := audit.Record(pki.AuditEvent{Time: o.Now, Operation: pki.AuditRenew, File: cfg.CertDir, Outcome: err.Error()}); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
-		// A failed commit was undone: its intent is recorded as not applied. While a replacement is still
-		// pending (the undo failed too), the next run's recovery decides.
-		if !f.dryRun && len(pki.Interrupted(cfg.CertDir, recoverDirs(cfg, f.kubeconfigDir)...)) == 0 {
-			err = errors.Join(err, flushAuditIntent(cfg.CertDir, audit, o.Now, g.log))
+		if !f.dryRun {
+			err = flushAfterFailedCommit(err, cfg, f.kubeconfigDir, audit, o.Now, g.log)
 		}
 		return err
 	}

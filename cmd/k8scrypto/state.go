@@ -261,6 +261,16 @@ func flushAuditIntent(certDir string, audit *pki.AuditLog, now time.Time, log *s
 	return clearAuditIntent(certDir)
 }
 
+// flushAfterFailedCommit adds to a failed run's error the recording of its audit intent: a failed commit was
+// undone, so the intent is recorded as not applied. While a replacement is still pending (the undo failed
+// too), err is returned as it is and the next run's recovery decides.
+func flushAfterFailedCommit(err error, cfg *pki.Config, kubeconfigDir string, audit *pki.AuditLog, now time.Time, log *slog.Logger) error {
+	if len(pki.Interrupted(cfg.CertDir, recoverDirs(cfg, kubeconfigDir)...)) > 0 {
+		return err
+	}
+	return errors.Join(err, flushAuditIntent(cfg.CertDir, audit, now, log))
+}
+
 func absPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a
