@@ -96,16 +96,8 @@ func InitConfigurationPatch(rendered []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if certDir, _ := cc["certificatesDir"].(string); certDir != "" {
-		doc = remapPaths(doc, filepath.Clean(certDir), NodeCertDir).(map[string]any)
-	}
-	doc["apiVersion"] = "kubeadm.k8s.io/v1beta4"
-	doc["kind"] = "InitConfiguration"
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return "", err
-	}
-	return string(out), nil
+	certDir, _ := cc["certificatesDir"].(string)
+	return patch(doc, "InitConfiguration", certDir)
 }
 
 // Marshal writes the cluster configuration as kind reads it.
@@ -125,11 +117,17 @@ func ClusterConfigurationPatch(rendered []byte) (string, error) {
 	for _, k := range clusterConfigOwnedByKind {
 		delete(doc, k)
 	}
+	return patch(doc, "ClusterConfiguration", certDir)
+}
+
+// patch finishes a kubeadmConfigPatches entry: paths under certDir (when set) are moved to NodeCertDir,
+// and the document is marked as the kubeadm v1beta4 kind it patches.
+func patch(doc map[string]any, kind, certDir string) (string, error) {
 	if certDir != "" {
 		doc = remapPaths(doc, filepath.Clean(certDir), NodeCertDir).(map[string]any)
 	}
 	doc["apiVersion"] = "kubeadm.k8s.io/v1beta4"
-	doc["kind"] = "ClusterConfiguration"
+	doc["kind"] = kind
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		return "", err
