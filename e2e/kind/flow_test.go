@@ -368,24 +368,18 @@ func waitReadyz(ctx context.Context, server, caFile string) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, Timeout: 5 * time.Second}
-	var last error
-	for {
+	return poll(ctx, func(context.Context) error {
 		resp, err := c.Get(server + "/readyz")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok" {
-				return nil
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, b)
+		if err != nil {
+			return err
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(time.Second):
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok" {
+			return nil
 		}
-	}
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	})
 }
 
 // etcdctl runs etcdctl inside the node's etcd container as the healthcheck client, against the member's
