@@ -272,10 +272,6 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// SyncDir fsyncs a directory, through the fault hook, so that entries just created or removed in it
-// survive a crash.
-func SyncDir(dir string) error { return syncDir(dir) }
-
 func rename(from, to string) error {
 	if err := fault(OpRename, to); err != nil {
 		return err
