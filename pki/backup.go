@@ -90,7 +90,7 @@ func (b *BackupSet) Save(path string) (string, error) {
 	}
 	if !b.swept {
 		b.swept = true
-		sweepBackups(b.Root)
+		SweepBackups(b.Root)
 	}
 	if err := EnsureDir(filepath.Dir(dst), ModeStrictDir, false); err != nil {
 		return "", fmt.Errorf("creating backup directory: %w", err)
@@ -113,13 +113,11 @@ func (b *BackupSet) Discard() {
 	}
 }
 
-// SweepBackups is sweepBackups for a run that may not take a backup itself: recovery must not depend on
-// the next run having something to back up.
-func SweepBackups(root string) { sweepBackups(root) }
-
-// sweepBackups removes the temp files a run killed while copying left in its backup directory: each is a
-// partial copy, and its complete original was never replaced (backups are taken before any write).
-func sweepBackups(root string) {
+// SweepBackups removes the temp files a run killed while copying left in its backup directory: each is a
+// partial copy, and its complete original was never replaced (backups are taken before any write). Save
+// sweeps before its first copy; a run that may not take a backup itself calls it too, so that recovery
+// does not depend on the next run having something to back up.
+func SweepBackups(root string) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return
