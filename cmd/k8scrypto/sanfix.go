@@ -1,9 +1,6 @@
 package main
 
-import (
-	"path/filepath"
-	"strings"
-)
+import "strings"
 
 // renewArgs are the flags of this run that decide certificate SANs and key algorithm, as "renew certs"
 // takes them (it shares clusterFlags). The fix init suggests for a certificate lacking SANs repeats them:
@@ -12,11 +9,7 @@ import (
 func (f *clusterFlags) renewArgs() []string {
 	var args []string
 	if f.configFile != "" {
-		path := f.configFile
-		if abs, err := filepath.Abs(path); err == nil {
-			path = abs // the command may be run from another directory
-		}
-		args = append(args, "--config", path)
+		args = append(args, "--config", absPath(f.configFile)) // the command may be run from another directory
 	}
 	o := f.overrides
 	add := func(flag, value string) {
