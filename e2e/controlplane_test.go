@@ -79,8 +79,8 @@ func sharedControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	b := requireBins(t)
 	sharedOnce.Do(func() {
-		cp := &controlPlane{Dir: filepath.Join(suiteDir, "shared"), bins: b}
-		onSuiteExit(cp.Stop)
+		cp := &controlPlane{Dir: filepath.Join(suite.Dir(), "shared"), bins: b}
+		suite.OnExit(cp.Stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
 		sharedCPErr = cp.start(ctx, t.Logf)

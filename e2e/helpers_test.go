@@ -24,7 +24,6 @@ import (
 // first use. suite.Main tears both down after every test ran, pass or fail, and also on SIGINT/SIGTERM or
 // just before -timeout (see package suite).
 var (
-	suiteDir    string // suite.Dir(): this run's directory, also TMPDIR; removed at teardown
 	buildOnce   sync.Once
 	buildPath   string
 	buildErr    error
@@ -42,19 +41,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(suite.Main(runWithDir{m}, "local"))
+	os.Exit(suite.Main(m, "local"))
 }
-
-// runWithDir sets suiteDir once suite.Main has made it, before any test runs.
-type runWithDir struct{ m *testing.M }
-
-func (r runWithDir) Run() int {
-	suiteDir = suite.Dir()
-	return r.m.Run()
-}
-
-// onSuiteExit registers f to run after every test (or when the run is interrupted), in reverse order.
-func onSuiteExit(f func()) { suite.OnExit(f) }
 
 // inCI reports whether the environment says it is a CI run, where a missing binary is a failure rather than
 // a reason to skip (make e2e builds them first).
@@ -122,7 +110,7 @@ func k8scrypto(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		out := filepath.Join(suiteDir, "bin", "k8scrypto")
+		out := filepath.Join(suite.Dir(), "bin", "k8scrypto")
 		cmd := suite.Command(context.Background(), "go", "build", "-o", out, "./cmd/k8scrypto")
 		cmd.Dir = root
 		if b, err := suite.CombinedOutput(cmd); err != nil {
