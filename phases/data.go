@@ -308,7 +308,7 @@ func (d *Data) commit() error {
 		}
 	}
 	for _, dir := range dirs {
-		missing, err := missingDirs(dir)
+		missing, err := pki.MissingDirs(dir)
 		if err != nil {
 			return err
 		}
@@ -334,27 +334,6 @@ func (d *Data) commit() error {
 		return err
 	}
 	return d.tightenModes()
-}
-
-// missingDirs lists dir and its ancestors that do not exist yet, deepest last.
-func missingDirs(dir string) ([]string, error) {
-	var out []string
-	for {
-		_, err := os.Lstat(dir)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		out = append([]string{dir}, out...)
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return out, nil
 }
 
 func removeDirs(dirs []string) {
