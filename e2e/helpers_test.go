@@ -187,7 +187,7 @@ func startProcess(name, logPath, bin string, args ...string) (*process, error) {
 		return nil, fmt.Errorf("%s: opening log: %w", name, err)
 	}
 	fmt.Fprintf(lf, "=== %s %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(args, " "))
-	cmd := suite.Prepare(exec.Command(bin, args...))
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := suite.Start(cmd); err != nil {
 		lf.Close()

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -273,12 +274,10 @@ func Prepare(cmd *exec.Cmd) *exec.Cmd {
 	return cmd
 }
 
-// Start starts a prepared cmd and registers its process group, so Teardown stops it if the run ends
-// while it runs. Pair it with Wait.
+// Start prepares cmd (see Prepare), starts it and registers its process group, so Teardown stops it if
+// the run ends while it runs. Pair it with Wait.
 func Start(cmd *exec.Cmd) error {
-	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
-		Prepare(cmd)
-	}
+	Prepare(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -319,18 +318,14 @@ func CombinedOutput(cmd *exec.Cmd) ([]byte, error) {
 func Groups() map[int]string {
 	mu.Lock()
 	defer mu.Unlock()
-	out := make(map[int]string, len(groups))
-	for k, v := range groups {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(groups)
 }
 
 // TerminateGroups sends SIGTERM to every registered process group, waits up to grace for them to go, and
 // SIGKILLs what is left.
 func TerminateGroups(grace time.Duration) {
 	all := Groups()
-	waiting := Groups()
+	waiting := maps.Clone(all)
 	for pgid := range all {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	}
