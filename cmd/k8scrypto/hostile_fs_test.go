@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
 // runWithin runs a command and fails the test if it has not returned within a generous bound: the
@@ -65,7 +67,7 @@ func TestLinkedSubdirectoryNeverWritten(t *testing.T) {
 			if err := os.Symlink(outside, etcd); err != nil {
 				t.Fatal(err)
 			}
-			before := snapshotDir(t, outside)
+			before := pkitest.MustSnapshot(t, outside)
 			code, stderr := n.runWithin(setupTime.Add(time.Hour), c.args...)
 			if code == 0 {
 				t.Fatalf("exit 0 with a linked etcd/ directory: %s", stderr)
@@ -75,29 +77,11 @@ func TestLinkedSubdirectoryNeverWritten(t *testing.T) {
 					t.Errorf("stderr does not mention %q:\n%s", w, stderr)
 				}
 			}
-			if after := snapshotDir(t, outside); after != before {
-				t.Errorf("the link's target changed:\nbefore %s\nafter  %s", before, after)
+			if d := pkitest.Diff(before, pkitest.MustSnapshot(t, outside)); len(d) > 0 {
+				t.Errorf("the link's target changed:\n%s", strings.Join(d, "\n"))
 			}
 		})
 	}
-}
-
-// snapshotDir lists a directory's entries with size, mode and mtime.
-func snapshotDir(t *testing.T, dir string) string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, e := range ents {
-		info, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(e.Name() + " " + info.Mode().String() + " " + info.ModTime().String() + "; ")
-	}
-	return b.String()
 }
 
 // TestFIFOInputsDoNotHang: a FIFO in place of an input init reads (the kubeadm config it compares, a
