@@ -244,16 +244,14 @@ func serverCPU(tb testing.TB, cp *controlPlane) (apiserver, etcd time.Duration) 
 // on every Linux architecture Go supports).
 func procCPU(tb testing.TB, pid int) time.Duration {
 	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := suite.StatFields(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		tb.Fatalf("/proc/%d/stat: %q", pid, data)
+		tb.Fatalf("/proc/%d/stat: %q", pid, f)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

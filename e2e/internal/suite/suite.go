@@ -196,20 +196,28 @@ func OwnedTempDir(root, pattern string) (string, error) {
 // processID is "PID STARTTIME" (start time in clock ticks since boot, /proc/PID/stat field 22): a PID
 // alone may have been reused by an unrelated process since the directory was made.
 func processID(pid int) (string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := StatFields(pid)
 	if err != nil {
 		return "", err
 	}
-	// Fields after the command name, which is in parentheses and may contain anything.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return "", fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 20 {
 		return "", fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	return strconv.Itoa(pid) + " " + f[19], nil
+}
+
+// StatFields are the fields of /proc/PID/stat after the command name, which is in parentheses and may
+// contain anything: [0] is the state, [11] and [12] utime and stime, [19] the start time.
+func StatFields(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	return strings.Fields(string(data[i+1:])), nil
 }
 
 // Sweep removes, under root, the directories named Prefix* whose owner process is gone, and those with no
@@ -349,10 +357,7 @@ func groupAlive(pgid int) bool {
 	if err := syscall.Kill(-pgid, 0); err != nil {
 		return false
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pgid))
-	if err != nil {
-		return true // the leader is gone, a member remains
-	}
-	i := strings.LastIndexByte(string(data), ')')
-	return i < 0 || !strings.HasPrefix(string(data[i+1:]), " Z")
+	f, err := StatFields(pgid)
+	// An error: the leader is gone, a member remains.
+	return err != nil || len(f) == 0 || f[0] != "Z"
 }

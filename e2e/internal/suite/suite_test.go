@@ -74,11 +74,8 @@ func runHelper(t *testing.T, mode string, args ...string) (cmd *exec.Cmd, stderr
 // gone waits until pid no longer names a live process (a zombie awaiting its reaper counts as gone).
 func gone(pid int) bool {
 	for range 100 {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		if i := strings.LastIndexByte(string(data), ')'); i > 0 && strings.HasPrefix(string(data[i+1:]), " Z") {
+		f, err := StatFields(pid)
+		if err != nil || len(f) > 0 && f[0] == "Z" {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
