@@ -270,8 +270,7 @@ func (d *Data) ReadFile(path string) ([]byte, error) {
 	if data, ok := d.StagedFile(path); ok {
 		return data, nil
 	}
-	// Bounded and regular files only: a FIFO planted here would hang the run, a device exhaust memory.
-	return pki.ReadFile(path, pki.MaxConfigSize)
+	return readRegular(path)
 }
 
 // Exists reports whether path exists on disk or is staged; a symlink counts as existing.
