@@ -3,8 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,16 +63,8 @@ func TestAPIServerFlagsMatchKubeadm(t *testing.T) {
 	}
 	kubeadm := flagMap(t, "kubeadm", command[1:])
 
-	names := func(m map[string]string) []string {
-		var out []string
-		for k := range m {
-			out = append(out, k)
-		}
-		sort.Strings(out)
-		return out
-	}
 	var files int
-	for _, name := range names(kubeadm) {
+	for _, name := range slices.Sorted(maps.Keys(kubeadm)) {
 		want := kubeadm[name]
 		got, ok := suite[name]
 		switch {
@@ -90,7 +83,7 @@ func TestAPIServerFlagsMatchKubeadm(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range names(suite) {
+	for _, name := range slices.Sorted(maps.Keys(suite)) {
 		if _, ok := kubeadm[name]; !ok && !suiteOnlyFlags[name] {
 			t.Errorf("the suite passes --%s=%s, which kubeadm does not set (remove it, or list it in suiteOnlyFlags with the reason)", name, suite[name])
 		}
