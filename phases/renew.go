@@ -570,10 +570,10 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 		usages = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	p := &renewPlan{item: item, t: t, lt: lt, ca: ca, req: pki.CertRequest{
-		CommonName:   cert.Subject.CommonName,
-		Organization: slices.Clone(cert.Subject.Organization),
-		// The whole subject as it is (every RDN, in order, with its encoding) and the SAN kinds kubeadm never
-		// sets: a renewed certificate must identify its holder exactly as the one it replaces.
+		// The whole subject as it is (every RDN, in order, with its encoding; CommonName only names the
+		// request in errors) and the SAN kinds kubeadm never sets: a renewed certificate must identify its
+		// holder exactly as the one it replaces.
+		CommonName:     cert.Subject.CommonName,
 		RawSubject:     slices.Clone(cert.RawSubject),
 		URIs:           slices.Clone(cert.URIs),
 		EmailAddresses: slices.Clone(cert.EmailAddresses),
