@@ -20,13 +20,10 @@ import (
 	"k8scrypto.dev/k8scrypto/e2e/internal/suite"
 )
 
-// The suite's process-wide state: the k8scrypto binary built once, and the shared control plane started on
-// first use. suite.Main tears both down after every test ran, pass or fail, and also on SIGINT/SIGTERM or
-// just before -timeout (see package suite).
+// The suite's process-wide state: the shared control plane started on first use (the k8scrypto binary is
+// built once by suite.K8scrypto). suite.Main tears both down after every test ran, pass or fail, and also
+// on SIGINT/SIGTERM or just before -timeout (see package suite).
 var (
-	buildOnce   sync.Once
-	buildPath   string
-	buildErr    error
 	sharedOnce  sync.Once
 	sharedCP    *controlPlane
 	sharedCPErr error
@@ -104,25 +101,11 @@ func rootDir() (string, error) {
 // k8scrypto builds ./cmd/k8scrypto of the root module once per test process and returns the binary's path.
 func k8scrypto(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := rootDir()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		out := filepath.Join(suite.Dir(), "bin", "k8scrypto")
-		cmd := suite.Command(context.Background(), "go", "build", "-o", out, "./cmd/k8scrypto")
-		cmd.Dir = root
-		if b, err := suite.CombinedOutput(cmd); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/k8scrypto: %w\n%s", err, b)
-			return
-		}
-		buildPath = out
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	p, err := suite.K8scrypto(rootDir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return buildPath
+	return p
 }
 
 // runK8scrypto runs the k8scrypto binary with its state (audit log, backups) kept in a per-test directory,

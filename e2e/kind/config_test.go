@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	kubeadmv1beta4 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
@@ -41,12 +40,6 @@ func renderKubeadmConfig(t *testing.T, certDir, kubeconfigDir, configPath string
 	return b
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
 // TestMain runs the tests under the e2e suite's teardown (package suite): its directory holds the build and
 // every t.TempDir, and goes on SIGINT, SIGTERM and just before -timeout too.
 func TestMain(m *testing.M) {
@@ -56,24 +49,11 @@ func TestMain(m *testing.M) {
 // k8scrypto builds the root module's command once per test process.
 func k8scrypto(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := filepath.Abs(filepath.Join("..", ".."))
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(suite.Dir(), "k8scrypto")
-		cmd := suite.Command(context.Background(), "go", "build", "-o", buildPath, "./cmd/k8scrypto")
-		cmd.Dir = root
-		if out, err := suite.CombinedOutput(cmd); err != nil {
-			buildErr = err
-			buildPath = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build ./cmd/k8scrypto: %v\n%s", buildErr, buildPath)
+	p, err := suite.K8scrypto(func() (string, error) { return filepath.Abs(filepath.Join("..", "..")) })
+	if err != nil {
+		t.Fatal(err)
 	}
-	return buildPath
+	return p
 }
 
 // fakeDocker answers kind's provider just enough to get it past the steps before node creation: `docker

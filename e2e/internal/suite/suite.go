@@ -322,6 +322,34 @@ func CombinedOutput(cmd *exec.Cmd) ([]byte, error) {
 	return []byte(b.String()), err
 }
 
+var k8scryptoBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// K8scrypto builds ./cmd/k8scrypto of the root module (found by root) once per test process, into this
+// run's directory, and returns the binary's path.
+func K8scrypto(root func() (string, error)) (string, error) {
+	b := &k8scryptoBuild
+	b.once.Do(func() {
+		dir, err := root()
+		if err != nil {
+			b.err = err
+			return
+		}
+		out := filepath.Join(Dir(), "bin", "k8scrypto")
+		cmd := Command(context.Background(), "go", "build", "-o", out, "./cmd/k8scrypto")
+		cmd.Dir = dir
+		if o, err := CombinedOutput(cmd); err != nil {
+			b.err = fmt.Errorf("go build ./cmd/k8scrypto: %w\n%s", err, o)
+			return
+		}
+		b.path = out
+	})
+	return b.path, b.err
+}
+
 // Groups lists the registered process groups (for tests).
 func Groups() map[int]string {
 	mu.Lock()
