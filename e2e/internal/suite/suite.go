@@ -267,13 +267,13 @@ func stale(p string, now time.Time) bool {
 // reaches everything it spawns), SIGKILLed by the kernel if this process dies (Pdeathsig), and, when ctx
 // ends, the whole group is killed rather than the leader alone.
 func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := Prepare(exec.CommandContext(ctx, name, args...)) // #nosec G204 -- the suite runs the binaries under test (k8scrypto, etcd, kube-apiserver, kubeadm) with arguments it builds itself
+	cmd := prepare(exec.CommandContext(ctx, name, args...)) // #nosec G204 -- the suite runs the binaries under test (k8scrypto, etcd, kube-apiserver, kubeadm) with arguments it builds itself
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
 }
 
-// Prepare gives cmd its own process group and Pdeathsig SIGKILL (see Command).
-func Prepare(cmd *exec.Cmd) *exec.Cmd {
+// prepare gives cmd its own process group and Pdeathsig SIGKILL (see Command).
+func prepare(cmd *exec.Cmd) *exec.Cmd {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -282,10 +282,10 @@ func Prepare(cmd *exec.Cmd) *exec.Cmd {
 	return cmd
 }
 
-// Start prepares cmd (see Prepare), starts it and registers its process group, so Teardown stops it if
+// Start prepares cmd (see prepare), starts it and registers its process group, so Teardown stops it if
 // the run ends while it runs. Pair it with Wait.
 func Start(cmd *exec.Cmd) error {
-	Prepare(cmd)
+	prepare(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
