@@ -286,7 +286,7 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 		// does not replace a private key on its own, and a key without its certificate is of no use.
 		return fmt.Errorf("%s exists but its certificate %s does not: restore the certificate, or move the key out of the directory (keep it until the cluster works) and re-run to create a new pair", keyPath, crtPath)
 	}
-	if ca.Key == nil && ca.Cert.Raw != nil {
+	if ca.external() {
 		return fmt.Errorf("external CA mode: %s has no key, so %s must be provided (signed by that CA) at %s and %s",
 			spec.CAName, spec.Name, crtPath, keyPath)
 	}
@@ -314,7 +314,7 @@ func ensureLeaf(d *Data, spec pki.CertSpec) error {
 // --force" with the flags that decide this run's SANs: without them renew keeps the old certificate's SANs,
 // and this run would fail again. Renew refuses a certificate of an external CA: only that CA can issue it.
 func reissueFix(d *Data, spec pki.CertSpec, ca *CA, crtPath, keyPath string) string {
-	if ca.Key == nil && ca.Cert.Raw != nil {
+	if ca.external() {
 		caSpec, _ := pki.LookupCert(spec.CAName)
 		return fmt.Sprintf("%s is an external CA (%s has no key %s), so k8scrypto cannot re-issue it: have that CA issue a new %s certificate with the SANs the configuration asks for, and replace %s and %s with it",
 			spec.CAName, caSpec.CertPath(d.Cfg.CertDir), caSpec.KeyPath(d.Cfg.CertDir), spec.Name, crtPath, keyPath)

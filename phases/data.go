@@ -61,6 +61,12 @@ type CA struct {
 	Key  crypto.Signer
 }
 
+// external reports whether the CA is an external one: a certificate on disk without its key (a dry run's
+// planned CA has neither a key nor a certificate's bytes).
+func (ca *CA) external() bool {
+	return ca.Key == nil && ca.Cert.Raw != nil
+}
+
 // Data is the state shared by the phases of one run. The clock is read once, by the caller.
 type Data struct {
 	Cfg *pki.Config

@@ -99,7 +99,7 @@ func ensureKubeconfig(d *Data, spec pki.KubeconfigSpec) error {
 		return nil
 	}
 
-	if ca.Key == nil && ca.Cert.Raw != nil {
+	if ca.external() {
 		return fmt.Errorf("external CA mode: %s has no key, so %s must be provided with a client certificate signed by that CA (%s)",
 			pki.KubeconfigCAName, path, kubeconfigWho(spec))
 	}

@@ -83,7 +83,7 @@ func ensureSA(d *Data) error {
 	if havePub {
 		return fmt.Errorf("%s exists but %s does not: restore sa.key (tokens signed by it are still in use), or remove sa.pub to create a new pair", pubPath, keyPath)
 	}
-	if ca, err := d.CA("ca"); err == nil && ca.Key == nil && ca.Cert.Raw != nil {
+	if ca, err := d.CA("ca"); err == nil && ca.external() {
 		return fmt.Errorf("external CA mode: provide %s and %s (k8scrypto, like kubeadm, generates nothing when ca.key is absent)", keyPath, pubPath)
 	}
 	if d.DryRun {
