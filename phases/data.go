@@ -313,15 +313,12 @@ func (d *Data) commit() error {
 		}
 	}
 	for _, dir := range dirs {
-		missing, err := pki.MissingDirs(dir)
+		made, err := pki.EnsureDirCreated(dir, d.dirs[dir], d.Cfg.StrictPermissions)
 		if err != nil {
-			return err
-		}
-		if err := pki.EnsureDir(dir, d.dirs[dir], d.Cfg.StrictPermissions); err != nil {
-			removeDirs(append(created, missing...)) // a mkdir may have succeeded before the step that failed
+			removeDirs(created) // EnsureDirCreated removed its own
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
-		created = append(created, missing...)
+		created = append(created, made...)
 	}
 	if d.BeforeCommit != nil {
 		// After the directories exist (Commit's checks look at them), before the first file is replaced.

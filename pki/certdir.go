@@ -18,7 +18,7 @@ func PrepareCertDir(dir string, strict bool) (*CreatedDirs, error) {
 	if strict {
 		mode = ModeStrictDir
 	}
-	created, err := ensureDirCreated(dir, mode, false)
+	created, err := EnsureDirCreated(dir, mode, false)
 	if err != nil {
 		return nil, withHint(err)
 	}

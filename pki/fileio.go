@@ -77,12 +77,13 @@ type File struct {
 // unless tighten is set, in which case group and other bits outside mode are removed. On failure the
 // directories it created are removed again.
 func EnsureDir(dir string, mode os.FileMode, tighten bool) error {
-	_, err := ensureDirCreated(dir, mode, tighten)
+	_, err := EnsureDirCreated(dir, mode, tighten)
 	return err
 }
 
-// ensureDirCreated is EnsureDir, returning the directories it created, parents first.
-func ensureDirCreated(dir string, mode os.FileMode, tighten bool) ([]string, error) {
+// EnsureDirCreated is EnsureDir, returning the directories it created, parents first, so that a caller can
+// remove them again if a later step fails. On error it has removed them itself.
+func EnsureDirCreated(dir string, mode os.FileMode, tighten bool) ([]string, error) {
 	var created []string
 	if err := ensureDir(dir, mode, tighten, &created); err != nil {
 		for i := len(created) - 1; i >= 0; i-- {
