@@ -98,7 +98,7 @@ func (l *AuditLog) Record(events ...AuditEvent) error {
 	if err := fault(OpSync, l.Path); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := sys.Fsync(f); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	return nil

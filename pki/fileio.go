@@ -116,7 +116,7 @@ func ensureDir(dir string, mode os.FileMode, tighten bool, created *[]string) er
 	if err := fault(OpMkdir, dir); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, mode); err != nil {
+	if err := sys.Mkdir(dir, mode); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			if info, serr := os.Stat(dir); serr == nil && info.IsDir() {
 				// Another process made it between the stat and the mkdir: it owns its mode and durability.
@@ -145,7 +145,7 @@ func remove(path string) error {
 	if err := fault(OpRemove, path); err != nil {
 		return err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := sys.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -245,7 +245,7 @@ func syncTemps(fhs []*os.File, targets []string) error {
 	errs := make([]error, len(fhs))
 	var wg sync.WaitGroup
 	for i, fh := range fhs {
-		wg.Go(func() { errs[i] = fh.Sync() })
+		wg.Go(func() { errs[i] = sys.Fsync(fh) })
 	}
 	wg.Wait()
 	for i, fh := range fhs {
@@ -270,14 +270,14 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close() // read-only handle: the fsync's result is what matters
-	return d.Sync()
+	return sys.Fsync(d)
 }
 
 func rename(from, to string) error {
 	if err := fault(OpRename, to); err != nil {
 		return err
 	}
-	return os.Rename(from, to)
+	return sys.Rename(from, to)
 }
 
 type journalEntry struct {
@@ -395,7 +395,7 @@ func commit(journalDir string, files []File) error {
 			cleanup()
 			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
 		}
-		if err := os.Link(e.Target, old); err != nil {
+		if err := sys.Link(e.Target, old); err != nil {
 			cleanup()
 			return fmt.Errorf("keeping the previous %s: %w", e.Target, err)
 		}
