@@ -23,11 +23,13 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	certutil "k8s.io/client-go/util/cert"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
 	kubeadmscheme "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme"
 	kubeadmv1beta4 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 	certsphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/certs"
 	kubeadmutil "k8s.io/kubernetes/cmd/kubeadm/app/util"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
@@ -398,4 +400,46 @@ func modes(t *testing.T, root string) map[string]fs.FileMode {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestKeyIdentifiersMatchKubeadm compares the key identifiers by value, which TestMatchesKubeadm (two runs, two
+// sets of keys) can only compare by presence: for every certificate k8scrypto wrote, kubeadm's own
+// pkiutil.NewSelfSignedCACert or NewSignedCert is given the same key (and the same CA) and must produce the
+// same SubjectKeyId and AuthorityKeyId byte for byte.
+func TestKeyIdentifiersMatchKubeadm(t *testing.T) {
+	for _, alg := range pkitest.Algorithms {
+		t.Run(string(alg), func(t *testing.T) {
+			cfg := pkiConfig(t, alg)
+			if _, err := run(cfg, pkitest.Now, nil, phases.Selection{Only: []string{"certs"}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, spec := range cfg.Certs() {
+				ours := readCert(t, spec.CertPath(cfg.CertDir))
+				key := readKey(t, spec.KeyPath(cfg.CertDir), keyBlockType(alg))
+				kcfg := &pkiutil.CertConfig{Config: certutil.Config{CommonName: ours.Subject.CommonName, Organization: ours.Subject.Organization, Usages: ours.ExtKeyUsage}}
+				var theirs *x509.Certificate
+				var err error
+				if spec.IsCA() {
+					theirs, err = pkiutil.NewSelfSignedCACert(kcfg, key)
+				} else {
+					caSpec, _ := pki.LookupCert(spec.CAName)
+					ca := readCert(t, caSpec.CertPath(cfg.CertDir))
+					caKey := readKey(t, caSpec.KeyPath(cfg.CertDir), keyBlockType(alg))
+					theirs, err = pkiutil.NewSignedCert(kcfg, key, ca, caKey, false)
+				}
+				if err != nil {
+					t.Fatalf("%s: kubeadm: %v", spec.Name, err)
+				}
+				if !bytes.Equal(ours.SubjectKeyId, theirs.SubjectKeyId) {
+					t.Errorf("%s: SubjectKeyId %x, kubeadm computes %x for the same key", spec.Name, ours.SubjectKeyId, theirs.SubjectKeyId)
+				}
+				if !bytes.Equal(ours.AuthorityKeyId, theirs.AuthorityKeyId) {
+					t.Errorf("%s: AuthorityKeyId %x, kubeadm computes %x for the same CA", spec.Name, ours.AuthorityKeyId, theirs.AuthorityKeyId)
+				}
+				if spec.IsCA() && len(ours.SubjectKeyId) == 0 {
+					t.Errorf("%s: a CA without a SubjectKeyId", spec.Name)
+				}
+			}
+		})
+	}
 }
