@@ -37,13 +37,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
-const compatInit = `apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 10.0.0.5
-nodeRegistration:
-  name: cp-1
-`
+var compatInit = pkitest.KubeadmInit
 
 var compatCases = []struct {
 	name string

@@ -37,19 +37,6 @@ type renewEnv struct {
 	keys                       pki.KeySource
 }
 
-const renewConfig = `apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 10.0.0.5
-nodeRegistration:
-  name: cp-1
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-encryptionAlgorithm: %s
-%s
-`
-
 // newRenewEnv builds the PKI with algorithm alg; extra is appended to the ClusterConfiguration.
 func newRenewEnv(t testing.TB, alg pki.Algorithm, extra string) *renewEnv {
 	t.Helper()
@@ -69,7 +56,7 @@ func newRenewEnv(t testing.TB, alg pki.Algorithm, extra string) *renewEnv {
 
 func (e *renewEnv) writeConfig(alg pki.Algorithm, extra string) {
 	e.t.Helper()
-	e.config = fmt.Sprintf(renewConfig, alg, extra)
+	e.config = pkitest.KubeadmConfig(fmt.Sprintf("encryptionAlgorithm: %s\n%s\n", alg, extra))
 	if err := os.WriteFile(e.cfgFile, []byte(e.config), 0o600); err != nil {
 		e.t.Fatal(err)
 	}

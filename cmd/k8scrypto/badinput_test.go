@@ -120,20 +120,19 @@ func signedBy(t *testing.T, cn string, isCA bool, pub any, ca *x509.Certificate,
 
 func badInputs() []badInput {
 	day := 24 * time.Hour
-	cfgHead := "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.5\nnodeRegistration:\n  name: cp-1\n---\n"
 	removeLeaf := func(n *node, name string) {
 		os.Remove(filepath.Join(n.certDir, name+".crt"))
 		os.Remove(filepath.Join(n.certDir, name+".key"))
 	}
 	return []badInput{
 		{name: "unknown config field", fresh: true, args: []string{"init"},
-			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  servceSubnet: 10.97.0.0/16\n"),
+			setup: withConfig(pkitest.KubeadmConfig("networking:\n  servceSubnet: 10.97.0.0/16\n")),
 			code:  1, where: []string{"kubeadm.yaml", "ClusterConfiguration", `unknown field "networking.servceSubnet"`}, fix: []string{"check the spelling and indentation", "or remove it"}},
 		{name: "unsupported API version (v1beta3)", fresh: true, args: []string{"init"},
 			setup: withConfig("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"),
 			code:  1, where: []string{"kubeadm.yaml", `"kubeadm.k8s.io/v1beta3"`}, fix: []string{"kubeadm config migrate", "use kubeadm.k8s.io/v1beta4"}},
 		{name: "broken YAML", fresh: true, args: []string{"init"},
-			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [a, b\n"),
+			setup: withConfig(pkitest.KubeadmConfig("apiServer:\n  certSANs: [a, b\n")),
 			code:  1, where: []string{"kubeadm.yaml", "document 2", "not valid YAML", "line 4"}, fix: []string{"fix the syntax there"}},
 		{name: "invalid SAN", fresh: true, args: []string{"init", "--apiserver-cert-extra-sans", "bad_name!"},
 			code: 1, where: []string{"apiServer.certSANs", `"bad_name!"`, "not an IP address or an RFC 1123 DNS name"}, fix: []string{"correct it or remove it"}},
@@ -142,7 +141,7 @@ func badInputs() []badInput {
 		{name: "unknown algorithm", fresh: true, args: []string{"init", "--encryption-algorithm", "DSA-1024"},
 			code: 1, where: []string{"encryptionAlgorithm", `"DSA-1024"`}, fix: []string{"must be one of ECDSA-P256, ECDSA-P384, RSA-2048, RSA-3072, RSA-4096"}},
 		{name: "certificate validity longer than the CA validity", fresh: true, args: []string{"init"},
-			setup: withConfig(cfgHead + "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 100000h\n"),
+			setup: withConfig(pkitest.KubeadmConfig("certificateValidityPeriod: 100000h\n")),
 			code:  1, where: []string{"certificateValidityPeriod", "longer than caCertificateValidityPeriod"}, fix: []string{"shorten it or lengthen caCertificateValidityPeriod"}},
 		{name: "certificate would outlive its existing CA", now: pkitest.Now.Add(9*365*day + 200*day), args: []string{"init"},
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },

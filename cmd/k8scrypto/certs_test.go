@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,7 +177,7 @@ func TestCheckExpirationMetricsFile(t *testing.T) {
 
 func TestCheckExpirationExternalEtcdConfig(t *testing.T) {
 	c := newRenewCluster(t, pki.ECDSAP256, "")
-	os.WriteFile(c.cfg, fmt.Appendf(nil, renewTestConfig, pki.ECDSAP256, "etcd:\n  external:\n    endpoints: [https://etcd.example.com:2379]"), 0o600)
+	os.WriteFile(c.cfg, renewTestConfig(pki.ECDSAP256, "etcd:\n  external:\n    endpoints: [https://etcd.example.com:2379]"), 0o600)
 	code, stdout, stderr := c.run(pkitest.Now, "certs", "check-expiration", "--config", c.cfg, "-o", "json")
 	var info phases.ExpirationInfo
 	json.Unmarshal([]byte(stdout), &info)

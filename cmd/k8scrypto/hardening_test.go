@@ -46,17 +46,7 @@ import (
 )
 
 // hardeningConfig is the node of every hardening test: ECDSA-P256 keys, which are fast to make.
-const hardeningConfig = `apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 10.0.0.5
-nodeRegistration:
-  name: cp-1
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-encryptionAlgorithm: ECDSA-P256
-`
+var hardeningConfig = pkitest.KubeadmConfig("encryptionAlgorithm: ECDSA-P256\n")
 
 // node is a control-plane node's files, every state path inside one directory.
 type node struct {

@@ -20,13 +20,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
-const initTestConfig = `apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 10.0.0.5
-nodeRegistration:
-  name: cp-1
-`
+var initTestConfig = pkitest.KubeadmInit
 
 // initCase is one isolated machine: a config file, a certificate directory, a kubeconfig directory and an
 // audit log, all under a temporary directory.
@@ -287,7 +281,7 @@ func TestInitBadInputsChangeNothing(t *testing.T) {
 		{"invalid SAN", initTestConfig, []string{"--apiserver-cert-extra-sans", "ok.example.com,bad_san!"}, []string{"apiServer.certSANs", "bad_san!"}},
 		{"malformed CIDR", initTestConfig, []string{"--service-cidr", "10.96.0.0/99"}, []string{"networking.serviceSubnet", "10.96.0.0/99"}},
 		{"unknown algorithm", initTestConfig, []string{"--encryption-algorithm", "RSA-1024"}, []string{"encryptionAlgorithm", "RSA-1024"}},
-		{"validity longer than the CA's", initTestConfig + "---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 100000h\n", nil,
+		{"validity longer than the CA's", pkitest.KubeadmConfig("certificateValidityPeriod: 100000h\n"), nil,
 			[]string{"certificateValidityPeriod", "caCertificateValidityPeriod"}},
 		{"v1beta3", strings.ReplaceAll(initTestConfig, "v1beta4", "v1beta3"), nil, []string{"kubeadm.k8s.io/v1beta3", "v1beta4"}},
 		{"unknown field", initTestConfig + "certificateKey2: x\n", nil, []string{"InitConfiguration", "certificateKey2"}},
@@ -297,7 +291,7 @@ func TestInitBadInputsChangeNothing(t *testing.T) {
 		{"empty config file", "", nil, []string{"kubeadm.yaml", "no InitConfiguration or ClusterConfiguration", "no documents"}},
 		{"misspelt kubeadm group", strings.ReplaceAll(initTestConfig, "kubeadm.k8s.io", "kubeadm.k8s.oi"), nil,
 			[]string{"kubeadm.yaml", `"kubeadm.k8s.oi/v1beta4"`, "InitConfiguration belongs to kubeadm.k8s.io"}},
-		{"duration of the wrong type", initTestConfig + "---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: banana\n", nil,
+		{"duration of the wrong type", pkitest.KubeadmConfig("certificateValidityPeriod: banana\n"), nil,
 			[]string{"kubeadm.yaml", "ClusterConfiguration: certificateValidityPeriod:", "banana"}},
 	}
 	for _, tc := range cases {

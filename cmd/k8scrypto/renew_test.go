@@ -22,18 +22,9 @@ import (
 
 const renewDay = 24 * time.Hour
 
-const renewTestConfig = `apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 10.0.0.5
-nodeRegistration:
-  name: cp-1
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-encryptionAlgorithm: %s
-%s
-`
+func renewTestConfig(alg pki.Algorithm, extra string) []byte {
+	return []byte(pkitest.KubeadmConfig(fmt.Sprintf("encryptionAlgorithm: %s\n%s\n", alg, extra)))
+}
 
 // renewCluster is a node made by "k8scrypto init" at pkitest.Now, with every state path inside the test's
 // directory.
@@ -50,7 +41,7 @@ func newRenewCluster(t *testing.T, alg pki.Algorithm, extra string) *renewCluste
 	c := &renewCluster{t: t, dir: dir, cfg: filepath.Join(dir, "kubeadm.yaml"), certDir: filepath.Join(dir, "pki"),
 		kubeDir: filepath.Join(dir, "kube"), backupDir: filepath.Join(dir, "backups"), auditLog: filepath.Join(dir, "audit.log"),
 		keys: pkitest.Keys()}
-	if err := os.WriteFile(c.cfg, fmt.Appendf(nil, renewTestConfig, alg, extra), 0o600); err != nil {
+	if err := os.WriteFile(c.cfg, renewTestConfig(alg, extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := c.run(pkitest.Now, "init", "--config", c.cfg); code != 0 {
@@ -283,7 +274,7 @@ func TestRenewCertsExitStatus(t *testing.T) {
 func TestRenewCertsWithoutConfigKeepsAlgorithmAndSANs(t *testing.T) {
 	c := newRenewCluster(t, pki.ECDSAP256, "apiServer:\n  certSANs: [old.example.com]")
 	// A later configuration that asks for other SANs is only read with --config.
-	os.WriteFile(c.cfg, fmt.Appendf(nil, renewTestConfig, pki.ECDSAP256, "apiServer:\n  certSANs: [new.example.com]"), 0o600)
+	os.WriteFile(c.cfg, renewTestConfig(pki.ECDSAP256, "apiServer:\n  certSANs: [new.example.com]"), 0o600)
 	now := pkitest.Now.Add(250 * renewDay)
 	c.keys = nil
 	code, res, stderr := c.renewJSON(now, "apiserver")

@@ -99,7 +99,7 @@ func TestMissingSANFixRunsAsSuggested(t *testing.T) {
 	t.Run("config file", func(t *testing.T) {
 		c := newInitCase(t, initTestConfig)
 		c.mustExec("init")
-		edited := initTestConfig + "---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [from-file.example.com]\n"
+		edited := pkitest.KubeadmConfig("apiServer:\n  certSANs: [from-file.example.com]\n")
 		if err := os.WriteFile(c.cfg, []byte(edited), 0o600); err != nil {
 			t.Fatal(err)
 		}

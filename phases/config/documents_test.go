@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
-const (
-	initDoc    = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.5\n"
-	kubeletDoc = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
-)
+const kubeletDoc = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
+
+var initDoc = pkitest.KubeadmInit
 
 func writeConfig(t *testing.T, data string) string {
 	t.Helper()
