@@ -20,6 +20,7 @@ import (
 	"k8scrypto.dev/k8scrypto/phases/config"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
 	"k8scrypto.dev/k8scrypto/templates"
 )
 
@@ -65,21 +66,12 @@ const kubeadmKubeconfigDir = "/etc/kubernetes"
 
 // KubeadmInitCommand is the command that continues from what k8scrypto wrote.
 func (d *Data) KubeadmInitCommand() string {
-	return "kubeadm init --config " + absPath(d.KubeadmConfigPath())
+	return "kubeadm init --config " + pki.AbsPath(d.KubeadmConfigPath())
 }
 
 // kubeconfigsElsewhere reports whether "kubeadm init" would miss the kubeconfigs and write its own.
 func (d *Data) kubeconfigsElsewhere() bool {
-	return absPath(d.KubeconfigDir) != kubeadmKubeconfigDir
-}
-
-// absPath makes a path absolute (kubeadm requires absolute paths); it is unchanged if the working directory
-// is unknown.
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
+	return pki.AbsPath(d.KubeconfigDir) != kubeadmKubeconfigDir
 }
 
 func ensureKubeadmConfig(d *Data) error {
@@ -91,7 +83,7 @@ func ensureKubeadmConfig(d *Data) error {
 	d.nextStep = d.KubeadmInitCommand()
 	if d.kubeconfigsElsewhere() {
 		d.Log.Warn("kubeadm init reads kubeconfig files only from "+kubeadmKubeconfigDir+"; use --kubeconfig-dir "+kubeadmKubeconfigDir+
-			" on the node, or pass --kubeconfig-dir to kubeadm's phase commands", "kubeconfig-dir", absPath(d.KubeconfigDir))
+			" on the node, or pass --kubeconfig-dir to kubeadm's phase commands", "kubeconfig-dir", pki.AbsPath(d.KubeconfigDir))
 	}
 	r := FileResult{Type: "kubeadm-config", Path: path}
 	exists, err := d.Exists(path)
@@ -123,7 +115,7 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		return nil, errors.New("kubeadm-config: no kubeadm configuration was loaded")
 	}
 	in, cl := d.Kubeadm.Init.DeepCopy(), d.Kubeadm.Cluster.DeepCopy()
-	certDir := absPath(d.Cfg.CertDir)
+	certDir := pki.AbsPath(d.Cfg.CertDir)
 	cl.CertificatesDir = certDir
 	if cl.KubernetesVersion == "" {
 		cl.KubernetesVersion = config.KubernetesVersion
@@ -153,7 +145,7 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		NodeName:      d.Cfg.NodeName,
 		NextCommand:   d.KubeadmInitCommand(),
 		CertDir:       certDir,
-		KubeconfigDir: absPath(d.KubeconfigDir),
+		KubeconfigDir: pki.AbsPath(d.KubeconfigDir),
 		Elsewhere:     d.kubeconfigsElsewhere(),
 		APIVersion:    kubeadmAPIVersion,
 		Init:          string(initBody),
@@ -202,7 +194,7 @@ func wireAPIServer(d *Data, certDir string, api *v1beta4.APIServer) error {
 			api.ExtraArgs = append(api.ExtraArgs, v1beta4.Arg{Name: "encryption-provider-config-automatic-reload", Value: "true"})
 		}
 	}
-	saPub, saKey := filepath.Join(certDir, SAPubName), filepath.Join(certDir, SAKeyName)
+	saPub, saKey := filepath.Join(certDir, sakeys.PubName), filepath.Join(certDir, sakeys.KeyName)
 	if v, set := argValues(api.ExtraArgs, "service-account-key-file"); set && !slices.Contains(v, saPub) {
 		if ok, _ := d.Exists(saPub); ok {
 			api.ExtraArgs = append(api.ExtraArgs, v1beta4.Arg{Name: "service-account-key-file", Value: saPub})

@@ -15,6 +15,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
 
 // updateGolden says whether to rewrite golden files: go test ./phases -run KubeadmConfigGolden -update
@@ -60,7 +61,7 @@ resources:
 `
 )
 
-var withSA = map[string]string{SAKeyName: "k", SAPubName: "p"}
+var withSA = map[string]string{sakeys.KeyName: "k", sakeys.PubName: "p"}
 
 func files(extra map[string]string) map[string]string {
 	out := map[string]string{}

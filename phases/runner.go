@@ -1,6 +1,3 @@
-// Package phases holds the phase runner and the phases of "k8scrypto init": each phase stages the files it
-// would write, and the runner commits every staged file in one crash-safe transaction at the end, so a run
-// that fails anywhere writes nothing.
 package phases
 
 import (

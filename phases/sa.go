@@ -6,12 +6,7 @@ import (
 	"path/filepath"
 
 	"k8scrypto.dev/k8scrypto/pki"
-)
-
-// Service-account key file names under the certificate directory, as kubeadm names them.
-const (
-	SAKeyName = "sa.key"
-	SAPubName = "sa.pub"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
 
 // SAPhase generates the service-account signing key pair.
@@ -24,19 +19,19 @@ func SAPhase() Phase {
 		Short: "Generate the service-account signing key pair (sa.key, sa.pub)",
 		Run:   func(_ context.Context, d *Data) error { return ensureSA(d) },
 		KeysNeeded: func(d *Data) []string {
-			if haveAny(d, filepath.Join(d.Cfg.CertDir, SAKeyName), filepath.Join(d.Cfg.CertDir, SAPubName)) {
+			if haveAny(d, filepath.Join(d.Cfg.CertDir, sakeys.KeyName), filepath.Join(d.Cfg.CertDir, sakeys.PubName)) {
 				return nil
 			}
 			return []string{"sa"}
 		},
 		Outputs: func(d *Data) []string {
-			return []string{filepath.Join(d.Cfg.CertDir, SAKeyName), filepath.Join(d.Cfg.CertDir, SAPubName)}
+			return []string{filepath.Join(d.Cfg.CertDir, sakeys.KeyName), filepath.Join(d.Cfg.CertDir, sakeys.PubName)}
 		},
 	}
 }
 
 func ensureSA(d *Data) error {
-	keyPath, pubPath := filepath.Join(d.Cfg.CertDir, SAKeyName), filepath.Join(d.Cfg.CertDir, SAPubName)
+	keyPath, pubPath := filepath.Join(d.Cfg.CertDir, sakeys.KeyName), filepath.Join(d.Cfg.CertDir, sakeys.PubName)
 	haveKey, err := d.Exists(keyPath)
 	if err != nil {
 		return err

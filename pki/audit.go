@@ -20,6 +20,8 @@ const (
 	AuditRotate = "rotate"
 	AuditRemove = "remove"
 	AuditBackup = "backup"
+	// AuditRecover is a file that recovery completed or put back after an interrupted run.
+	AuditRecover = "recover"
 )
 
 // AuditEvent is one line of the audit log. It identifies key material only by fingerprint, never by value.

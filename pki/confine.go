@@ -20,8 +20,8 @@ func CheckNoLinksBelow(root, path string) error {
 	if root == "" {
 		return nil
 	}
-	absRoot, absPath := filepath.Clean(absPath(root)), filepath.Clean(absPath(path))
-	rel, err := filepath.Rel(absRoot, filepath.Dir(absPath))
+	absRoot, abs := filepath.Clean(AbsPath(root)), filepath.Clean(AbsPath(path))
+	rel, err := filepath.Rel(absRoot, filepath.Dir(abs))
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return nil
 	}

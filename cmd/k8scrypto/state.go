@@ -200,7 +200,7 @@ func writeAuditIntent(certDir string, events []pki.AuditEvent, files []pki.File)
 	in := auditIntent{Events: events, Files: map[string]string{}}
 	for _, f := range files {
 		sum := sha256.Sum256(f.Data)
-		in.Files[absPath(f.Path)] = hex.EncodeToString(sum[:])
+		in.Files[pki.AbsPath(f.Path)] = hex.EncodeToString(sum[:])
 	}
 	data, err := json.Marshal(in)
 	if err != nil {
@@ -269,13 +269,6 @@ func flushAfterFailedCommit(err error, cfg *pki.Config, kubeconfigDir string, au
 		return err
 	}
 	return errors.Join(err, flushAuditIntent(cfg.CertDir, audit, now, log))
-}
-
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }
 
 // pendingRecovery lists what recovery would act on: an interrupted replacement, or the audit intent of a

@@ -29,7 +29,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki"
 )
 
-// File names under the certificate directory.
+// File names under the certificate directory, as kubeadm names them: the one place that spells them.
 const (
 	KeyName  = "sa.key"
 	PubName  = "sa.pub"

@@ -1,6 +1,10 @@
 package main
 
-import "strings"
+import (
+	"strings"
+
+	"k8scrypto.dev/k8scrypto/pki"
+)
 
 // renewArgs are the flags of this run that decide certificate SANs and key algorithm, as "renew certs"
 // takes them (it shares clusterFlags). The fix init suggests for a certificate lacking SANs repeats them:
@@ -9,7 +13,7 @@ import "strings"
 func (f *clusterFlags) renewArgs() []string {
 	var args []string
 	if f.configFile != "" {
-		args = append(args, "--config", absPath(f.configFile)) // the command may be run from another directory
+		args = append(args, "--config", pki.AbsPath(f.configFile)) // the command may be run from another directory
 	}
 	o := f.overrides
 	add := func(flag, value string) {
