@@ -98,41 +98,67 @@ func LoadKey(path string) (crypto.Signer, error) {
 	return key, nil
 }
 
+// caOnDisk is a CA certificate and its key as read from the certificate directory, with what is wrong with
+// them. Init (loadCA) and renewal (loadRenewCA) read CAs only through readCA, and each words the problems
+// in its own terms: init refuses the run, renewal fails each certificate the CA signs.
+type caOnDisk struct {
+	CA               // Key is set only when it was read and belongs to Cert
+	crtPath, keyPath string
+	notCA            bool  // no CA basic constraint or no certSign key usage
+	keyErr           error // the key could not be read or parsed (fs.ErrNotExist when absent and looked for)
+	keyMismatch      bool  // the key does not belong to the certificate
+}
+
+// readCA reads spec's certificate (an error when it cannot be read or parsed) and its key: when keyPresent
+// is nil the key is read if it is there; otherwise only when keyPresent says so.
+func readCA(certDir string, spec pki.CertSpec, keyPresent func(path string) (bool, error)) (*caOnDisk, error) {
+	c := &caOnDisk{crtPath: spec.CertPath(certDir), keyPath: spec.KeyPath(certDir)}
+	cert, _, err := LoadCert(c.crtPath)
+	if err != nil {
+		return nil, err
+	}
+	c.Cert = cert
+	c.notCA = !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0
+	if keyPresent != nil {
+		if present, err := keyPresent(c.keyPath); err != nil || !present {
+			return c, err
+		}
+	}
+	key, err := LoadKey(c.keyPath)
+	switch {
+	case err != nil:
+		c.keyErr = err
+	case !pki.KeyMatchesCert(key, cert):
+		c.keyMismatch = true
+	default:
+		c.Key = key
+	}
+	return c, nil
+}
+
 // loadCA reads an existing CA and checks that it can sign today: the CA basic constraint and the certSign
 // usage, the validity period, and (when the key is present) that the key belongs to the certificate. A CA
 // without its key is an external CA.
 func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
-	crtPath, keyPath := spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir)
 	restore := "restore it from a backup (a new CA would mean re-issuing everything it signed)"
-	cert, _, err := LoadCert(crtPath)
+	c, err := readCA(d.Cfg.CertDir, spec, d.Exists)
 	if err != nil {
 		return nil, fmt.Errorf("%w; %s", err, restore)
 	}
-	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.Cert
+	switch {
+	case c.notCA:
 		return nil, fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
-	}
-	if d.Now.After(cert.NotAfter) {
+	case d.Now.After(cert.NotAfter):
 		return nil, fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
-	}
-	if d.Now.Before(cert.NotBefore) {
+	case d.Now.Before(cert.NotBefore):
 		return nil, fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
+	case c.keyErr != nil:
+		return nil, fmt.Errorf("%w; %s", c.keyErr, restore)
+	case c.keyMismatch:
+		return nil, fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
 	}
-	ca := &CA{Cert: cert}
-	haveKey, err := d.Exists(keyPath)
-	if err != nil {
-		return nil, err
-	}
-	if haveKey {
-		key, err := LoadKey(keyPath)
-		if err != nil {
-			return nil, fmt.Errorf("%w; %s", err, restore)
-		}
-		if !pki.KeyMatchesCert(key, cert) {
-			return nil, fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
-		}
-		ca.Key = key
-	}
-	return ca, nil
+	return &c.CA, nil
 }
 
 func ensureCA(d *Data, spec pki.CertSpec) error {

@@ -374,37 +374,32 @@ func loadRenewCA(cfg *pki.Config, name string, now time.Time) *renewCA {
 	if !ok || !spec.IsCA() {
 		return &renewCA{err: fmt.Errorf("internal error: unknown CA %q", name)}
 	}
-	crtPath, keyPath := spec.CertPath(cfg.CertDir), spec.KeyPath(cfg.CertDir)
-	cert, _, err := LoadCert(crtPath)
+	c, err := readCA(cfg.CertDir, spec, nil)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &renewCA{err: fmt.Errorf("its CA certificate %s is missing: restore the %s CA", crtPath, name)}
+		return &renewCA{err: fmt.Errorf("its CA certificate %s is missing: restore the %s CA", spec.CertPath(cfg.CertDir), name)}
 	}
 	if err != nil {
 		return &renewCA{err: fmt.Errorf("its CA: %w", err)}
 	}
-	ca := &renewCA{cert: cert}
+	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.Cert
+	ca := &renewCA{cert: cert, key: c.Key}
 	switch {
-	case !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0:
+	case c.notCA:
 		ca.err = fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage)", crtPath)
 	case !now.Before(cert.NotAfter):
 		ca.err = fmt.Errorf("its CA %s expired on %s, so nothing it signed is valid any more and nothing can be renewed with it: replace the %s CA and re-issue its certificates",
 			crtPath, cert.NotAfter.UTC().Format(time.RFC3339), name)
 	case now.Before(cert.NotBefore):
 		ca.err = fmt.Errorf("its CA %s is not valid until %s: check the system clock", crtPath, cert.NotBefore.UTC().Format(time.RFC3339))
+	case errors.Is(c.keyErr, fs.ErrNotExist):
+		// External CA: the certificates it signs are renewed by whoever holds its key.
+	case c.keyErr != nil:
+		ca.err = fmt.Errorf("its CA key: %w", c.keyErr)
+	case c.keyMismatch:
+		ca.err = fmt.Errorf("CA key %s does not match %s: restore the key that belongs to the %s CA", keyPath, crtPath, name)
 	}
 	if ca.err != nil {
-		return ca
-	}
-	key, err := LoadKey(keyPath)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		// External CA: the certificates it signs are renewed by whoever holds its key.
-	case err != nil:
-		ca.err = fmt.Errorf("its CA key: %w", err)
-	case !pki.KeyMatchesCert(key, cert):
-		ca.err = fmt.Errorf("CA key %s does not match %s: restore the key that belongs to the %s CA", keyPath, crtPath, name)
-	default:
-		ca.key = key
+		ca.key = nil
 	}
 	return ca
 }
