@@ -86,10 +86,8 @@ type Data struct {
 	// flags), as "renew certs" takes them; the fix suggested for a leaf that lacks SANs repeats them. Empty
 	// means the resolved values are rendered instead.
 	RenewArgs []string
-	// BeforeCommit, when set, runs once everything is staged and before the first file is replaced, with
-	// the run's result and the files about to be written: the command records its audit lines there, so
-	// a run killed after the commit still has them (the next run's recovery appends them).
-	BeforeCommit func(Result, []pki.File) error
+	// Session commits the staged files with the run's audit lines; nil commits them without (tests).
+	Session *Session
 
 	phase   string
 	staged  []pki.File
@@ -297,8 +295,15 @@ func (d *Data) Exists(path string) (bool, error) {
 // commit writes every staged file in one transaction, creating missing directories first and removing the
 // ones it created if the commit fails.
 func (d *Data) commit() error {
+	s := d.Session
+	if s == nil {
+		s = &Session{o: SessionOptions{CertDir: d.Cfg.CertDir}}
+	}
 	if len(d.staged) == 0 {
-		return d.tightenModes()
+		if err := d.tightenModes(); err != nil {
+			return err
+		}
+		return recordedErr(s.Commit(nil, d.auditEvents()))
 	}
 	var created []string
 	dirs := make([]string, 0, len(d.dirs))
@@ -320,22 +325,44 @@ func (d *Data) commit() error {
 		}
 		created = append(created, made...)
 	}
-	if d.BeforeCommit != nil {
-		// After the directories exist (Commit's checks look at them), before the first file is replaced.
-		err := pki.CheckCommit(d.Cfg.CertDir, d.staged)
-		if err == nil {
-			err = d.BeforeCommit(d.Result(), d.staged)
-		}
-		if err != nil {
-			removeDirs(created)
-			return err
-		}
-	}
-	if err := pki.Commit(d.Cfg.CertDir, d.staged); err != nil {
+	// After the directories exist (the commit's checks look at them).
+	err := s.Commit(d.staged, d.auditEvents())
+	if !Committed(err) {
 		removeDirs(created)
 		return err
 	}
-	return d.tightenModes()
+	if terr := d.tightenModes(); terr != nil {
+		return terr
+	}
+	return recordedErr(err)
+}
+
+// recordedErr words a commit's failure to record its audit lines once the files are in place.
+func recordedErr(err error) error {
+	var ce *CommitError
+	if errors.As(err, &ce) && ce.Step == CommitRecord {
+		return fmt.Errorf("the files are written, but %w (the next run records the lines)", err)
+	}
+	return err
+}
+
+// auditEvents are the run's audit lines: every created or reused key, certificate and other
+// secret-bearing file.
+func (d *Data) auditEvents() []pki.AuditEvent {
+	var out []pki.AuditEvent
+	for _, f := range d.results {
+		var op string
+		switch f.Action {
+		case ActionCreated:
+			op = pki.AuditCreate
+		case ActionReused:
+			op = pki.AuditReuse
+		default:
+			continue
+		}
+		out = append(out, pki.AuditEvent{Time: d.Now, Operation: op, File: f.Path, Serial: f.Serial, SHA256: f.SHA256, Outcome: "ok", Detail: f.Phase})
+	}
+	return out
 }
 
 func removeDirs(dirs []string) {

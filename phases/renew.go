@@ -130,12 +130,10 @@ type RenewOptions struct {
 	// BackupRoot receives <UTC timestamp>/ with every replaced file; the newest KeepBackups are kept.
 	BackupRoot  string
 	KeepBackups int
-	// BeforeCommit, when set, runs after the backups are taken and before the first file is replaced, with
-	// the result as it will be if the commit succeeds (renewed items marked so) and the files about to be
-	// written; an error stops the run with nothing replaced. The command layer records its audit intent
-	// here, so that a run killed after the commit still leaves its audit lines for the next run.
-	BeforeCommit func(res RenewResult, files []pki.File) error
-	Log          *slog.Logger
+	// Session commits the renewed files with their audit lines and records the run's other lines; nil
+	// commits without recording anything (tests).
+	Session *Session
+	Log     *slog.Logger
 }
 
 func (o *RenewOptions) validate() error {
@@ -223,11 +221,18 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 			plans = append(plans, p)
 		}
 	}
-	if o.DryRun || len(plans) == 0 {
+	s := o.Session
+	if s == nil {
+		s = &Session{o: SessionOptions{CertDir: o.Cfg.CertDir}}
+	}
+	if o.DryRun {
 		for _, p := range plans {
 			p.item.Action = RenewWouldRenew
 		}
 		return res, nil
+	}
+	if len(plans) == 0 {
+		return res, renewedButNot(s.Commit(nil, renewAuditEvents(res)))
 	}
 
 	// Keys first, concurrently: RSA generation dominates a run.
@@ -255,7 +260,7 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		issued = append(issued, p)
 	}
 	if len(files) == 0 {
-		return res, nil
+		return res, renewedButNot(s.Commit(nil, renewAuditEvents(res)))
 	}
 
 	// Back up every file about to be replaced, before touching any.
@@ -287,21 +292,14 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 			p.item.Action = ""
 		}
 	}
-	if o.BeforeCommit != nil {
-		// Refuse what Commit would refuse before recording an intent to write it.
-		if err := pki.CheckCommit(o.Cfg.CertDir, files); err != nil {
-			unmark()
-			return res, fmt.Errorf("writing the renewed certificates: %w", err)
-		}
-		if err := o.BeforeCommit(res, files); err != nil {
-			unmark()
-			backups.Discard()
-			return res, fmt.Errorf("%w; nothing was renewed", err)
-		}
-	}
-	if err := pki.Commit(o.Cfg.CertDir, files); err != nil {
+	commitErr := s.Commit(files, renewAuditEvents(res))
+	if ce := new(CommitError); !Committed(commitErr) && errors.As(commitErr, &ce) && ce.Step == CommitIntent {
 		unmark()
-		return res, fmt.Errorf("writing the renewed certificates: %w", err)
+		backups.Discard()
+		return res, fmt.Errorf("%w; nothing was renewed", commitErr)
+	} else if !Committed(commitErr) {
+		unmark()
+		return res, fmt.Errorf("writing the renewed certificates: %w", commitErr)
 	}
 	for _, p := range issued {
 		o.Log.Info("renewed", "certificate", p.item.Name, "notAfter", p.item.NotAfter.Format(time.RFC3339), "serial", p.item.Serial)
@@ -316,7 +314,24 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	for _, d := range removed {
 		o.Log.Debug("removed old backup", "dir", d)
 	}
-	return res, nil
+	if commitErr == nil {
+		// The run's lines are recorded; the lines of what pruning removed follow.
+		commitErr = s.Record(pruneAuditEvents(res)...)
+		if commitErr != nil {
+			commitErr = &CommitError{CommitRecord, commitErr}
+		}
+	}
+	return res, renewedButNot(commitErr)
+}
+
+// renewedButNot words a failure to record the audit lines once the renewed files are in place: the run
+// itself succeeded (Committed reports true for the error).
+func renewedButNot(err error) error {
+	var ce *CommitError
+	if errors.As(err, &ce) && ce.Step == CommitRecord {
+		return &CommitError{CommitRecord, fmt.Errorf("the certificates were renewed, but %w (the next run records the lines)", ce.Err)}
+	}
+	return err
 }
 
 // InvalidNamesError is returned for names that do not select a renewable certificate: a usage error.

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -1008,29 +1009,74 @@ func TestRenewKeepsWholeSubjectAndOtherSANs(t *testing.T) {
 	}
 }
 
-// TestRenewBeforeCommitErrorReplacesNothing: the command layer's audit intent is written by BeforeCommit;
-// when it fails, no file is replaced and this run's backup directory is discarded.
-func TestRenewBeforeCommitErrorReplacesNothing(t *testing.T) {
+// TestRenewIntentErrorReplacesNothing: the session writes the run's audit intent before the commit; when
+// that fails, no file is replaced and this run's backup directory is discarded. When the commit itself fails
+// after the intent is written, the intent holds every leaf as renewed (what the next run's recovery records,
+// as applied or not, from what is then on disk).
+func TestRenewIntentErrorReplacesNothing(t *testing.T) {
 	e := newRenewEnv(t, pki.ECDSAP256, "")
-	before := snapshot(t, e.certDir, e.kubeDir)
 	o := e.opts(pkitest.Now.Add(250 * day))
-	var seen []string
-	o.BeforeCommit = func(res RenewResult, files []pki.File) error {
-		seen = res.Renewed()
-		return errors.New("audit intent: disk full")
+	s, err := OpenSession(SessionOptions{CertDir: e.certDir, KubeconfigDir: e.kubeDir, AuditLog: filepath.Join(e.dir, "audit.log"),
+		BackupDir: e.backupDir, Backups: true, Now: o.Now})
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err := Renew(context.Background(), o)
-	if err == nil || !strings.Contains(err.Error(), "audit intent: disk full; nothing was renewed") {
+	defer s.Release()
+	o.Session, o.BackupRoot = s, s.BackupRoot
+	before := snapshot(t, e.certDir, e.kubeDir) // with the session's lock file
+	intent := filepath.Join(e.certDir, AuditIntentName)
+	restore := pki.SetFaultHook(func(op pki.Op, path string) error {
+		if op == pki.OpCreate && strings.Contains(filepath.Base(path), AuditIntentName) {
+			return errors.New("disk full")
+		}
+		return nil
+	})
+	_, err = Renew(context.Background(), o)
+	restore()
+	if err == nil || !strings.Contains(err.Error(), "recording the audit intent") || !strings.Contains(err.Error(), "disk full; nothing was renewed") {
 		t.Fatalf("error %v", err)
-	}
-	if len(seen) != len(allLeafNames) {
-		t.Errorf("BeforeCommit saw renewed %v, want every leaf", seen)
 	}
 	if after := snapshot(t, e.certDir, e.kubeDir); !maps.Equal(before, after) {
 		t.Error("files changed")
 	}
 	if ents, _ := os.ReadDir(e.backupDir); len(ents) != 0 {
 		t.Errorf("backup directory kept: %v", ents)
+	}
+
+	// Now the intent is written and the transaction's first temp file fails.
+	restore = pki.SetFaultHook(func(op pki.Op, path string) error {
+		d := filepath.Dir(path)
+		if op == pki.OpCreate && (d == e.certDir || d == e.kubeDir) && !strings.Contains(filepath.Base(path), AuditIntentName) {
+			return errors.New("disk full")
+		}
+		return nil
+	})
+	_, err = Renew(context.Background(), o)
+	restore()
+	if err == nil || !strings.Contains(err.Error(), "writing the renewed certificates") {
+		t.Fatalf("error %v", err)
+	}
+	after := snapshot(t, e.certDir, e.kubeDir)
+	delete(after, intent)
+	if !maps.Equal(before, after) {
+		t.Error("files changed")
+	}
+	data, err := os.ReadFile(intent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in auditIntent
+	if err := json.Unmarshal(data, &in); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, ev := range in.Events {
+		if ev.Operation == pki.AuditRenew && ev.Outcome == "ok" {
+			seen = append(seen, ev.File)
+		}
+	}
+	if len(seen) != len(allLeafNames) {
+		t.Errorf("the intent records renewed %v, want every leaf", seen)
 	}
 }
 

@@ -93,7 +93,7 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 	}
 	// Before anything else: a replacement an interrupted run left half done is completed, or reported.
 	pending := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log)
-	if pe := new(pendingError); pending != nil && !errors.As(pending, &pe) {
+	if pe := new(phases.PendingError); pending != nil && !errors.As(pending, &pe) {
 		return pending
 	}
 	info := phases.CheckExpiration(cfg, f.kubeconfigDir, e.now())

@@ -680,7 +680,7 @@ func walkCrashCase(t *testing.T, c crashCase) {
 					// A step after the change was committed failed (appending to the audit log, removing
 					// the staged sa key): the command reports it, and the change itself is complete. The
 					// audit lines that could not be appended stay in the intent file, for the next run.
-					n.checkBookkeeping(label, auditIntentName)
+					n.checkBookkeeping(label, phases.AuditIntentName)
 					committed = true
 					kinds["error after the commit: "+op]++
 					c.effect(n, before)

@@ -159,51 +159,15 @@ func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phas
 	for _, w := range cfg.Warnings {
 		g.log.Warn(w, "config", f.configFile)
 	}
-	d := phases.NewData(cfg.PKI, e.now().UTC(), e.keys, g.log)
-	d.Kubeadm = cfg
-	d.Rand = e.rand
-	d.DryRun = f.dryRun
-	d.KubeconfigDir = f.kubeconfigDir
-	d.Encryption = f.encryption.options()
-	d.KubeadmConfigOut = f.kubeadmConfigOut
-	d.RenewArgs = f.renewArgs()
-	var audit *pki.AuditLog
-	var newDirs *pki.CreatedDirs // removed again if this first run fails
-	if !f.dryRun {
-		if audit, err = openAudit(f.auditLog, g.log); err != nil {
-			return err
-		}
-		if newDirs, err = pki.PrepareCertDir(cfg.PKI.CertDir, cfg.PKI.StrictPermissions); err != nil {
-			return err
-		}
-		lock, err := lockAndRecover(cfg.PKI, f.kubeconfigDir, f.lockTimeout, audit, d.Now, g.log)
-		if err != nil {
-			newDirs.RemoveIfUnused(false) // another run's lock file keeps the directory
-			return err
-		}
-		defer lock.Release()
-		// The audit lines go to disk before the commit, so that a run killed after it still has them recorded
-		// (by the next run's recovery).
-		d.BeforeCommit = func(r phases.Result, files []pki.File) error {
-			return writeAuditIntent(cfg.PKI.CertDir, auditEvents(r, d.Now, "ok"), files)
-		}
-	}
-	if err := runner.Run(ctx, d, sel); err != nil {
-		if !f.dryRun {
-			err = flushAfterFailedCommit(err, cfg.PKI, f.kubeconfigDir, audit, d.Now, g.log)
-		}
-		newDirs.RemoveIfUnused(true)
+	res, err := phases.Init(ctx, runner, sel, phases.InitOptions{
+		Config: cfg, KubeconfigDir: f.kubeconfigDir, Now: e.now().UTC(), Keys: e.keys, Rand: e.rand, DryRun: f.dryRun,
+		Encryption: f.encryption.options(), KubeadmConfigOut: f.kubeadmConfigOut, RenewArgs: f.renewArgs(),
+		AuditLog: f.auditLog, LockTimeout: f.lockTimeout, Log: g.log,
+	})
+	if err != nil {
 		return err
 	}
-	if err := audit.Record(auditEvents(d.Result(), d.Now, "ok")...); err != nil {
-		return fmt.Errorf("the files are written, but %w (the next run records the lines)", err)
-	}
-	if !f.dryRun {
-		if err := clearAuditIntent(cfg.PKI.CertDir); err != nil {
-			return err
-		}
-	}
-	return printInitResult(e.stdout, g.output, d.Result())
+	return printInitResult(e.stdout, g.output, res)
 }
 
 func printInitResult(w io.Writer, format string, r phases.Result) error {

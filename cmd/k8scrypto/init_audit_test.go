@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
 )
 
@@ -24,14 +25,14 @@ func TestInitKilledAfterCommitKeepsItsAuditLines(t *testing.T) {
 		n.reset(saved)
 		n.runFault(setupTime, i, nil, true, "init")
 		caKey := filepath.Join(n.certDir, "ca.key")
-		_, committed := fileIdentity(caKey)
+		_, committed := phases.FileIdentity(caKey)
 		if committed != "" {
 			killedAfterCommit++
 		}
 		n.mustRun(setupTime, "init")
 		lines := auditLines(t, n.auditLog)
 		for _, p := range []string{caKey, filepath.Join(n.certDir, "apiserver.crt"), filepath.Join(n.certDir, "etcd", "ca.key"), filepath.Join(n.kubeDir, "admin.conf")} {
-			serial, sha := fileIdentity(p)
+			serial, sha := phases.FileIdentity(p)
 			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
 				return ev.Operation == pki.AuditCreate && ev.File == p && ev.Outcome == "ok" && ev.Serial == serial && ev.SHA256 == sha
 			}) {

@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -78,7 +72,7 @@ a --dry-run, which writes nothing, says it is pending instead.
 An explicit --backup-dir or --audit-log that cannot be written is an error at once, whether or not anything is
 due. Backup directories beyond --keep-backups are removed, each with a "remove" line in the audit log. A
 failed --on-renew command is run again by the next run, even when nothing is due then; until it succeeds a
-marker, ` + hookPendingName + `, stays in the backup directory.
+marker, ` + phases.HookPendingName + `, stays in the backup directory.
 
 Certificates: ` + strings.Join(names, ", ") + `.
 kubelet.conf is renewed only when it embeds its client certificate; once the kubelet rotates its own, it is
@@ -166,9 +160,6 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 	case f.keepBackups < 1:
 		return usageError{fmt.Errorf("--keep-backups: invalid value %d: must be at least 1", f.keepBackups)}
 	}
-	if info, err := os.Stat(cfg.CertDir); err != nil || !info.IsDir() {
-		return fmt.Errorf("certificate directory %s does not exist or is not a directory: nothing to renew (set --cert-dir, or create the PKI with \"k8scrypto init\")", cfg.CertDir)
-	}
 	o := phases.RenewOptions{
 		Cfg:           cfg,
 		KubeconfigDir: f.kubeconfigDir,
@@ -185,206 +176,15 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 		KeepBackups:   f.keepBackups,
 		Log:           g.log,
 	}
-	var audit *pki.AuditLog
-	var lock *pki.Lock
-	if f.dryRun {
-		// A dry run writes nothing, so it cannot recover: it says so instead of advice about half-replaced files.
-		if err := pendingBeforeDryRun(cfg, f.kubeconfigDir); err != nil {
-			return err
-		}
-	} else {
-		if audit, o.BackupRoot, err = openState(f.auditLog, f.backupDir, true, g.log); err != nil {
-			return err
-		}
-		if lock, err = lockAndRecover(cfg, f.kubeconfigDir, f.lockTimeout, audit, o.Now, g.log); err != nil {
-			return err
-		}
-		defer lock.Release()
-		// The audit lines go to disk before the commit, so that a run killed after it still has them recorded
-		// (by the next run's recovery).
-		o.BeforeCommit = func(res phases.RenewResult, files []pki.File) error {
-			return writeAuditIntent(cfg.CertDir, renewAuditEvents(res), files)
-		}
+	res, err := phases.RenewCerts(ctx, phases.RenewCertsOptions{RenewOptions: o, AuditLog: f.auditLog, BackupDir: f.backupDir,
+		LockTimeout: f.lockTimeout, OnRenew: f.onRenew, HookOutput: e.stderr})
+	if ine := new(phases.InvalidNamesError); errors.As(err, &ine) {
+		return usageError{err}
 	}
-	res, err := phases.Renew(ctx, o)
-	if err != nil {
-		if ine := new(phases.InvalidNamesError); errors.As(err, &ine) {
-			return usageError{err}
-		}
-		if aerr := audit.Record(pki.AuditEvent{Time: o.Now, Operation: pki.AuditRenew, File: cfg.CertDir, Outcome: err.Error()}); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
-		if !f.dryRun {
-			err = flushAfterFailedCommit(err, cfg, f.kubeconfigDir, audit, o.Now, g.log)
-		}
+	if res == nil {
 		return err
 	}
-	var errs []error
-	if !f.dryRun {
-		// Even when the audit log fails now, the certificates are in place: the hook below must still
-		// restart what uses them. The intent stays for the next run to record.
-		if err := audit.Record(append(renewAuditEvents(res), pruneAuditEvents(res)...)...); err != nil {
-			errs = append(errs, fmt.Errorf("the certificates were renewed, but %w (the next run records the lines)", err))
-		} else if err := clearAuditIntent(cfg.CertDir); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	var hook *hookPending
-	if !f.dryRun {
-		hook = pendingHook(o.BackupRoot, res, f.onRenew != "", g.log)
-	}
-	// The files are safely written: let the next cron run in while the hook restarts the control plane.
-	_ = lock.Release() // nothing to do about a failed close of the lock; the kernel drops it with the process
-
-	if err := printRenewResult(e.stdout, g.output, g.quiet, res); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	if problems := res.Problems(); len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.Name + ": " + p.Reason
-		}
-		errs = append(errs, fmt.Errorf("%d certificate(s) need attention:\n  %s", len(problems), strings.Join(msgs, "\n  ")))
-	}
-	switch {
-	case hook != nil && f.onRenew != "":
-		if err := runHook(ctx, e, f.onRenew, hook.Renewed, hook.BackupDir); err != nil {
-			errs = append(errs, fmt.Errorf("the certificates were renewed, but --on-renew failed (the next run runs it again): %w", err))
-		} else if err := hook.done(); err != nil {
-			errs = append(errs, err)
-		}
-	case len(res.Renewed()) > 0:
-		g.log.Info("restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd so that they use the new certificates (or automate it with --on-renew)",
-			"renewed", strings.Join(res.Renewed(), ","))
-	}
-	return errors.Join(errs...)
-}
-
-// hookPendingName is the marker, in the backup root, of an --on-renew command that has not yet succeeded
-// for certificates already renewed. It is written before the hook runs and removed once it succeeds, so a
-// hook that failed (or a run killed before it) is run again by the next run, even when nothing is due then.
-const hookPendingName = "on-renew-pending.json"
-
-type hookPending struct {
-	Renewed   []string `json:"renewed"`
-	BackupDir string   `json:"backupDir,omitempty"`
-	path      string
-}
-
-// pendingHook returns what --on-renew must be run for: this run's renewals and those of earlier runs whose
-// hook did not succeed; nil when there are none. With an --on-renew command the marker is written first.
-func pendingHook(root string, res phases.RenewResult, haveHook bool, log *slog.Logger) *hookPending {
-	h := &hookPending{path: filepath.Join(root, hookPendingName)}
-	earlier := false
-	if data, err := pki.ReadFileNoFollow(h.path, pki.MaxConfigSize); err == nil {
-		earlier = json.Unmarshal(data, h) == nil
-		if !earlier {
-			log.Warn("ignoring an unreadable --on-renew marker", "file", h.path)
-		}
-	}
-	for _, n := range res.Renewed() {
-		if !slices.Contains(h.Renewed, n) {
-			h.Renewed = append(h.Renewed, n)
-		}
-	}
-	if res.BackupDir != "" {
-		h.BackupDir = res.BackupDir
-	}
-	if len(h.Renewed) == 0 {
-		return nil
-	}
-	if !haveHook {
-		if earlier {
-			log.Warn("an earlier run's --on-renew command did not succeed; run with --on-renew to run it again, or remove the marker once the control plane was restarted",
-				"renewed", strings.Join(h.Renewed, ","), "marker", h.path)
-		}
-		return h
-	}
-	data, _ := json.Marshal(h)
-	err := pki.EnsureDir(root, pki.ModeStrictDir, false)
-	if err == nil {
-		err = pki.WriteFileAtomic(h.path, data, pki.ModeKey)
-	}
-	if err != nil {
-		log.Warn("could not record that --on-renew is pending; a failed hook will not be retried", "file", h.path, "error", err)
-	}
-	return h
-}
-
-// done removes the marker after the hook succeeded.
-func (h *hookPending) done() error {
-	if err := os.Remove(h.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("--on-renew succeeded, but removing %s failed (the next run runs it again): %w", h.path, err)
-	}
-	return nil
-}
-
-// runHook runs --on-renew with sh -c. Its output goes to stderr: stdout carries k8scrypto's result.
-func runHook(ctx context.Context, e *env, command string, renewed []string, backupDir string) error {
-	cmd := exec.CommandContext(ctx, "sh", "-c", command) // #nosec G204 -- the operator's --on-renew command, run as documented
-	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
-	// Not named like a flag: every K8SCRYPTO_<FLAG> variable sets that flag of a k8scrypto the hook runs.
-	cmd.Env = append(os.Environ(),
-		"K8SCRYPTO_RENEWED="+strings.Join(renewed, ","),
-		"K8SCRYPTO_RENEWED_BACKUP="+backupDir,
-	)
-	if err := cmd.Run(); err != nil {
-		// %v, not %w: the hook's exit status must not become k8scrypto's (run honours ExitCode()).
-		return fmt.Errorf("%q: %v", command, err)
-	}
-	return nil
-}
-
-// renewAuditEvents records every renewal, key rotation or reuse, backup, and refusal. Certificates that
-// were not due are not recorded: nothing happened to them.
-func renewAuditEvents(res phases.RenewResult) []pki.AuditEvent {
-	var out []pki.AuditEvent
-	ev := func(op, file, serial, sha, outcome, detail string) {
-		out = append(out, pki.AuditEvent{Time: res.Time, Operation: op, File: file, Serial: serial, SHA256: sha, Outcome: outcome, Detail: detail})
-	}
-	for _, it := range res.Certificates {
-		switch it.Action {
-		case phases.RenewRenewed:
-			for _, b := range it.Backups {
-				ev(pki.AuditBackup, b, "", "", "ok", "copy of a file replaced by renewing "+it.Name)
-			}
-			prev := ""
-			if it.Previous != nil {
-				prev = fmt.Sprintf("replaces serial %s (sha256 %s); ", it.Previous.Serial, it.Previous.SHA256)
-			}
-			ev(pki.AuditRenew, it.Path, it.Serial, it.SHA256, "ok", prev+it.Reason)
-			keyFile := it.Path
-			if it.Kind == phases.KindCertificate {
-				keyFile = strings.TrimSuffix(it.Path, ".crt") + ".key"
-			}
-			if it.KeyRotated {
-				detail := "new key for " + it.Name
-				if it.Previous != nil && it.Previous.KeySHA256 != "" {
-					detail += "; replaces key sha256 " + it.Previous.KeySHA256
-				}
-				ev(pki.AuditRotate, keyFile, "", it.KeySHA256, "ok", detail)
-			} else {
-				ev(pki.AuditReuse, keyFile, "", it.KeySHA256, "ok", "key kept for "+it.Name)
-			}
-		case phases.RenewFailed:
-			ev(pki.AuditRenew, it.Path, it.Serial, it.SHA256, it.Reason, "")
-		}
-	}
-	return out
-}
-
-// pruneAuditEvents records each old backup directory removed by --keep-backups: they held private keys.
-func pruneAuditEvents(res phases.RenewResult) []pki.AuditEvent {
-	var out []pki.AuditEvent
-	for _, d := range res.PrunedBackups {
-		out = append(out, pki.AuditEvent{Time: res.Time, Operation: pki.AuditRemove, File: d, Outcome: "ok",
-			Detail: "old backup directory (copies of replaced certificates and keys) removed to keep --keep-backups"})
-	}
-	if res.PruneError != "" {
-		out = append(out, pki.AuditEvent{Time: res.Time, Operation: pki.AuditRemove, File: filepath.Dir(res.BackupDir), Outcome: res.PruneError,
-			Detail: "removing old backup directories to keep --keep-backups"})
-	}
-	return out
+	return errors.Join(err, printRenewResult(e.stdout, g.output, g.quiet, *res))
 }
 
 // printRenewResult prints the result. With -q the text lists only what was renewed or needs attention, and

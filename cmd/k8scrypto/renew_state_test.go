@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
@@ -115,9 +116,9 @@ func sameHashes(a, b map[string]string) bool {
 func TestRenewStateFallback(t *testing.T) {
 	c := newRenewCluster(t, pki.ECDSAP256, "")
 	unwritable := aRegularFile(t, c.dir)
-	oldAudit, oldBackup := defaultAuditLog, defaultBackupDir
-	defaultAuditLog, defaultBackupDir = filepath.Join(unwritable, "log", "audit.log"), filepath.Join(unwritable, "lib", "backups")
-	t.Cleanup(func() { defaultAuditLog, defaultBackupDir = oldAudit, oldBackup })
+	oldAudit, oldBackup := phases.DefaultAuditLog, phases.DefaultBackupDir
+	phases.DefaultAuditLog, phases.DefaultBackupDir = filepath.Join(unwritable, "log", "audit.log"), filepath.Join(unwritable, "lib", "backups")
+	t.Cleanup(func() { phases.DefaultAuditLog, phases.DefaultBackupDir = oldAudit, oldBackup })
 
 	xdg, home := filepath.Join(c.dir, "xdg"), filepath.Join(c.dir, "home")
 	for i, tc := range []struct {
@@ -209,7 +210,7 @@ func TestRenewCertsHookRetried(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "--on-renew failed (the next run runs it again)") {
 		t.Fatalf("failing hook: exit %d %s", code, stderr)
 	}
-	marker := filepath.Join(c.backupDir, hookPendingName)
+	marker := filepath.Join(c.backupDir, phases.HookPendingName)
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("no pending marker: %v", err)
 	}
@@ -270,7 +271,7 @@ func TestRenewCertsHookRunsWhenAuditFails(t *testing.T) {
 	if !cert.NotBefore.After(pkitest.Now) {
 		t.Fatal("apiserver was not renewed")
 	}
-	if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); err != nil {
+	if _, err := os.Stat(filepath.Join(c.certDir, phases.AuditIntentName)); err != nil {
 		t.Fatalf("no audit intent left for the next run: %v", err)
 	}
 	os.Remove(c.auditLog)
@@ -288,7 +289,7 @@ func TestRenewCertsHookRunsWhenAuditFails(t *testing.T) {
 	if !found {
 		t.Error("the next run did not record the renew line of the certificate in place")
 	}
-	if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(c.certDir, phases.AuditIntentName)); !os.IsNotExist(err) {
 		t.Errorf("audit intent left: %v", err)
 	}
 }
@@ -307,7 +308,7 @@ func TestAuditLineContent(t *testing.T) {
 	}
 	idOf := func(path string) (string, string) {
 		t.Helper()
-		serial, sha := fileIdentity(path)
+		serial, sha := phases.FileIdentity(path)
 		if sha == "" {
 			t.Fatalf("%s: no identity", path)
 		}
@@ -463,7 +464,7 @@ func TestRecoveryBeforeReadingCommands(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "completed an interrupted replacement") {
 		t.Fatalf("check-expiration with the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
-	if left := pendingRecovery(defaultPKIConfig(c.certDir), c.kubeDir); len(left) > 0 {
+	if left := phases.PendingRecovery(c.certDir, c.kubeDir); len(left) > 0 {
 		t.Fatalf("not recovered: %v", left)
 	}
 	// Every file is the new one, and the audit log says so.
@@ -481,13 +482,13 @@ func TestRecoveryBeforeReadingCommands(t *testing.T) {
 		t.Fatal("no recover line")
 	}
 	for p, ev := range recovered {
-		serial, sha := fileIdentity(p)
+		serial, sha := phases.FileIdentity(p)
 		if ev.Outcome != "ok" || ev.SHA256 != sha || ev.Serial != serial || sha == "" || ev.User == "" || ev.Host == "" || !strings.Contains(ev.Detail, "rolled forward") {
 			t.Errorf("recover line %+v; file has serial %q sha256 %q", ev, serial, sha)
 		}
 	}
 	for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
-		serial, sha := fileIdentity(p)
+		serial, sha := phases.FileIdentity(p)
 		ev, ok := renewed[p]
 		if !ok || ev.Outcome != "ok" || ev.Serial != serial || ev.SHA256 != sha || !strings.Contains(ev.Detail, "by a later run") {
 			t.Errorf("%s: the killed run's renew line %+v (found %v); file has serial %s", p, ev, ok, serial)

@@ -553,14 +553,14 @@ func TestRenewCertsKilledAtEveryStep(t *testing.T) {
 		// Whether the killed run or the next one renewed it, the certificate in place has its renew line.
 		lines := auditLines(t, c.auditLog)
 		for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
-			serial, sha := fileIdentity(p)
+			serial, sha := phases.FileIdentity(p)
 			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
 				return ev.Operation == pki.AuditRenew && ev.File == p && ev.Outcome == "ok" && ev.Serial == serial && ev.SHA256 == sha
 			}) {
 				t.Errorf("step %d: no audit line for the %s in place (serial %s)", i, p, serial)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(c.certDir, auditIntentName)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(c.certDir, phases.AuditIntentName)); !os.IsNotExist(err) {
 			t.Errorf("step %d: audit intent left: %v", i, err)
 		}
 		if t.Failed() {
