@@ -25,6 +25,7 @@ import (
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
 
 // badInput is one row of the bad-input table in README.md.
@@ -245,7 +246,7 @@ func badInputs() []badInput {
 			code:  1, where: []string{"pki/apiserver.key", "no space left on device"}, fix: []string{"free space, then run the command again"}},
 		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC,
 			code: 1, where: []string{"pki/" + encryption.FileName, "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
-		{name: "full disk (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC,
+		{name: "full disk (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, faultIn: sakeys.NextName,
 			code: 1, where: []string{"pki/sa.key.next", "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
 		{name: "read-only directory (renew)", now: cmdTime, args: []string{"renew", "certs", "--force"}, fault: pki.OpRename, faultErr: syscall.EROFS, faultIn: "journal",
 			code: 1, where: []string{"writing the renewed certificates", "journal", "read-only file system"}, fix: []string{"remount it read-write"}, keepsBackups: true},

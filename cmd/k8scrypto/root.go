@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"k8scrypto.dev/k8scrypto/phases"
 )
 
 // Exit codes.
@@ -47,7 +49,7 @@ func run(args []string, e *env) int {
 	// The one place that prints an error.
 	fmt.Fprintf(e.stderr, "error: %s\n", err)
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+	if pu := new(phases.UsageError); errors.As(err, &ue) || errors.As(err, &pu) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
 		return exitUsage
 	}
 	var ce interface{ ExitCode() int }

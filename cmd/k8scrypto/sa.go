@@ -1,10 +1,9 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -89,17 +88,6 @@ type saRotateFlags struct {
 	yes       bool
 }
 
-type saRotateResult struct {
-	APIVersion string           `json:"apiVersion"`
-	Kind       string           `json:"kind"`
-	Step       string           `json:"step"`
-	DryRun     bool             `json:"dryRun"`
-	Backups    []string         `json:"backups,omitempty"`
-	Added      *sakeys.KeyInfo  `json:"added,omitempty"`
-	Removed    []sakeys.KeyInfo `json:"removed,omitempty"`
-	State      *sakeys.State    `json:"state"`
-}
-
 func newSARotateCommand(e *env, g *globals) *cobra.Command {
 	f := &saRotateFlags{}
 	cmd := &cobra.Command{
@@ -127,7 +115,7 @@ given, else that of the current sa.key.`,
 			Use:   step,
 			Short: s.short,
 			Args:  cobra.NoArgs,
-			RunE:  func(*cobra.Command, []string) error { return runSARotate(e, g, f, step) },
+			RunE:  func(cmd *cobra.Command, _ []string) error { return runSARotate(cmd.Context(), e, g, f, step) },
 		}
 		if step == "prune" {
 			sub.Flags().BoolVar(&f.yes, "yes", false, "confirm that tokens signed by the older keys are no longer needed")
@@ -137,114 +125,25 @@ given, else that of the current sa.key.`,
 	return cmd
 }
 
-func runSARotate(e *env, g *globals, f *saRotateFlags, step string) error {
+func runSARotate(ctx context.Context, e *env, g *globals, f *saRotateFlags, step string) error {
 	cfg, explicitAlg, err := maintenanceConfig(e, &f.clusterFlags)
 	if err != nil {
 		return err
 	}
-	now := e.now().UTC()
-	audit, root, release, err := beginRotation(cfg, &f.clusterFlags, f.backupDir, f.dryRun, now, g.log)
+	res, err := phases.SARotate(ctx, step, phases.SARotateOptions{
+		RotateOptions: phases.RotateOptions{
+			CertDir: cfg.CertDir, KubeconfigDir: f.kubeconfigDir, AuditLog: f.auditLog, BackupDir: f.backupDir,
+			LockTimeout: f.lockTimeout, DryRun: f.dryRun, Now: e.now().UTC(), Log: g.log,
+		},
+		Algorithm: cfg.Algorithm, Explicit: explicitAlg, Keys: e.keys, Yes: f.yes,
+	})
 	if err != nil {
 		return err
 	}
-	defer release()
-	st, err := sakeys.Read(cfg.CertDir)
-	if err != nil {
-		return err
-	}
-	res := saRotateResult{APIVersion: phases.ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: f.dryRun}
-
-	// Refuse before generating a key or touching a file.
-	want := map[string]sakeys.Stage{"prepare": sakeys.StageSteady, "promote": sakeys.StagePrepared, "prune": sakeys.StagePromoted}[step]
-	if st.Stage != want && !(step == "promote" && st.LeftoverNext) {
-		return &sakeys.StageError{Op: step, State: st}
-	}
-	if step == "prune" && !f.yes {
-		var old []string
-		for _, k := range st.Pub {
-			if k.Role == sakeys.RoleOld {
-				old = append(old, k.SHA256[:16])
-			}
-		}
-		return usageError{fmt.Errorf("prune removes %d public key(s) (sha256 %s) from sa.pub: tokens they signed will be rejected once the apiservers restart. Add --yes when those tokens have expired or been replaced", len(old), strings.Join(old, ", "))}
-	}
-	if f.dryRun {
-		res.State = st
-		return printSARotate(e.stdout, g.output, res)
-	}
-	var backupEvents []pki.AuditEvent
-	bs, err := pki.NewBackupSet(root, now)
-	if err != nil {
-		return err
-	}
-	for _, p := range sakeys.Files(cfg.CertDir) {
-		dst, err := bs.Save(p)
-		if err != nil {
-			bs.Discard()
-			return err
-		}
-		if dst != "" {
-			res.Backups = append(res.Backups, dst)
-			backupEvents = append(backupEvents, pki.AuditEvent{Time: now, Operation: pki.AuditBackup, File: p, Detail: "copied to " + dst})
-		}
-	}
-
-	var events []pki.AuditEvent
-	var stepErr error
-	switch step {
-	case "prepare":
-		// Keep the current key's algorithm unless one was asked for, or kubeadm could not make it.
-		alg, err := pki.ParseAlgorithm(st.Key.Algorithm)
-		if explicitAlg || err != nil {
-			alg = cfg.Algorithm
-		}
-		if alg == "" {
-			alg = pki.RSA2048 // kubeadm's default
-		}
-		keys := e.keys
-		if keys == nil {
-			keys = pki.GenerateKey
-		}
-		key, err := keys("sa", alg)
-		if err != nil {
-			return fmt.Errorf("generating the new service-account key (%s): %w", alg, err)
-		}
-		stepErr = st.Prepare(key)
-		fp, _ := pki.PublicKeyFingerprint(key.Public())
-		res.Added = &sakeys.KeyInfo{SHA256: fp, Algorithm: string(alg), Role: sakeys.RoleNext}
-		events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.NextName), SHA256: fp,
-			Detail: "sa rotate prepare: new signing key staged, its public key appended to " + sakeys.PubName})
-	case "promote":
-		next := st.New
-		stepErr = st.Promote()
-		if next != nil {
-			events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.KeyName), SHA256: next.SHA256,
-				Detail: fmt.Sprintf("sa rotate promote: %s is now the signing key; the previous one (sha256 %s) stays in %s", sakeys.NextName, st.Key.SHA256, sakeys.PubName)})
-		}
-	case "prune":
-		res.Removed, stepErr = st.Prune()
-		for _, k := range res.Removed {
-			events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRemove, File: filepath.Join(st.Dir, sakeys.PubName), SHA256: k.SHA256,
-				Detail: "sa rotate prune: public key removed; tokens it signed are no longer accepted"})
-		}
-	}
-	outcome := "ok"
-	if stepErr != nil {
-		outcome = stepErr.Error()
-	}
-	for i := range events {
-		events[i].Outcome = outcome
-	}
-	if err := errors.Join(stepErr, audit.Record(append(backupEvents, events...)...)); err != nil {
-		return err
-	}
-	if res.State, err = sakeys.Read(cfg.CertDir); err != nil {
-		return err
-	}
-	return printSARotate(e.stdout, g.output, res)
+	return printSARotate(e.stdout, g.output, *res)
 }
 
-func printSARotate(w io.Writer, format string, r saRotateResult) error {
+func printSARotate(w io.Writer, format string, r phases.SARotateResult) error {
 	if format != "text" {
 		return printStructured(w, format, r)
 	}

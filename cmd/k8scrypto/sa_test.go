@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
@@ -72,7 +73,7 @@ func TestSARotationThroughTheCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("prepare: exit %d, %s", code, stderr)
 	}
-	var res saRotateResult
+	var res phases.SARotateResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestSARotateKeyAlgorithm(t *testing.T) {
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	var res saRotateResult
+	var res phases.SARotateResult
 	json.Unmarshal([]byte(out), &res)
 	if res.Added.Algorithm != "ECDSA-P256" {
 		t.Errorf("without an explicit algorithm the new key is %s, want the current key's ECDSA-P256", res.Added.Algorithm)

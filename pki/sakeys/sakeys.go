@@ -1,5 +1,6 @@
-// Package sakeys rotates the service-account signing key pair (sa.key, sa.pub) in three stages, the
-// procedure of kubernetes/kubernetes#34029, each stage one crash-safe pki.Commit:
+// Package sakeys reads the service-account signing key pair (sa.key, sa.pub) and computes its rotation in
+// three stages, the procedure of kubernetes/kubernetes#34029; each stage is a set of files that the caller
+// commits in one crash-safe transaction (package phases' rotation):
 //
 //	steady    sa.key signs; sa.pub holds its public key only. Next: prepare.
 //	prepared  sa.key.next (0600) holds a new private key whose public key was appended to sa.pub: every
@@ -210,54 +211,63 @@ func (e *StageError) Error() string {
 // ExitCode is the process exit status for a refused stage.
 func (e *StageError) ExitCode() int { return 3 }
 
-// Prepare stages newKey as sa.key.next and appends its public key to sa.pub, in one transaction. Allowed in
-// stage steady.
-func (s *State) Prepare(newKey crypto.Signer) error {
+// Step is what a stage change writes: Files, replaced in one transaction, then Obsolete, files that the
+// change leaves without a purpose (sa.key.next once sa.key holds its key), removed after the commit. A
+// step without files only removes (it finishes an earlier one). Removed are the public keys prune drops.
+type Step struct {
+	Files    []pki.File
+	Obsolete []string
+	Removed  []KeyInfo
+}
+
+// Prepare stages newKey as sa.key.next and appends its public key to sa.pub. Allowed in stage steady.
+func (s *State) Prepare(newKey crypto.Signer) (*Step, error) {
 	if s.Stage != StageSteady {
-		return &StageError{Op: "prepare", State: s}
+		return nil, &StageError{Op: "prepare", State: s}
 	}
 	if indexOf(s.pubs, newKey.Public()) >= 0 {
-		return errors.New("the new service-account key is already in sa.pub (the key source returned an old key)")
+		return nil, errors.New("the new service-account key is already in sa.pub (the key source returned an old key)")
 	}
 	keyPEM, err := pki.EncodePrivateKey(newKey)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pubPEM, err := pki.EncodePublicKey(newKey.Public())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pub := bytes.Clone(s.pubData)
 	if len(pub) > 0 && !bytes.HasSuffix(pub, []byte("\n")) {
 		pub = append(pub, '\n')
 	}
 	pub = append(pub, pubPEM...)
-	return pki.Commit(s.Dir, []pki.File{
+	return &Step{Files: []pki.File{
 		{Path: s.path(NextName), Data: keyPEM, Mode: pki.ModeKey},
 		{Path: s.path(PubName), Data: pub, Mode: pki.ModeKey},
-	})
+	}}, nil
 }
 
-// Promote makes sa.key.next the signing key sa.key; sa.pub keeps every public key. Allowed in stage
-// prepared, and to finish a promote that was interrupted before it removed sa.key.next.
-func (s *State) Promote() error {
+// Promote makes sa.key.next the signing key sa.key; sa.pub keeps every public key, and sa.key.next is then
+// obsolete. Allowed in stage prepared, and to finish a promote that was interrupted before it removed
+// sa.key.next (then only the removal is left).
+func (s *State) Promote() (*Step, error) {
 	if s.LeftoverNext {
-		return s.removeNext()
+		return &Step{Obsolete: []string{s.path(NextName)}}, nil
 	}
 	if s.Stage != StagePrepared {
-		return &StageError{Op: "promote", State: s}
+		return nil, &StageError{Op: "promote", State: s}
 	}
-	if err := pki.Commit(s.Dir, []pki.File{{Path: s.path(KeyName), Data: s.next, Mode: pki.ModeKey}}); err != nil {
-		return err
-	}
-	// A crash here leaves sa.key.next identical to sa.key, which Read reports as LeftoverNext.
-	s.cleanupNext()
-	return nil
+	// A crash between the commit and the removal leaves sa.key.next identical to sa.key, which Read
+	// reports as LeftoverNext.
+	return &Step{
+		Files:    []pki.File{{Path: s.path(KeyName), Data: s.next, Mode: pki.ModeKey}},
+		Obsolete: []string{s.path(NextName)},
+	}, nil
 }
 
 // Prune rewrites sa.pub with the public key of sa.key alone; tokens signed by older keys stop being
-// accepted once the apiservers restart. Allowed in stage promoted. It returns the keys removed.
-func (s *State) Prune() ([]KeyInfo, error) {
+// accepted once the apiservers restart. Allowed in stage promoted.
+func (s *State) Prune() (*Step, error) {
 	if s.Stage != StagePromoted {
 		return nil, &StageError{Op: "prune", State: s}
 	}
@@ -265,34 +275,16 @@ func (s *State) Prune() ([]KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.Commit(s.Dir, []pki.File{{Path: s.path(PubName), Data: pubPEM, Mode: pki.ModeKey}}); err != nil {
-		return nil, err
-	}
-	var removed []KeyInfo
+	st := &Step{Files: []pki.File{{Path: s.path(PubName), Data: pubPEM, Mode: pki.ModeKey}}}
 	for _, k := range s.Pub {
 		if k.Role != RoleSigning {
-			removed = append(removed, k)
+			st.Removed = append(st.Removed, k)
 		}
 	}
 	if s.LeftoverNext {
-		s.cleanupNext()
+		st.Obsolete = []string{s.path(NextName)}
 	}
-	return removed, nil
-}
-
-// cleanupNext removes an sa.key.next that sa.key already holds, after the step's commit. The step is
-// complete without it, so a failure is not the step's failure: the copy left behind is identical to
-// sa.key, Read reports it as LeftoverNext (status shows it) and the next promote or prune removes it.
-func (s *State) cleanupNext() {
-	_ = s.removeNext() // see above: a leftover is reported by Read and removed by the next step
-}
-
-func (s *State) removeNext() error {
-	// Through pki's fault hook, so the crash walks fail and interrupt the removal and its directory fsync.
-	if err := pki.RemoveFile(s.path(NextName)); err != nil {
-		return fmt.Errorf("removing %s: %w", s.path(NextName), err)
-	}
-	return nil
+	return st, nil
 }
 
 // Files lists the files a step may change, for backups.

@@ -116,7 +116,7 @@ func TestRotationStages(t *testing.T) {
 			}
 			oldToken := sign(t, oldKey, "token-1")
 
-			if err := s.Prepare(newKey); err != nil {
+			if err := apply(s.Prepare(newKey)); err != nil {
 				t.Fatal(err)
 			}
 			s = mustRead(t, dir)
@@ -133,7 +133,7 @@ func TestRotationStages(t *testing.T) {
 				t.Fatal("prepared: sa.pub must verify tokens of both keys")
 			}
 
-			if err := s.Promote(); err != nil {
+			if err := apply(s.Promote()); err != nil {
 				t.Fatal(err)
 			}
 			s = mustRead(t, dir)
@@ -153,10 +153,11 @@ func TestRotationStages(t *testing.T) {
 			}
 			assertMode(t, filepath.Join(dir, KeyName), 0o600)
 
-			removed, err := s.Prune()
-			if err != nil {
+			pruned, err := s.Prune()
+			if err := apply(pruned, err); err != nil {
 				t.Fatal(err)
 			}
+			removed := pruned.Removed
 			s = mustRead(t, dir)
 			if s.Stage != StageSteady || len(s.Pub) != 1 || len(removed) != 1 || removed[0].Role != RoleOld {
 				t.Fatalf("after prune: %+v, removed %+v", s, removed)
@@ -191,13 +192,13 @@ func TestStagesRefuseToRunOutOfOrder(t *testing.T) {
 		if stage == StageSteady {
 			return dir
 		}
-		if err := mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-b")); err != nil {
+		if err := apply(mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-b"))); err != nil {
 			t.Fatal(err)
 		}
 		if stage == StagePrepared {
 			return dir
 		}
-		if err := mustRead(t, dir).Promote(); err != nil {
+		if err := apply(mustRead(t, dir).Promote()); err != nil {
 			t.Fatal(err)
 		}
 		return dir
@@ -209,12 +210,12 @@ func TestStagesRefuseToRunOutOfOrder(t *testing.T) {
 		run   func(*State) error
 		next  string
 	}{
-		{StageSteady, "promote", func(s *State) error { return s.Promote() }, "sa rotate prepare"},
-		{StageSteady, "prune", func(s *State) error { _, err := s.Prune(); return err }, "sa rotate prepare"},
-		{StagePrepared, "prepare", func(s *State) error { return s.Prepare(spare) }, "sa rotate promote"},
-		{StagePrepared, "prune", func(s *State) error { _, err := s.Prune(); return err }, "sa rotate promote"},
-		{StagePromoted, "prepare", func(s *State) error { return s.Prepare(spare) }, "sa rotate prune"},
-		{StagePromoted, "promote", func(s *State) error { return s.Promote() }, "sa rotate prune"},
+		{StageSteady, "promote", func(s *State) error { return apply(s.Promote()) }, "sa rotate prepare"},
+		{StageSteady, "prune", func(s *State) error { return apply(s.Prune()) }, "sa rotate prepare"},
+		{StagePrepared, "prepare", func(s *State) error { return apply(s.Prepare(spare)) }, "sa rotate promote"},
+		{StagePrepared, "prune", func(s *State) error { return apply(s.Prune()) }, "sa rotate promote"},
+		{StagePromoted, "prepare", func(s *State) error { return apply(s.Prepare(spare)) }, "sa rotate prune"},
+		{StagePromoted, "promote", func(s *State) error { return apply(s.Promote()) }, "sa rotate prune"},
 	} {
 		t.Run(tc.op+" when "+string(tc.stage), func(t *testing.T) {
 			dir := setup(t, tc.stage)
@@ -238,7 +239,7 @@ func TestPrepareRefusesAKeyAlreadyInUse(t *testing.T) {
 	dir := t.TempDir()
 	k := pkitest.MustKey(pki.RSA2048, "sa")
 	writePair(t, dir, k)
-	if err := mustRead(t, dir).Prepare(k); err == nil {
+	if err := apply(mustRead(t, dir).Prepare(k)); err == nil {
 		t.Fatal("prepare accepted the current key as the new one")
 	}
 	if _, err := os.Stat(filepath.Join(dir, NextName)); err == nil {
@@ -308,7 +309,7 @@ func TestInterruptedPromote(t *testing.T) {
 	alg := pki.RSA2048
 	dir := t.TempDir()
 	writePair(t, dir, pkitest.MustKey(alg, "sa"))
-	if err := mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-f")); err != nil {
+	if err := apply(mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-f"))); err != nil {
 		t.Fatal(err)
 	}
 	next, _ := os.ReadFile(filepath.Join(dir, NextName))
@@ -317,7 +318,7 @@ func TestInterruptedPromote(t *testing.T) {
 	if !s.LeftoverNext || s.Stage != StagePromoted {
 		t.Fatalf("state %+v", s)
 	}
-	if err := s.Promote(); err != nil {
+	if err := apply(s.Promote()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, NextName)); !errors.Is(err, os.ErrNotExist) {
@@ -342,7 +343,7 @@ func TestPrepareFailureChangesNothing(t *testing.T) {
 			}
 			return nil
 		})
-		err := mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-g"))
+		err := apply(mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-g")))
 		restore()
 		if err == nil {
 			t.Fatalf("%s fault: prepare succeeded", op)
@@ -356,7 +357,7 @@ func TestPrepareFailureChangesNothing(t *testing.T) {
 		}
 	}
 	// And with no fault the same call succeeds.
-	if err := mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-g")); err != nil {
+	if err := apply(mustRead(t, dir).Prepare(pkitest.MustKey(alg, "spare-g"))); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(snapshotBytes(t, dir, PubName), []byte("PUBLIC KEY")) {
@@ -379,4 +380,23 @@ func snapshotBytes(t *testing.T, dir, name string) []byte {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// apply does with a step what package phases does: it commits the step's files in one transaction, then
+// removes what the step made obsolete (a failure there matters only when the step had nothing else to do).
+func apply(st *Step, err error) error {
+	if err != nil {
+		return err
+	}
+	if len(st.Files) > 0 {
+		if err := pki.Commit(filepath.Dir(st.Files[0].Path), st.Files); err != nil {
+			return err
+		}
+	}
+	for _, p := range st.Obsolete {
+		if err := pki.RemoveFile(p); err != nil && len(st.Files) == 0 {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,127 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// Rotation is one kind of staged key rotation: the service-account key pair (SAKeys), the encryption
+// configuration, and next the CAs. Each step is a command ("prepare", "promote", "prune"); RotateStep runs
+// any of them the same way.
+type Rotation interface {
+	// Read reads the files and the stage they are in.
+	Read() error
+	// Check refuses a step that the stage does not allow, or that lacks what it needs (a confirmation, an
+	// apiserver that runs the file), before any key is made or file touched. A dry run stops after it.
+	Check(ctx context.Context, step string) error
+	// Plan computes the step: the files it writes, in one transaction, the files it leaves obsolete, and the
+	// audit lines of the change.
+	Plan(ctx context.Context, step string) (*RotationPlan, error)
+	// Files lists the files a step may replace; each is backed up before the step.
+	Files() []string
+}
+
+// RotationPlan is what one step of a rotation writes.
+type RotationPlan struct {
+	Files []pki.File
+	// Obsolete files are removed after the commit. When the step writes nothing else (it finishes an earlier
+	// step), a failed removal is the step's failure; after a commit it is not: the step's change is in place,
+	// and the rotation's Read reports the leftover.
+	Obsolete []string
+	Events   []pki.AuditEvent
+}
+
+// RotateOptions are where a rotation step runs: its session and whether it only checks.
+type RotateOptions struct {
+	CertDir       string
+	KubeconfigDir string
+	AuditLog      string
+	BackupDir     string
+	LockTimeout   time.Duration
+	DryRun        bool
+	Now           time.Time
+	Log           *slog.Logger
+}
+
+// RotateStep runs step of r: in a session (lock, recovery, the key-rotations backup root), it reads the
+// stage, refuses a step the stage does not allow, copies every file the step may replace to a new backup
+// directory, commits the step's files with their audit lines and the backups', and removes what the step
+// made obsolete. A dry run checks that no interrupted run is pending, reads and checks, and writes nothing.
+// It returns the backup copies.
+func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) ([]string, error) {
+	if o.DryRun {
+		if err := NothingPending(o.CertDir, o.KubeconfigDir); err != nil {
+			return nil, err
+		}
+		if err := r.Read(); err != nil {
+			return nil, err
+		}
+		return nil, r.Check(ctx, step)
+	}
+	s, err := OpenSession(SessionOptions{
+		CertDir: o.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
+		BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, Now: o.Now, Log: o.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Release()
+	if err := r.Read(); err != nil {
+		return nil, err
+	}
+	if err := r.Check(ctx, step); err != nil {
+		return nil, err
+	}
+	plan, err := r.Plan(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	backups, events, err := backUp(s, r.Files())
+	if err != nil {
+		return nil, err
+	}
+	err = s.Commit(plan.Files, append(events, plan.Events...))
+	if !Committed(err) {
+		return backups, s.Fail(err)
+	}
+	for _, p := range plan.Obsolete {
+		// Through pki's fault hook, so the crash walks fail and interrupt the removal and its directory fsync.
+		if rerr := pki.RemoveFile(p); rerr != nil && len(plan.Files) == 0 {
+			err = errors.Join(err, fmt.Errorf("removing %s: %w", p, rerr))
+		}
+	}
+	return backups, err
+}
+
+// backUp copies the files that exist into a new backup directory of the session, and returns the copies
+// and their audit lines. On error the copies taken are removed again.
+func backUp(s *Session, files []string) (copies []string, events []pki.AuditEvent, err error) {
+	bs, err := s.Backups()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range files {
+		dst, err := bs.Save(p)
+		if err != nil {
+			bs.Discard()
+			return nil, nil, err
+		}
+		if dst != "" {
+			copies = append(copies, dst)
+			events = append(events, pki.AuditEvent{Time: s.o.Now, Operation: pki.AuditBackup, File: p, Detail: "copied to " + dst})
+		}
+	}
+	return copies, events, nil
+}
+
+// UsageError is an error in how the command was called (a missing confirmation, an invalid selection):
+// the command layer reports it with its usage exit status.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }

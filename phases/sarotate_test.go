@@ -1,0 +1,89 @@
+package phases
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+	"k8scrypto.dev/k8scrypto/pki/sakeys"
+)
+
+// saNode is a certificate directory with a service-account key pair and nothing else, and the state paths
+// of a rotation.
+func saNode(t *testing.T) RotateOptions {
+	t.Helper()
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "pki")
+	if err := os.Mkdir(certDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := pkitest.MustKey(pki.ECDSAP256, "sa")
+	keyPEM, _ := pki.EncodePrivateKey(key)
+	pubPEM, _ := pki.EncodePublicKey(key.Public())
+	for name, data := range map[string][]byte{sakeys.KeyName: keyPEM, sakeys.PubName: pubPEM} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return RotateOptions{CertDir: certDir, KubeconfigDir: filepath.Join(dir, "kube"), AuditLog: filepath.Join(dir, "audit.log"),
+		BackupDir: filepath.Join(dir, "backups"), Now: pkitest.Now}
+}
+
+// TestPromoteSurvivesAFailedCleanup: the removal of sa.key.next and its directory fsync go through the
+// fault hook; when either fails after sa.key was replaced, promote has done its job (it reports success,
+// not an error for a change that happened), Read reports the identical leftover, and the next promote
+// removes it.
+func TestPromoteSurvivesAFailedCleanup(t *testing.T) {
+	for _, op := range []pki.Op{pki.OpRemove, pki.OpSyncDir} {
+		t.Run(string(op), func(t *testing.T) {
+			o := saNode(t)
+			dir := o.CertDir
+			keys := func(string, pki.Algorithm) (crypto.Signer, error) { return pkitest.MustKey(pki.ECDSAP256, "spare-b"), nil }
+			if _, err := SARotate(context.Background(), "prepare", SARotateOptions{RotateOptions: o, Keys: keys}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sakeys.Read(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := st.New
+			nextPath, removed := filepath.Join(dir, sakeys.NextName), false
+			restore := pki.SetFaultHook(func(o pki.Op, path string) error {
+				// The commit fsyncs the directory too; fail only the cleanup's steps.
+				if o == op && (o == pki.OpRemove && path == nextPath || o == pki.OpSyncDir && removed && path == dir) {
+					return errors.New("injected fault")
+				}
+				removed = removed || o == pki.OpRemove && path == nextPath
+				return nil
+			})
+			_, err = SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o})
+			restore()
+			if err != nil {
+				t.Fatalf("promote failed after replacing sa.key: %v", err)
+			}
+			st, err = sakeys.Read(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Stage != sakeys.StagePromoted || st.Key.SHA256 != next.SHA256 {
+				t.Fatalf("stage %s, signing key %s; want promoted with %s", st.Stage, st.Key.SHA256, next.SHA256)
+			}
+			if op == pki.OpRemove && !st.LeftoverNext {
+				t.Error("the leftover sa.key.next is not reported")
+			}
+			if st.LeftoverNext {
+				if _, err := SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o}); err != nil {
+					t.Fatalf("finishing the cleanup: %v", err)
+				}
+			}
+			if _, err := os.Stat(nextPath); !os.IsNotExist(err) {
+				t.Errorf("sa.key.next still there: %v", err)
+			}
+		})
+	}
+}
