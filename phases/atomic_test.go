@@ -37,7 +37,7 @@ func TestRunFailsAtEveryStep(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			ops := map[pki.Op]int{}
 			for n := 1; ; n++ {
-				cfg := pkiConfigIn(memTempDir(t), pki.ECDSAP256)
+				cfg := pkiConfigIn(pkitest.MemTempDir(t), pki.ECDSAP256)
 				sc.prepare(t, cfg)
 				parent := filepath.Dir(cfg.CertDir)
 				before := pkitest.MustSnapshot(t, parent)
@@ -89,7 +89,7 @@ func TestRunFailsAtEveryStep(t *testing.T) {
 func TestRunCrashAtEveryStep(t *testing.T) {
 	sawOld, sawNew := false, false
 	for n := 1; ; n++ {
-		cfg := pkiConfigIn(memTempDir(t), pki.ECDSAP256)
+		cfg := pkiConfigIn(pkitest.MemTempDir(t), pki.ECDSAP256)
 		atomicScenarios[1].prepare(t, cfg)
 		before := regularFiles(t, cfg.CertDir)
 		calls := 0

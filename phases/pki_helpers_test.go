@@ -37,19 +37,6 @@ func pkiConfig(t testing.TB, alg pki.Algorithm) *pki.Config {
 	return pkiConfigIn(t.TempDir(), alg)
 }
 
-// memTempDir is a temporary directory on tmpfs when the machine has one: tests that repeat a full run a
-// hundred times (fault injection) would otherwise spend their time in fsync.
-func memTempDir(t testing.TB) string {
-	t.Helper()
-	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
-		if dir, err := os.MkdirTemp("/dev/shm", "k8scrypto-test-"); err == nil {
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return t.TempDir()
-}
-
 func pkiConfigIn(root string, alg pki.Algorithm) *pki.Config {
 	return &pki.Config{
 		CertDir:          filepath.Join(root, "pki"),

@@ -43,7 +43,9 @@ func TestPromoteSurvivesAFailedCleanup(t *testing.T) {
 		t.Run(string(op), func(t *testing.T) {
 			o := saNode(t)
 			dir := o.CertDir
-			keys := func(string, pki.Algorithm) (crypto.Signer, error) { return pkitest.MustKey(pki.ECDSAP256, "spare-b"), nil }
+			keys := func(string, pki.Algorithm) (crypto.Signer, error) {
+				return pkitest.MustKey(pki.ECDSAP256, "spare-b"), nil
+			}
 			if _, err := SARotate(context.Background(), "prepare", SARotateOptions{RotateOptions: o, Keys: keys}); err != nil {
 				t.Fatal(err)
 			}

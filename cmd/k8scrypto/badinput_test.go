@@ -69,7 +69,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func withConfig(doc string) func(t *testing.T, n *node) string {
 	return func(t *testing.T, n *node) string {
-		writeFile(t, n.cfg, []byte(doc))
+		writeFile(t, n.Config, []byte(doc))
 		return ""
 	}
 }
@@ -77,7 +77,7 @@ func withConfig(doc string) func(t *testing.T, n *node) string {
 // setEncryptionSecret replaces the secret of the encryption config's first key.
 func setEncryptionSecret(secret string) func(t *testing.T, n *node) string {
 	return func(t *testing.T, n *node) string {
-		p := phases.EncryptionConfigPath(n.certDir)
+		p := phases.EncryptionConfigPath(n.CertDir)
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -122,8 +122,8 @@ func signedBy(t *testing.T, cn string, isCA bool, pub any, ca *x509.Certificate,
 func badInputs() []badInput {
 	day := 24 * time.Hour
 	removeLeaf := func(n *node, name string) {
-		os.Remove(filepath.Join(n.certDir, name+".crt"))
-		os.Remove(filepath.Join(n.certDir, name+".key"))
+		os.Remove(filepath.Join(n.CertDir, name+".crt"))
+		os.Remove(filepath.Join(n.CertDir, name+".key"))
 	}
 	return []badInput{
 		{name: "unknown config field", fresh: true, args: []string{"init"},
@@ -149,7 +149,7 @@ func badInputs() []badInput {
 			code:  1, where: []string{"certificateValidityPeriod", "apiserver would expire", "after its CA ca"}, fix: []string{"shorten the period or renew the CA"}},
 		{name: "truncated certificate", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				p := filepath.Join(n.certDir, "apiserver.crt")
+				p := filepath.Join(n.CertDir, "apiserver.crt")
 				data, _ := os.ReadFile(p)
 				writeFile(t, p, data[:len(data)/2])
 				return ""
@@ -157,13 +157,13 @@ func badInputs() []badInput {
 			code: 1, where: []string{"pki/apiserver.crt", "truncated"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "garbage key", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("\x00\x01garbage\xff"))
+				writeFile(t, filepath.Join(n.CertDir, "apiserver.key"), []byte("\x00\x01garbage\xff"))
 				return ""
 			},
 			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "truncated key", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				p := filepath.Join(n.certDir, "apiserver.key")
+				p := filepath.Join(n.CertDir, "apiserver.key")
 				data, _ := os.ReadFile(p)
 				writeFile(t, p, data[:len(data)/2])
 				return ""
@@ -171,20 +171,20 @@ func badInputs() []badInput {
 			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "garbage certificate", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				writeFile(t, filepath.Join(n.certDir, "apiserver.crt"), []byte("\x00\x01garbage\xff-----BEGIN CERTIFICATE-----\nnot base64\n"))
+				writeFile(t, filepath.Join(n.CertDir, "apiserver.crt"), []byte("\x00\x01garbage\xff-----BEGIN CERTIFICATE-----\nnot base64\n"))
 				return ""
 			},
 			code: 1, where: []string{"pki/apiserver.crt", "no valid CERTIFICATE"}, fix: []string{"restore it from a backup, or remove", "run init again"}},
 		{name: "garbage key (renew keeping the key)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force", "--rotate-keys=false"},
 			setup: func(t *testing.T, n *node) string {
-				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+				writeFile(t, filepath.Join(n.CertDir, "apiserver.key"), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
 				return ""
 			},
 			code: 1, where: []string{"pki/apiserver.key", "no valid private key"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
 		{name: "key does not match its certificate", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				other, _ := os.ReadFile(filepath.Join(n.certDir, "front-proxy-client.key"))
-				writeFile(t, filepath.Join(n.certDir, "apiserver.key"), other)
+				other, _ := os.ReadFile(filepath.Join(n.CertDir, "front-proxy-client.key"))
+				writeFile(t, filepath.Join(n.CertDir, "apiserver.key"), other)
 				return ""
 			},
 			code: 1, where: []string{"pki/apiserver.key does not match", "pki/apiserver.crt"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
@@ -192,21 +192,21 @@ func badInputs() []badInput {
 			setup: func(t *testing.T, n *node) string {
 				otherKey := pkitest.MustKey(pki.ECDSAP256, "spare-a")
 				other, _, _ := pki.ParseCertChain(signedBy(t, "other-ca", true, otherKey.Public(), nil, otherKey, pkitest.Now.Add(365*day)))
-				key, err := phases.LoadKey(filepath.Join(n.certDir, "apiserver.key"))
+				key, err := phases.LoadKey(filepath.Join(n.CertDir, "apiserver.key"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, filepath.Join(n.certDir, "apiserver.crt"), signedBy(t, "kube-apiserver", false, key.Public(), other, otherKey, pkitest.Now.Add(300*day)))
+				writeFile(t, filepath.Join(n.CertDir, "apiserver.crt"), signedBy(t, "kube-apiserver", false, key.Public(), other, otherKey, pkitest.Now.Add(300*day)))
 				return ""
 			},
 			code: 1, where: []string{"pki/apiserver.crt cannot be reused", "does not verify against ca"}, fix: []string{`run "k8scrypto renew certs apiserver --force`}},
 		{name: "CA certificate without the CA bit", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
-				key, err := phases.LoadKey(filepath.Join(n.certDir, "ca.key"))
+				key, err := phases.LoadKey(filepath.Join(n.CertDir, "ca.key"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, filepath.Join(n.certDir, "ca.crt"), signedBy(t, "kubernetes", false, key.Public(), nil, key, pkitest.Now.Add(3650*day)))
+				writeFile(t, filepath.Join(n.CertDir, "ca.crt"), signedBy(t, "kubernetes", false, key.Public(), nil, key, pkitest.Now.Add(3650*day)))
 				return ""
 			},
 			code: 1, where: []string{"pki/ca.crt is not a CA certificate"}, fix: []string{"restore the ca CA or remove it and its key"}},
@@ -215,7 +215,7 @@ func badInputs() []badInput {
 		{name: "expired CA (renew)", now: pkitest.Now.Add(11 * 365 * day), args: []string{"renew", "certs"},
 			code: 1, where: []string{"pki/ca.crt expired on"}, fix: []string{"replace the ca CA and re-issue its certificates"}},
 		{name: "ca.key without ca.crt", args: []string{"init"},
-			setup: func(t *testing.T, n *node) string { os.Remove(filepath.Join(n.certDir, "ca.crt")); return "" },
+			setup: func(t *testing.T, n *node) string { os.Remove(filepath.Join(n.CertDir, "ca.crt")); return "" },
 			code:  1, where: []string{"pki/ca.key exists but", "pki/ca.crt does not"}, fix: []string{"restore the CA certificate, or remove the key"}},
 		{name: "symlink in the cert dir (renew)", now: cmdTime, args: []string{"renew", "certs", "apiserver", "--force"},
 			setup: symlinkOut("apiserver.crt"),
@@ -230,7 +230,7 @@ func badInputs() []badInput {
 			setup: func(t *testing.T, n *node) string {
 				removeLeaf(n, "apiserver")
 				out := filepath.Join(t.TempDir(), "planted")
-				os.Symlink(out, filepath.Join(n.certDir, "apiserver.key"))
+				os.Symlink(out, filepath.Join(n.CertDir, "apiserver.key"))
 				return out
 			},
 			code: 1, where: []string{"pki/apiserver.key exists but its certificate", "pki/apiserver.crt does not"}, fix: []string{"restore the certificate, or move the key out of the directory", "re-run"}},
@@ -262,7 +262,7 @@ func badInputs() []badInput {
 		{name: "group-writable certificate directory", args: []string{"init"},
 			setup: func(t *testing.T, n *node) string {
 				removeLeaf(n, "apiserver")
-				os.Chmod(n.certDir, 0o775)
+				os.Chmod(n.CertDir, 0o775)
 				return ""
 			},
 			code: 1, where: []string{"refusing to write private file", "pki/apiserver.key", "group- or world-writable"}, fix: []string{"chmod go-w"}},
@@ -276,11 +276,11 @@ func checkAuditOnlyFailures(t *testing.T, n *node, before, after pkitest.Snapsho
 	if before["audit.log"] == after["audit.log"] {
 		return
 	}
-	data, err := os.ReadFile(n.auditLog)
+	data, err := os.ReadFile(n.AuditLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := n.savedAudit
+	old := n.SavedAudit
 	if !strings.HasPrefix(string(data), old) {
 		t.Fatal("the audit log lost lines")
 	}
@@ -314,7 +314,7 @@ func checkBackupsAreCopies(t *testing.T, n *node, before, after pkitest.Snapshot
 // symlinkOut replaces a node file by a symbolic link to a copy outside the node.
 func symlinkOut(name string) func(t *testing.T, n *node) string {
 	return func(t *testing.T, n *node) string {
-		p := filepath.Join(n.certDir, name)
+		p := filepath.Join(n.CertDir, name)
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -335,7 +335,7 @@ func symlinkOut(name string) func(t *testing.T, n *node) string {
 func TestBadInput(t *testing.T) {
 	base := newNode(t)
 	initNode(base)
-	initialised := base.save()
+	initialised := base.Save()
 	for _, bi := range badInputs() {
 		t.Run(bi.name, func(t *testing.T) {
 			n := newNode(t)
@@ -344,7 +344,7 @@ func TestBadInput(t *testing.T) {
 				nn := *base
 				n = &nn
 				n.t = t
-				n.reset(initialised)
+				n.Reset(initialised)
 			}
 			outside := ""
 			if bi.setup != nil {
@@ -354,9 +354,9 @@ func TestBadInput(t *testing.T) {
 			if now.IsZero() {
 				now = setupTime.Add(time.Hour)
 			}
-			before := pkitest.MustSnapshot(t, n.dir)
-			audit, _ := os.ReadFile(n.auditLog)
-			n.savedAudit = string(audit)
+			before := pkitest.MustSnapshot(t, n.Dir)
+			audit, _ := os.ReadFile(n.AuditLog)
+			n.SavedAudit = string(audit)
 			var outBefore pkitest.Snapshot
 			if outside != "" {
 				outBefore = pkitest.MustSnapshot(t, filepath.Dir(outside))
@@ -365,8 +365,8 @@ func TestBadInput(t *testing.T) {
 				restore := pki.SetFaultHook(func(op pki.Op, path string) error {
 					// The disk of the node's files, or of the backups; never the audit log's (the row
 					// is about the directories, and the audit log is elsewhere in production).
-					inNode := strings.HasPrefix(path, n.certDir+"/") || strings.HasPrefix(path, n.kubeDir+"/")
-					if op == bi.fault && (bi.inBackups && strings.HasPrefix(path, n.backupDir+"/") || !bi.inBackups && inNode) && strings.Contains(path, bi.faultIn) {
+					inNode := strings.HasPrefix(path, n.CertDir+"/") || strings.HasPrefix(path, n.KubeDir+"/")
+					if op == bi.fault && (bi.inBackups && strings.HasPrefix(path, n.BackupDir+"/") || !bi.inBackups && inNode) && strings.Contains(path, bi.faultIn) {
 						return bi.faultErr
 					}
 					return nil
@@ -395,7 +395,7 @@ func TestBadInput(t *testing.T) {
 			// Nothing changes anywhere in the node's tree: the configuration, the certificate and kubeconfig
 			// directories and the backup directory; only the audit log may gain lines recording the failure
 			// (it is append-only by design, so a refused run is on record).
-			after := pkitest.MustSnapshot(t, n.dir)
+			after := pkitest.MustSnapshot(t, n.Dir)
 			checkAuditOnlyFailures(t, n, before, after)
 			if bi.keepsBackups {
 				checkBackupsAreCopies(t, n, before, after)
@@ -416,7 +416,7 @@ func TestBadInput(t *testing.T) {
 			if d := pkitest.Diff(before, after); len(d) > 0 {
 				t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
 			}
-			if !strings.HasPrefix(n.certDir, n.dir+"/") || !strings.HasPrefix(n.kubeDir, n.dir+"/") || !strings.HasPrefix(n.backupDir, n.dir+"/") {
+			if !strings.HasPrefix(n.CertDir, n.Dir+"/") || !strings.HasPrefix(n.KubeDir, n.Dir+"/") || !strings.HasPrefix(n.BackupDir, n.Dir+"/") {
 				t.Fatal("the snapshot does not cover the certificate, kubeconfig and backup directories")
 			}
 			if outside != "" {
@@ -436,18 +436,18 @@ func TestReadOnlyDirectoryForReal(t *testing.T) {
 	}
 	n := newNode(t)
 	initNode(n)
-	os.Remove(filepath.Join(n.certDir, "apiserver.crt"))
-	os.Remove(filepath.Join(n.certDir, "apiserver.key"))
-	if err := os.Chmod(n.certDir, 0o555); err != nil {
+	os.Remove(filepath.Join(n.CertDir, "apiserver.crt"))
+	os.Remove(filepath.Join(n.CertDir, "apiserver.key"))
+	if err := os.Chmod(n.CertDir, 0o555); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Chmod(n.certDir, 0o755)
-	before := n.snap()
+	defer os.Chmod(n.CertDir, 0o755)
+	before := n.Snap()
 	code, _, stderr := n.run(setupTime.Add(time.Hour), "init")
 	if code != 1 || !strings.Contains(stderr, "apiserver") || !strings.Contains(stderr, "permission denied") || !strings.Contains(stderr, "run as the owner of the directory") {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
-	if d := nodeDiff(before, n.snap()); len(d) > 0 {
+	if d := pkitest.NodeDiff(before, n.Snap()); len(d) > 0 {
 		t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
 	}
 }

@@ -52,7 +52,7 @@ type crashRunner struct {
 
 func (r *crashRunner) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(r.bin, r.n.args(args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+r.n.dir, "XDG_STATE_HOME="+filepath.Join(r.n.dir, "state"))
+	cmd.Env = append(os.Environ(), "HOME="+r.n.Dir, "XDG_STATE_HOME="+filepath.Join(r.n.Dir, "state"))
 	return cmd
 }
 
@@ -70,7 +70,7 @@ func (r *crashRunner) mustRun(args ...string) string {
 func (r *crashRunner) duration(saved string, args ...string) time.Duration {
 	var ds []time.Duration
 	for range 3 {
-		r.n.reset(saved)
+		r.n.Reset(saved)
 		start := time.Now()
 		r.mustRun(args...)
 		ds = append(ds, time.Since(start))
@@ -127,7 +127,7 @@ func (r *crashRunner) killDuring(delay time.Duration, watch func() bool, args ..
 
 // inTransaction reports whether bookkeeping files are in the certificate or kubeconfig directories.
 func (r *crashRunner) inTransaction() bool {
-	for _, dir := range []string{r.n.certDir, filepath.Join(r.n.certDir, "etcd"), r.n.kubeDir} {
+	for _, dir := range []string{r.n.CertDir, filepath.Join(r.n.CertDir, "etcd"), r.n.KubeDir} {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if pki.IsBookkeeping(e.Name()) {
@@ -141,7 +141,7 @@ func (r *crashRunner) inTransaction() bool {
 // committing reports whether the journal is on disk: the transaction passed its commit point and the
 // renames are under way.
 func (r *crashRunner) committing() bool {
-	ents, _ := os.ReadDir(r.n.certDir)
+	ents, _ := os.ReadDir(r.n.CertDir)
 	for _, e := range ents {
 		if pki.IsBookkeeping(e.Name()) && strings.HasSuffix(e.Name(), ".json") {
 			return true
@@ -178,12 +178,12 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 			r.mustRun("init")
 			for _, spec := range pki.Catalog() {
 				if !spec.IsCA() {
-					os.Remove(spec.CertPath(r.n.certDir))
-					os.Remove(spec.KeyPath(r.n.certDir))
+					os.Remove(spec.CertPath(r.n.CertDir))
+					os.Remove(spec.KeyPath(r.n.CertDir))
 				}
 			}
 			for _, k := range pki.Kubeconfigs() {
-				os.Remove(k.Path(r.n.kubeDir))
+				os.Remove(k.Path(r.n.KubeDir))
 			}
 		}, []string{"init"}, []string{"init"}, false},
 		{"renew certs --force", func(r *crashRunner) { r.mustRun("init") }, []string{"renew", "certs", "--force"}, []string{"renew", "certs"}, true},
@@ -192,14 +192,14 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 			n := newNode(t)
 			r := &crashRunner{t: t, bin: bin, n: n}
 			sc.setup(r)
-			saved := n.save()
-			before := n.snap()
+			saved := n.Save()
+			before := n.Snap()
 			d := r.duration(saved, sc.args...)
 			st := killStats{}
 			// Every scenario needs kills that interrupt a transaction: if none of the planned ones did, it
 			// goes on (up to three times as many) until one does.
 			for i := 0; i < kills || st.midWrite == 0 && i < 3*kills; i++ {
-				n.reset(saved)
+				n.Reset(saved)
 				// A third of the kills at a random moment of the run, a third at its first temp file, a
 				// third once its journal is written (between the commit point and the last rename).
 				var watch func() bool
@@ -211,9 +211,9 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 				case 2:
 					watch, label = r.committing, fmt.Sprintf("kill %d (at the journal)", i)
 				}
-				preKill := n.snap()
+				preKill := n.Snap()
 				exited := r.killDuring(delay, watch, sc.args...)
-				afterKill := n.snap()
+				afterKill := n.Snap()
 				mid := r.inTransaction()
 				switch {
 				case mid:
@@ -236,9 +236,9 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 				if strings.Contains(out, "completed an interrupted replacement") {
 					st.rolledForward++
 				}
-				n.checkBookkeeping(label + ", after the next run")
+				n.CheckBookkeeping(label + ", after the next run")
 				n.checkProtected(label+", after the next run", before, nil)
-				after := n.snap()
+				after := n.Snap()
 				for p, sum := range placed {
 					if after[p].SHA256 != sum {
 						t.Errorf("%s: %s, in place after the kill, was changed or lost by the next run", label, p)

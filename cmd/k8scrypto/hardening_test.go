@@ -48,37 +48,15 @@ import (
 // hardeningConfig is the node of every hardening test: ECDSA-P256 keys, which are fast to make.
 var hardeningConfig = pkitest.KubeadmConfig("encryptionAlgorithm: ECDSA-P256\n")
 
-// node is a control-plane node's files, every state path inside one directory.
+// node is a control-plane node's files (pkitest.Node) with the commands of this package run against them.
 type node struct {
-	t                          *testing.T
-	dir, cfg, certDir, kubeDir string
-	backupDir, auditLog        string
-	// saved is a copy of the starting state of a command under test; savedAudit the audit log's content.
-	saved, savedAudit string
-}
-
-// memTempDir is a temporary directory on tmpfs when the machine has one: the crash walks repeat whole runs,
-// each with dozens of fsyncs, hundreds of times.
-func memTempDir(t *testing.T) string {
-	t.Helper()
-	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
-		if dir, err := os.MkdirTemp("/dev/shm", "k8scrypto-test-"); err == nil {
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return t.TempDir()
+	*pkitest.Node
+	t *testing.T
 }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	dir := memTempDir(t)
-	n := &node{t: t, dir: dir, cfg: filepath.Join(dir, "kubeadm.yaml"), certDir: filepath.Join(dir, "pki"),
-		kubeDir: filepath.Join(dir, "kube"), backupDir: filepath.Join(dir, "backups"), auditLog: filepath.Join(dir, "audit.log")}
-	if err := os.WriteFile(n.cfg, []byte(hardeningConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return &node{Node: pkitest.NewNode(t, hardeningConfig), t: t}
 }
 
 // args completes a command line with the flags that keep the command inside the node's directory; init
@@ -90,16 +68,16 @@ func (n *node) args(args ...string) []string {
 	case slices.Contains([]string{"version", "renew", "certs", "encryption", "sa"}, cmd):
 		return out // commands without these flags
 	case strings.HasPrefix(cmd, "certs check-expiration"):
-		return append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir)
+		return append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir)
 	case strings.HasPrefix(cmd, "init") && !slices.Contains(args, "--config"):
-		out = append(out, "--config", n.cfg)
+		out = append(out, "--config", n.Config)
 	case cmd == "encryption reencrypt" && !slices.Contains(args, "--checkpoint"):
 		out = append(out, "--checkpoint", n.checkpoint())
 	}
-	out = append(out, "--cert-dir", n.certDir, "--kubeconfig-dir", n.kubeDir, "--audit-log", n.auditLog)
+	out = append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir, "--audit-log", n.AuditLog)
 	for _, writer := range []string{"renew", "certs renew", "encryption rotate", "sa rotate"} {
 		if strings.HasPrefix(cmd, writer) {
-			out = append(out, "--backup-dir", n.backupDir)
+			out = append(out, "--backup-dir", n.BackupDir)
 			break
 		}
 	}
@@ -108,7 +86,7 @@ func (n *node) args(args ...string) []string {
 
 // checkpoint is where encryption reencrypt keeps its progress: outside the certificate directory, as its
 // default under /var/lib/k8scrypto is.
-func (n *node) checkpoint() string { return filepath.Join(n.dir, "state", "reencrypt-checkpoint.json") }
+func (n *node) checkpoint() string { return filepath.Join(n.Dir, "state", "reencrypt-checkpoint.json") }
 
 // testEnv is the injected world of one run: a fixed clock, serials (and encryption keys) from a seeded
 // reader, fresh ECDSA keys (a fixture source would hand a rotation the key it replaces).
@@ -148,7 +126,7 @@ func (n *node) runFault(now time.Time, nth int, err error, abort bool, args ...s
 	calls := 0
 	restore := pki.SetFaultHook(func(o pki.Op, path string) error {
 		if calls++; calls == nth {
-			op = fmt.Sprintf("%s %s", o, strings.TrimPrefix(path, n.dir+"/"))
+			op = fmt.Sprintf("%s %s", o, strings.TrimPrefix(path, n.Dir+"/"))
 			if abort {
 				runtime.Goexit()
 			}
@@ -190,90 +168,11 @@ func (n *node) countSteps(now time.Time, args ...string) int {
 	return steps
 }
 
-// copyTree copies a directory tree with its modes (whatever the umask).
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-			return os.Chmod(target, info.Mode().Perm())
-		}
-		if !info.Mode().IsRegular() {
-			return fmt.Errorf("%s: not a regular file", p)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(target, data, 0o600); err != nil {
-			return err
-		}
-		if err := os.Chmod(target, info.Mode().Perm()); err != nil {
-			return err
-		}
-		return os.Chtimes(target, info.ModTime(), info.ModTime())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// reset puts the node's directory back to a saved copy, at the same path (kubeadm-config.yaml names it).
-func (n *node) reset(saved string) {
-	n.t.Helper()
-	if err := os.RemoveAll(n.dir); err != nil {
-		n.t.Fatal(err)
-	}
-	copyTree(n.t, saved, n.dir)
-}
-
-func (n *node) save() string {
-	n.t.Helper()
-	saved := filepath.Join(memTempDir(n.t), "saved")
-	copyTree(n.t, n.dir, saved)
-	return saved
-}
-
-// snap records the node's own files: the certificate and kubeconfig directories (not the audit log or
-// backups), keyed "pki/..." and "kube/...".
-func (n *node) snap() pkitest.Snapshot {
-	n.t.Helper()
-	out := pkitest.Snapshot{}
-	for _, sub := range []string{"pki", "kube"} {
-		for p, st := range pkitest.MustSnapshot(n.t, filepath.Join(n.dir, sub)) {
-			out[filepath.ToSlash(filepath.Join(sub, p))] = st
-		}
-	}
-	return out
-}
-
 // protectedFiles are the files whose loss or change loses a cluster's identity or data: CA certificates and
 // keys, the service-account keys and the encryption config. Relative to the node's directory.
 var protectedFiles = []string{
 	"pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/front-proxy-ca.key", "pki/etcd/ca.crt", "pki/etcd/ca.key",
 	"pki/sa.key", "pki/sa.pub", "pki/" + sakeys.NextName, "pki/" + encryption.FileName,
-}
-
-// checkBookkeeping fails for any temp, rollback or journal file anywhere in the node's directory.
-func (n *node) checkBookkeeping(label string, allowed ...string) {
-	n.t.Helper()
-	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && (pki.IsBookkeeping(d.Name()) || strings.Contains(d.Name(), ".k8scrypto-")) && !slices.Contains(allowed, d.Name()) {
-			n.t.Errorf("%s: %s left behind", label, strings.TrimPrefix(p, n.dir+"/"))
-		}
-		return nil
-	})
 }
 
 // checkConsistent checks whatever key material exists: each certificate with its key, matching and chaining
@@ -284,7 +183,7 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 	n.t.Helper()
 	t := n.t
 	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
-	cfg := defaultPKIConfig(n.certDir)
+	cfg := defaultPKIConfig(n.CertDir)
 	cas := map[string]*pki.CertSpec{}
 	for _, spec := range cfg.Certs() {
 		if spec.IsCA() {
@@ -292,11 +191,11 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 		}
 	}
 	loadCA := func(name string) []byte {
-		data, _ := os.ReadFile(cas[name].CertPath(n.certDir))
+		data, _ := os.ReadFile(cas[name].CertPath(n.CertDir))
 		return data
 	}
 	for _, spec := range cfg.Certs() {
-		crt, key := spec.CertPath(n.certDir), spec.KeyPath(n.certDir)
+		crt, key := spec.CertPath(n.CertDir), spec.KeyPath(n.CertDir)
 		hc, hk := exists(crt), exists(key)
 		if !hc && !hk && !complete {
 			continue
@@ -329,7 +228,7 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 	}
 	ca, _, caErr := pki.ParseCertChain(loadCA("ca"))
 	for _, spec := range pki.Kubeconfigs() {
-		p := spec.Path(n.kubeDir)
+		p := spec.Path(n.KubeDir)
 		if !exists(p) {
 			if complete {
 				t.Errorf("%s: %s missing", label, spec.FileName)
@@ -350,17 +249,17 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 			t.Errorf("%s: %s: client certificate does not chain to ca.crt: %v", label, spec.FileName, err)
 		}
 	}
-	if exists(filepath.Join(n.certDir, "sa.key")) || exists(filepath.Join(n.certDir, "sa.pub")) || complete {
-		if _, err := sakeys.Read(n.certDir); err != nil {
+	if exists(filepath.Join(n.CertDir, "sa.key")) || exists(filepath.Join(n.CertDir, "sa.pub")) || complete {
+		if _, err := sakeys.Read(n.CertDir); err != nil {
 			t.Errorf("%s: %v", label, err)
 		}
 	}
-	if p := phases.EncryptionConfigPath(n.certDir); exists(p) || complete {
+	if p := phases.EncryptionConfigPath(n.CertDir); exists(p) || complete {
 		if _, _, err := encryption.Load(p); err != nil {
 			t.Errorf("%s: %v", label, err)
 		}
 	}
-	if complete && !exists(filepath.Join(n.kubeDir, phases.KubeadmConfigFileName)) {
+	if complete && !exists(filepath.Join(n.KubeDir, phases.KubeadmConfigFileName)) {
 		t.Errorf("%s: %s missing", label, phases.KubeadmConfigFileName)
 	}
 }
@@ -369,7 +268,7 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 // may change it.
 func (n *node) checkProtected(label string, before pkitest.Snapshot, mayChange []string) {
 	n.t.Helper()
-	after := n.snap()
+	after := n.Snap()
 	for _, p := range protectedFiles {
 		b, had := before[p]
 		if !had || slices.Contains(mayChange, p) {
@@ -381,29 +280,6 @@ func (n *node) checkProtected(label string, before pkitest.Snapshot, mayChange [
 			n.t.Errorf("%s: %s was changed", label, p)
 		}
 	}
-}
-
-// checkUnchanged: after a failed command the certificate and kubeconfig directories are exactly as before
-// (content, mode and modification time), but for the lock file the command may have created.
-func (n *node) checkUnchanged(label string, before pkitest.Snapshot) {
-	n.t.Helper()
-	for _, d := range nodeDiff(before, n.snap()) {
-		n.t.Errorf("%s: %s", label, d)
-	}
-}
-
-// nodeDiff lists the differences between two snapshots of the node's files but the lock file, and the
-// certificate directory a writing command creates to hold it (empty, 0600, opened without following links).
-func nodeDiff(before, after pkitest.Snapshot) []string {
-	var out []string
-	for _, d := range pkitest.Diff(before, after) {
-		path := d[strings.Index(d, " ")+1:]
-		path, _, _ = strings.Cut(path, ":")
-		if path != "pki" && path != "pki/"+pki.LockName {
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 // crashCase is one command walked through every failure.
@@ -455,16 +331,16 @@ func crashCases() []crashCase {
 			initNode(n)
 			for _, spec := range pki.Catalog() {
 				if !spec.IsCA() {
-					os.Remove(spec.CertPath(n.certDir))
-					os.Remove(spec.KeyPath(n.certDir))
+					os.Remove(spec.CertPath(n.CertDir))
+					os.Remove(spec.KeyPath(n.CertDir))
 				}
 			}
 			for _, k := range pki.Kubeconfigs() {
-				os.Remove(k.Path(n.kubeDir))
+				os.Remove(k.Path(n.KubeDir))
 			}
 		}, args: []string{"init"}, effect: func(*node, pkitest.Snapshot) {}},
 		{name: "renew certs --force", journal: true, setup: initNode, args: []string{"renew", "certs", "--force"}, effect: func(n *node, before pkitest.Snapshot) {
-			after := n.snap()
+			after := n.Snap()
 			for _, spec := range pki.Catalog() {
 				p := "pki/" + spec.BaseName + ".crt"
 				if !spec.IsCA() && after[p].SHA256 == before[p].SHA256 {
@@ -520,12 +396,12 @@ func encryptionKeysKept(prune bool) func(n *node, label string) {
 // lost or changed (prune: only the write key must stay). It returns the config, nil if it cannot be loaded.
 func (n *node) checkEncryptionKeys(label string, prune bool) *encryption.Config {
 	n.t.Helper()
-	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.certDir))
+	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.CertDir))
 	if err != nil {
 		n.t.Errorf("%s%v", label, err)
 		return nil
 	}
-	prev, err := encryption.Parse(n.savedFile("pki/" + encryption.FileName))
+	prev, err := encryption.Parse(n.SavedFile("pki/" + encryption.FileName))
 	if err != nil {
 		n.t.Error(err)
 		return nil
@@ -548,12 +424,12 @@ func (n *node) checkEncryptionKeys(label string, prune bool) *encryption.Config 
 // apiserver can still sign and verify tokens.
 func saKeyValid(n *node, label string) {
 	n.t.Helper()
-	data, err := os.ReadFile(filepath.Join(n.certDir, "sa.key"))
+	data, err := os.ReadFile(filepath.Join(n.CertDir, "sa.key"))
 	if err != nil {
 		n.t.Errorf("%s, right after: sa.key: %v", label, err)
 		return
 	}
-	if !bytes.Equal(data, n.savedFile("pki/sa.key")) && !bytes.Equal(data, n.savedFile("pki/"+sakeys.NextName)) {
+	if !bytes.Equal(data, n.SavedFile("pki/sa.key")) && !bytes.Equal(data, n.SavedFile("pki/"+sakeys.NextName)) {
 		n.t.Errorf("%s, right after: sa.key is neither the old signing key nor the staged one", label)
 		return
 	}
@@ -562,7 +438,7 @@ func saKeyValid(n *node, label string) {
 		n.t.Errorf("%s, right after: sa.key: %v", label, err)
 		return
 	}
-	pubData, err := os.ReadFile(filepath.Join(n.certDir, "sa.pub"))
+	pubData, err := os.ReadFile(filepath.Join(n.CertDir, "sa.pub"))
 	if err != nil {
 		n.t.Errorf("%s, right after: sa.pub: %v", label, err)
 		return
@@ -594,7 +470,7 @@ func encryptionSecrets(cfg *encryption.Config) []string {
 func saEffect(want sakeys.Stage) func(n *node, before pkitest.Snapshot) {
 	return func(n *node, before pkitest.Snapshot) {
 		n.t.Helper()
-		st, err := sakeys.Read(n.certDir)
+		st, err := sakeys.Read(n.CertDir)
 		if err != nil {
 			n.t.Error(err)
 			return
@@ -606,19 +482,10 @@ func saEffect(want sakeys.Stage) func(n *node, before pkitest.Snapshot) {
 		if want == sakeys.StagePromoted {
 			signing = before["pki/"+sakeys.NextName].SHA256
 		}
-		if got := n.snap()["pki/sa.key"].SHA256; got != signing {
+		if got := n.Snap()["pki/sa.key"].SHA256; got != signing {
 			n.t.Errorf("sa.key is not the key stage %s signs with", want)
 		}
 	}
-}
-
-// savedFile reads a file of the command's starting state.
-func (n *node) savedFile(rel string) []byte {
-	data, err := os.ReadFile(filepath.Join(n.saved, rel))
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return data
 }
 
 // TestFaultAtEveryStep walks every writing command through an injected error at each of its file-system
@@ -638,9 +505,9 @@ func TestFaultAtEveryStep(t *testing.T) {
 func walkCrashCase(t *testing.T, c crashCase) {
 	n := newNode(t)
 	c.setup(n)
-	saved := n.save()
-	n.saved = saved
-	before := n.snap()
+	saved := n.Save()
+	n.Saved = saved
+	before := n.Snap()
 	steps := n.countSteps(cmdTime, c.args...)
 	c.effect(n, before)
 	n.checkConsistent("uninterrupted run", cmdTime, true)
@@ -654,7 +521,7 @@ func walkCrashCase(t *testing.T, c crashCase) {
 	for _, abort := range []bool{false, true} {
 		mode := map[bool]string{false: "error", true: "abort"}[abort]
 		for i := 1; i <= steps; i += stride {
-			n.reset(saved)
+			n.Reset(saved)
 			code, stderr, op := n.runFault(cmdTime, i, errInjected, abort, c.args...)
 			label := fmt.Sprintf("%s at step %d/%d (%s)", mode, i, steps, op)
 			kinds[mode+" "+strings.Fields(op)[0]]++
@@ -668,7 +535,7 @@ func walkCrashCase(t *testing.T, c crashCase) {
 			case code == 0:
 				// Only a step after the transaction ended (removing the kept old files, syncing) can fail
 				// without failing the command; the command's work is then complete.
-				n.checkBookkeeping(label)
+				n.CheckBookkeeping(label)
 				c.effect(n, before)
 				n.checkConsistent(label, cmdTime, true)
 				continue
@@ -676,18 +543,18 @@ func walkCrashCase(t *testing.T, c crashCase) {
 				if !strings.Contains(stderr, errInjected.Error()) {
 					t.Errorf("%s: exit %d without naming the fault: %s", label, code, stderr)
 				}
-				if len(nodeDiff(before, n.snap())) > 0 && afterCommit(op) {
+				if len(pkitest.NodeDiff(before, n.Snap())) > 0 && afterCommit(op) {
 					// A step after the change was committed failed (appending to the audit log, removing
 					// the staged sa key): the command reports it, and the change itself is complete. The
 					// audit lines that could not be appended stay in the intent file, for the next run.
-					n.checkBookkeeping(label, phases.AuditIntentName)
+					n.CheckBookkeeping(label, phases.AuditIntentName)
 					committed = true
 					kinds["error after the commit: "+op]++
 					c.effect(n, before)
 					n.checkConsistent(label, cmdTime, true)
 				} else {
-					n.checkBookkeeping(label)
-					n.checkUnchanged(label, before)
+					n.CheckBookkeeping(label)
+					n.CheckUnchanged(label, before)
 					n.checkConsistent(label, cmdTime, false)
 				}
 			}
@@ -705,7 +572,7 @@ func walkCrashCase(t *testing.T, c crashCase) {
 					recovered[w]++
 				}
 			}
-			n.checkBookkeeping(label + ", after the re-run")
+			n.CheckBookkeeping(label + ", after the re-run")
 			n.checkProtected(label+", after the re-run", before, c.mayChange)
 			c.effect(n, before)
 			n.checkConsistent(label+", after the re-run", cmdTime, true)
@@ -771,11 +638,11 @@ func (n *node) documentedMode(rel string, isDir, strict bool) (mode os.FileMode,
 // backedUp names the node file a backup copy is of: backups/[<sub>/]<UTC time>/<absolute path of the
 // original>, relative to the node's directory.
 func (n *node) backedUp(backupPath string) (string, bool) {
-	i := strings.Index(backupPath, n.dir+"/")
+	i := strings.Index(backupPath, n.Dir+"/")
 	if i < 0 {
 		return "", false
 	}
-	return backupPath[i+len(n.dir)+1:], true
+	return backupPath[i+len(n.Dir)+1:], true
 }
 
 // TestModesWhateverTheUmask runs every writing command under umask 0 and 077, with and without
@@ -798,11 +665,11 @@ func TestModesWhateverTheUmask(t *testing.T) {
 					n.mustRun(setupTime.Add(time.Duration(i)*time.Hour), append(args, extra...)...)
 				}
 				seen := map[string]bool{}
-				filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
-					if err != nil || p == n.dir {
+				filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
+					if err != nil || p == n.Dir {
 						return err
 					}
-					rel, _ := filepath.Rel(n.dir, p)
+					rel, _ := filepath.Rel(n.Dir, p)
 					info, _ := d.Info()
 					want, ok := n.documentedMode(rel, d.IsDir(), strict)
 					if !ok {
@@ -839,26 +706,26 @@ func TestKeysNeverWrittenIntoOpenDirectories(t *testing.T) {
 		setup bool
 	}{
 		{name: "certificate directory 0777", args: []string{"init"}, open: func(n *node) string {
-			os.MkdirAll(n.certDir, 0o700)
-			os.Chmod(n.certDir, 0o777)
-			return n.certDir
+			os.MkdirAll(n.CertDir, 0o700)
+			os.Chmod(n.CertDir, 0o777)
+			return n.CertDir
 		}},
 		{name: "etcd directory 0770", args: []string{"init"}, setup: true, open: func(n *node) string {
-			dir := filepath.Join(n.certDir, "etcd")
+			dir := filepath.Join(n.CertDir, "etcd")
 			os.Remove(filepath.Join(dir, "server.crt"))
 			os.Remove(filepath.Join(dir, "server.key"))
 			os.Chmod(dir, 0o770)
 			return dir
 		}},
 		{name: "kubeconfig directory 0757", args: []string{"init"}, open: func(n *node) string {
-			os.MkdirAll(n.kubeDir, 0o700)
-			os.Chmod(n.kubeDir, 0o757)
-			return n.kubeDir
+			os.MkdirAll(n.KubeDir, 0o700)
+			os.Chmod(n.KubeDir, 0o757)
+			return n.KubeDir
 		}},
 		{name: "backup directory 0777", args: []string{"renew", "certs", "--force"}, setup: true, open: func(n *node) string {
-			os.MkdirAll(n.backupDir, 0o700)
-			os.Chmod(n.backupDir, 0o777)
-			return n.backupDir
+			os.MkdirAll(n.BackupDir, 0o700)
+			os.Chmod(n.BackupDir, 0o777)
+			return n.BackupDir
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -867,15 +734,15 @@ func TestKeysNeverWrittenIntoOpenDirectories(t *testing.T) {
 				initNode(n)
 			}
 			dir := c.open(n)
-			before := n.snap()
+			before := n.Snap()
 			code, _, stderr := n.run(cmdTime, c.args...)
 			if code != 1 || !strings.Contains(stderr, dir+", which is group- or world-writable") || !strings.Contains(stderr, "chmod go-w "+dir) {
 				t.Errorf("exit %d: %s", code, stderr)
 			}
-			if d := nodeDiff(before, n.snap()); len(d) > 0 {
+			if d := pkitest.NodeDiff(before, n.Snap()); len(d) > 0 {
 				t.Errorf("files changed:\n%s", strings.Join(d, "\n"))
 			}
-			if ents, _ := os.ReadDir(n.backupDir); len(ents) > 0 {
+			if ents, _ := os.ReadDir(n.BackupDir); len(ents) > 0 {
 				t.Errorf("%d entries written into the backup directory", len(ents))
 			}
 		})
@@ -932,7 +799,7 @@ type heldSecret struct {
 // staged sa key, backups) to secrets, keyed by a description.
 func (n *node) collectSecrets(secrets map[string]heldSecret) {
 	n.t.Helper()
-	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -940,7 +807,7 @@ func (n *node) collectSecrets(secrets map[string]heldSecret) {
 		if err != nil {
 			return nil
 		}
-		rel, _ := filepath.Rel(n.dir, p)
+		rel, _ := filepath.Rel(n.Dir, p)
 		switch name := d.Name(); {
 		case strings.HasSuffix(name, ".key") || name == sakeys.NextName:
 			if k, err := pki.ParsePrivateKey(data); err == nil {
@@ -1009,11 +876,11 @@ func allCommands() []string {
 // under /registry/secrets/ holds one value per key name given, in the apiserver's stored format.
 func fakeEtcdGateway(t *testing.T, n *node, keyNames func() []string) *httptest.Server {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(filepath.Join(n.certDir, "etcd", "server.crt"), filepath.Join(n.certDir, "etcd", "server.key"))
+	pair, err := tls.LoadX509KeyPair(filepath.Join(n.CertDir, "etcd", "server.crt"), filepath.Join(n.CertDir, "etcd", "server.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(n.certDir, "etcd", "ca.crt"))
+	caPEM, err := os.ReadFile(filepath.Join(n.CertDir, "etcd", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1051,7 +918,7 @@ func fakeEtcdGateway(t *testing.T, n *node, keyNames func() []string) *httptest.
 
 // encryptionKeyNames are the key names of the node's encryption config.
 func (n *node) encryptionKeyNames() []string {
-	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.certDir))
+	cfg, _, err := encryption.Load(phases.EncryptionConfigPath(n.CertDir))
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -1070,7 +937,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	for _, alg := range []string{"ECDSA-P256", "RSA-2048"} {
 		t.Run(alg, func(t *testing.T) {
 			n := newNode(t)
-			writeFile(t, n.cfg, []byte(strings.Replace(hardeningConfig, "ECDSA-P256", alg, 1)))
+			writeFile(t, n.Config, []byte(strings.Replace(hardeningConfig, "ECDSA-P256", alg, 1)))
 			scanForSecrets(t, n, alg)
 		})
 	}
@@ -1122,7 +989,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 		}
 		restore()
 	}
-	metrics := filepath.Join(n.dir, "metrics", "k8scrypto.prom")
+	metrics := filepath.Join(n.Dir, "metrics", "k8scrypto.prom")
 	if err := os.MkdirAll(filepath.Dir(metrics), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -1166,8 +1033,8 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 	}
 	apiSrv := httptest.NewServer(api)
 	defer apiSrv.Close()
-	adminConf := filepath.Join(n.dir, "admin-for-reencrypt.conf")
-	admin, err := os.ReadFile(filepath.Join(n.kubeDir, "admin.conf"))
+	adminConf := filepath.Join(n.Dir, "admin-for-reencrypt.conf")
+	admin, err := os.ReadFile(filepath.Join(n.KubeDir, "admin.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1179,7 +1046,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 		ok("encryption", "status", "--etcd-endpoints", gw.URL, "-v"), ok("encryption", "status", "--etcd-endpoints", gw.URL, "-o", "json"),
 		ok("encryption", "reencrypt", "--kubeconfig", adminConf, "--page-size", "3", "-v"),
 		ok("encryption", "reencrypt", "--kubeconfig", adminConf, "-o", "yaml", "-v"),
-		want{1, []string{"encryption", "reencrypt", "--kubeconfig", filepath.Join(n.dir, "missing.conf"), "-v"}},
+		want{1, []string{"encryption", "reencrypt", "--kubeconfig", filepath.Join(n.Dir, "missing.conf"), "-v"}},
 	)
 	if len(api.puts) != len(api.secrets) {
 		t.Errorf("reencrypt rewrote %d of %d Secrets: it did not run its successful path", len(api.puts), len(api.secrets))
@@ -1200,7 +1067,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 	}
 	// Error paths, with -v, on broken files that hold keys.
 	replace := func(rel string, edit func([]byte) []byte) (func(), func()) {
-		p := filepath.Join(n.dir, rel)
+		p := filepath.Join(n.Dir, rel)
 		orig, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -1247,7 +1114,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 
 	// The text to search: every output, the audit log, the metrics file, any reencrypt checkpoint, and
 	// every file name under the node.
-	for _, p := range []string{n.auditLog, metrics} {
+	for _, p := range []string{n.AuditLog, metrics} {
 		data, err := os.ReadFile(p)
 		if err != nil || len(data) == 0 {
 			t.Fatalf("%s: %v (empty: the commands did not run as planned)", p, err)
@@ -1258,9 +1125,9 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 		corpus.Write(data)
 	}
 	backups := 0
-	filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
 		corpus.WriteString("\n" + p)
-		if strings.HasPrefix(p, n.backupDir+"/") && !d.IsDir() {
+		if strings.HasPrefix(p, n.BackupDir+"/") && !d.IsDir() {
 			backups++
 		}
 		return nil

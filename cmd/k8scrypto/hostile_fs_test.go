@@ -49,11 +49,11 @@ func TestLinkedSubdirectoryNeverWritten(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := newNode(t)
-			outside := filepath.Join(n.dir, "outside")
+			outside := filepath.Join(n.Dir, "outside")
 			if err := os.Mkdir(outside, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			etcd := filepath.Join(n.certDir, "etcd")
+			etcd := filepath.Join(n.CertDir, "etcd")
 			if c.setup {
 				initNode(n)
 				// Move the real etcd files out and link to them: renew would rewrite them there.
@@ -61,7 +61,7 @@ func TestLinkedSubdirectoryNeverWritten(t *testing.T) {
 					t.Fatal(err)
 				}
 				outside = filepath.Join(outside, "etcd")
-			} else if err := os.MkdirAll(n.certDir, 0o755); err != nil {
+			} else if err := os.MkdirAll(n.CertDir, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Symlink(outside, etcd); err != nil {
@@ -93,17 +93,17 @@ func TestFIFOInputsDoNotHang(t *testing.T) {
 		// fifo returns the path to replace with a FIFO, after editing whatever refers to it.
 		fifo func(n *node) string
 	}{
-		{"kubeadm-config.yaml", func(n *node) string { return filepath.Join(n.kubeDir, "kubeadm-config.yaml") }},
-		{"certificate", func(n *node) string { return filepath.Join(n.certDir, "apiserver.crt") }},
-		{"--config", func(n *node) string { return n.cfg }},
+		{"kubeadm-config.yaml", func(n *node) string { return filepath.Join(n.KubeDir, "kubeadm-config.yaml") }},
+		{"certificate", func(n *node) string { return filepath.Join(n.CertDir, "apiserver.crt") }},
+		{"--config", func(n *node) string { return n.Config }},
 		{"kubeconfig client-certificate", func(n *node) string {
-			conf := filepath.Join(n.kubeDir, "kubelet.conf")
+			conf := filepath.Join(n.KubeDir, "kubelet.conf")
 			data, err := os.ReadFile(conf)
 			if err != nil {
 				n.t.Fatal(err)
 			}
 			// Point the user at a file, as a bootstrapped kubelet.conf does.
-			fifo := filepath.Join(n.dir, "kubelet-client-current.pem")
+			fifo := filepath.Join(n.Dir, "kubelet-client-current.pem")
 			var out []string
 			for _, line := range strings.Split(string(data), "\n") {
 				trimmed := strings.TrimSpace(line)

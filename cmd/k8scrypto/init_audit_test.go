@@ -14,7 +14,7 @@ import (
 // appends them, and every key and certificate in place then has an ok create line with its fingerprint.
 func TestInitKilledAfterCommitKeepsItsAuditLines(t *testing.T) {
 	n := newNode(t)
-	saved := n.save()
+	saved := n.Save()
 	steps := n.countSteps(setupTime, "init")
 	stride := 1
 	if testing.Short() {
@@ -22,16 +22,16 @@ func TestInitKilledAfterCommitKeepsItsAuditLines(t *testing.T) {
 	}
 	killedAfterCommit := 0
 	for i := 1; i <= steps; i += stride {
-		n.reset(saved)
+		n.Reset(saved)
 		n.runFault(setupTime, i, nil, true, "init")
-		caKey := filepath.Join(n.certDir, "ca.key")
+		caKey := filepath.Join(n.CertDir, "ca.key")
 		_, committed := phases.FileIdentity(caKey)
 		if committed != "" {
 			killedAfterCommit++
 		}
 		n.mustRun(setupTime, "init")
-		lines := auditLines(t, n.auditLog)
-		for _, p := range []string{caKey, filepath.Join(n.certDir, "apiserver.crt"), filepath.Join(n.certDir, "etcd", "ca.key"), filepath.Join(n.kubeDir, "admin.conf")} {
+		lines := auditLines(t, n.AuditLog)
+		for _, p := range []string{caKey, filepath.Join(n.CertDir, "apiserver.crt"), filepath.Join(n.CertDir, "etcd", "ca.key"), filepath.Join(n.KubeDir, "admin.conf")} {
 			serial, sha := phases.FileIdentity(p)
 			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
 				return ev.Operation == pki.AuditCreate && ev.File == p && ev.Outcome == "ok" && ev.Serial == serial && ev.SHA256 == sha
