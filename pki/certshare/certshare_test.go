@@ -208,4 +208,3 @@ func TestCollectAndCheck(t *testing.T) {
 		t.Error("an external etcd's CA is not shared")
 	}
 }
-
