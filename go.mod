@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/viper v1.21.0
+	golang.org/x/crypto v0.54.0
 	k8s.io/apiserver v0.0.0
 	k8s.io/client-go v0.37.2
 	k8s.io/kubernetes v1.37.2
@@ -22,7 +23,6 @@ require (
 	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
 	github.com/xlab/treeprint v1.2.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.68.0 // indirect
-	golang.org/x/crypto v0.54.0 // indirect
 	k8s.io/cli-runtime v0.0.0 // indirect
 	k8s.io/component-helpers v0.0.0 // indirect
 	k8s.io/cri-api v0.37.2 // indirect

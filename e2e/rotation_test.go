@@ -77,7 +77,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	expectStoredUnder(ctx, t, cp, ns, "promoted-0", st.Prefix(k1))
 	expectStoredUnder(ctx, t, cp, ns, "initial-0", st.Prefix(k0)) // not rewritten yet
 
-	if _, _, err := cp.run(t, "encryption", "reencrypt", "--kubeconfig", kubeconfig); err != nil {
+	if _, _, err := cp.run(t, "encryption", "reencrypt", "--kubeconfig", kubeconfig, "--cert-dir", cp.CertDir); err != nil {
 		t.Fatalf("encryption reencrypt: %v", err)
 	}
 	if byPrefix := rawSecretPrefixes(ctx, t, cp); byPrefix[st.Prefix(k1)] != sum(byPrefix) {
@@ -92,7 +92,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	if !bytes.Equal(pre, readFile(t, cp.EncryptionConfig())) {
 		t.Fatalf("a refused prune changed %s", cp.EncryptionConfig())
 	}
-	st = rotate("prune", "--yes", "--kubeconfig", kubeconfig)
+	st = rotate(append([]string{"prune", "--yes", "--kubeconfig", kubeconfig}, cp.etcdArgs()...)...)
 	if !slices.Equal(st.Keys, []string{k1}) {
 		t.Fatalf("after prune the keys are %v, want [%s]", st.Keys, k1)
 	}
@@ -116,10 +116,7 @@ func TestEncryptionKeyRotationLive(t *testing.T) {
 	}
 
 	// encryption status, reading etcd, agrees with the raw count.
-	out, _, err := cp.run(t, "encryption", "status", "--cert-dir", cp.CertDir, "--kubeconfig", kubeconfig,
-		"--etcd-endpoints", strings.Join(cp.etcdEndpoints(), ","),
-		"--etcd-cacert", cp.cert("etcd/ca.crt"), "--etcd-cert", cp.cert("etcd/healthcheck-client.crt"), "--etcd-key", cp.cert("etcd/healthcheck-client.key"),
-		"-o", "json")
+	out, _, err := cp.run(t, append([]string{"encryption", "status", "--cert-dir", cp.CertDir, "--kubeconfig", kubeconfig, "-o", "json"}, cp.etcdArgs()...)...)
 	if err != nil {
 		t.Fatalf("encryption status: %v", err)
 	}

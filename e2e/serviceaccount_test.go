@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,31 @@ func TestServiceAccountKeyRotation(t *testing.T) {
 	if n := len(publicKeys(t, cp.cert("sa.pub"))); n != 2 {
 		t.Fatalf("after prepare sa.pub holds %d keys, want 2 (old and next)", n)
 	}
+	// sa status --kubeconfig reads the apiserver's /openid/v1/jwks: before the restart it serves the old
+	// key only, and says the new one is missing; after it, both.
+	kubeconfig := cp.adminKubeconfig(t)
+	served := func() (ids, missing []string) {
+		t.Helper()
+		out, stderr, err := cp.run(t, "sa", "status", "--cert-dir", cp.CertDir, "--kubeconfig", kubeconfig, "-o", "json")
+		if err != nil {
+			t.Fatalf("sa status --kubeconfig: %v\n%s", err, stderr)
+		}
+		var st struct {
+			APIServer struct{ KeyIDs, Missing []string } `json:"apiserver"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return st.APIServer.KeyIDs, st.APIServer.Missing
+	}
+	nextKID := keyID(t, cp.cert("sa.key.next"))
+	if ids, missing := served(); !slices.Equal(ids, []string{oldKID}) || !slices.Equal(missing, []string{nextKID}) {
+		t.Errorf("before the restart sa status says the apiserver serves %v, missing %v; want [%s], missing [%s]", ids, missing, oldKID, nextKID)
+	}
 	restart("prepare")
+	if ids, missing := served(); len(ids) != 2 || !slices.Contains(ids, oldKID) || !slices.Contains(ids, nextKID) || len(missing) != 0 {
+		t.Errorf("after the restart sa status says the apiserver serves %v, missing %v; want both keys", ids, missing)
+	}
 	expectTokenValid(ctx, t, admin, old, "after prepare")
 	if kid := tokenKID(t, requestToken(ctx, t, admin, ns, sa)); kid != oldKID {
 		t.Errorf("after prepare new tokens are signed with kid %q, want the old key %q (it signs until promote)", kid, oldKID)

@@ -98,42 +98,44 @@ func LoadKey(path string) (crypto.Signer, error) {
 	return key, nil
 }
 
-// caOnDisk is a CA certificate and its key as read from the certificate directory, with what is wrong with
-// them. Init (loadCA) and renewal (loadRenewCA) read CAs only through readCA, and each words the problems
-// in its own terms: init refuses the run, renewal fails each certificate the CA signs.
-type caOnDisk struct {
-	CA               // Key is set only when it was read and belongs to Cert
+// caFiles is a CA's certificate file and key as read from the certificate directory: every certificate of
+// the file (the CA's own first; more in a bundle during a CA rotation) and the key. Init (loadCA), renewal
+// (loadRenewCA) and the expiry report (loadCAOnDisk) read CAs only through readCA, and each judges and
+// words what it finds in its own terms: init refuses the run, renewal fails each certificate the CA
+// signs, the report shows a problem.
+type caFiles struct {
 	crtPath, keyPath string
-	notCA            bool  // no CA basic constraint or no certSign key usage
-	keyErr           error // the key could not be read or parsed (fs.ErrNotExist when absent and looked for)
-	keyMismatch      bool  // the key does not belong to the certificate
+	certs            []*x509.Certificate
+	key              crypto.Signer // nil when not read
+	keyErr           error         // the key could not be read or parsed (fs.ErrNotExist when absent and looked for)
 }
 
-// readCA reads spec's certificate (an error when it cannot be read or parsed) and its key: when keyPresent
-// is nil the key is read if it is there; otherwise only when keyPresent says so.
-func readCA(certDir string, spec pki.CertSpec, keyPresent func(path string) (bool, error)) (*caOnDisk, error) {
-	c := &caOnDisk{crtPath: spec.CertPath(certDir), keyPath: spec.KeyPath(certDir)}
-	cert, _, err := LoadCert(c.crtPath)
+// readCA reads a CA's certificate file (an error when it cannot be read or parsed) and its key: when
+// keyPresent is nil the key is read if it is there; otherwise only when keyPresent says so.
+func readCA(crtPath, keyPath string, keyPresent func(path string) (bool, error)) (*caFiles, error) {
+	cert, rest, err := LoadCert(crtPath)
 	if err != nil {
 		return nil, err
 	}
-	c.Cert = cert
-	c.notCA = !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0
+	c := &caFiles{crtPath: crtPath, keyPath: keyPath, certs: append([]*x509.Certificate{cert}, rest...)}
 	if keyPresent != nil {
-		if present, err := keyPresent(c.keyPath); err != nil || !present {
+		if present, err := keyPresent(keyPath); err != nil || !present {
 			return c, err
 		}
 	}
-	key, err := LoadKey(c.keyPath)
-	switch {
-	case err != nil:
-		c.keyErr = err
-	case !pki.KeyMatchesCert(key, cert):
-		c.keyMismatch = true
-	default:
-		c.Key = key
-	}
+	c.key, c.keyErr = LoadKey(keyPath)
 	return c, nil
+}
+
+// notCA reports a CA certificate without the CA basic constraint or the certSign key usage.
+func (c *caFiles) notCA() bool {
+	cert := c.certs[0]
+	return !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0
+}
+
+// keyMismatch reports a key that was read and does not belong to the CA certificate.
+func (c *caFiles) keyMismatch() bool {
+	return c.key != nil && !pki.KeyMatchesCert(c.key, c.certs[0])
 }
 
 // loadCA reads an existing CA and checks that it can sign today: the CA basic constraint and the certSign
@@ -141,13 +143,13 @@ func readCA(certDir string, spec pki.CertSpec, keyPresent func(path string) (boo
 // without its key is an external CA.
 func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
 	restore := "restore it from a backup (a new CA would mean re-issuing everything it signed)"
-	c, err := readCA(d.Cfg.CertDir, spec, d.Exists)
+	c, err := readCA(spec.CertPath(d.Cfg.CertDir), spec.KeyPath(d.Cfg.CertDir), d.Exists)
 	if err != nil {
 		return nil, fmt.Errorf("%w; %s", err, restore)
 	}
-	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.Cert
+	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.certs[0]
 	switch {
-	case c.notCA:
+	case c.notCA():
 		return nil, fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
 	case d.Now.After(cert.NotAfter):
 		return nil, fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
@@ -155,10 +157,10 @@ func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
 		return nil, fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
 	case c.keyErr != nil:
 		return nil, fmt.Errorf("%w; %s", c.keyErr, restore)
-	case c.keyMismatch:
+	case c.keyMismatch():
 		return nil, fmt.Errorf("%s does not match %s: restore the CA key that belongs to this certificate", keyPath, crtPath)
 	}
-	return &c.CA, nil
+	return &CA{Cert: cert, Key: c.key}, nil
 }
 
 func ensureCA(d *Data, spec pki.CertSpec) error {

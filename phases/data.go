@@ -167,6 +167,8 @@ func (d *Data) Reuse(r FileResult) {
 		}
 		r.Reason = note
 		d.tighten = append(d.tighten, r.Path)
+	} else if mode, loose := pki.LooseSecretMode(r.Path); loose && (r.Type == "key" || r.Type == "encryption-config") {
+		d.Log.Warn("a secret file others can read: keep it 0600", "file", r.Path, "mode", fmt.Sprintf("%04o", mode), "fix", "chmod 600 "+r.Path+" (or re-run with --strict-permissions)")
 	}
 	d.results = append(d.results, r)
 	d.Log.Info("using existing file", "file", r.Path)

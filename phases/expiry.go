@@ -70,6 +70,8 @@ func certTargets(cfg *pki.Config, kubeconfigDir string) (leaves, cas []certTarge
 type kubeconfigClient struct {
 	CertData []byte // embedded client-certificate-data
 	CertFile string // client-certificate, resolved against the kubeconfig's directory
+	KeyData  []byte // embedded client-key-data
+	KeyFile  string // client-key, resolved likewise
 }
 
 type kubeconfigYAML struct {
@@ -85,6 +87,8 @@ type kubeconfigYAML struct {
 		User struct {
 			CertData []byte `json:"client-certificate-data"`
 			CertFile string `json:"client-certificate"`
+			KeyData  []byte `json:"client-key-data"`
+			KeyFile  string `json:"client-key"`
 		} `json:"user"`
 	} `json:"users"`
 }
@@ -109,10 +113,8 @@ func parseKubeconfigClient(path string, data []byte) (*kubeconfigClient, error) 
 		if u.Name != user {
 			continue
 		}
-		kc := &kubeconfigClient{CertData: u.User.CertData, CertFile: u.User.CertFile}
-		if kc.CertFile != "" && !filepath.IsAbs(kc.CertFile) {
-			kc.CertFile = filepath.Join(filepath.Dir(path), kc.CertFile)
-		}
+		kc := &kubeconfigClient{CertData: u.User.CertData, CertFile: resolveRelative(path, u.User.CertFile),
+			KeyData: u.User.KeyData, KeyFile: resolveRelative(path, u.User.KeyFile)}
 		if len(kc.CertData) == 0 && kc.CertFile == "" {
 			return nil, fmt.Errorf("%s: user %q has no client certificate (token or exec credentials are not k8scrypto's)", path, user)
 		}
@@ -132,8 +134,9 @@ type loadedTarget struct {
 	Missing bool
 }
 
-// loadTarget reads a target's certificate and, for renewal (withKey), its key and the whole kubeconfig. A
-// missing file is not an error (Missing is set); an unreadable one is.
+// loadTarget reads a target's certificate and its key (a missing key file leaves Key nil) and, for renewal
+// (withKey), the whole kubeconfig. A missing certificate is not an error (Missing is set); an unreadable
+// one is.
 func loadTarget(t certTarget, withKey bool) (*loadedTarget, error) {
 	lt := &loadedTarget{Path: t.CertPath}
 	if t.Kind != KindKubeconfig {
@@ -146,11 +149,9 @@ func loadTarget(t certTarget, withKey bool) (*loadedTarget, error) {
 			return lt, err
 		}
 		lt.Cert = cert
-		if withKey {
-			lt.Key, lt.KeyErr = LoadKey(t.KeyPath)
-			if errors.Is(lt.KeyErr, fs.ErrNotExist) {
-				lt.Key, lt.KeyErr = nil, nil
-			}
+		lt.Key, lt.KeyErr = LoadKey(t.KeyPath)
+		if errors.Is(lt.KeyErr, fs.ErrNotExist) {
+			lt.Key, lt.KeyErr = nil, nil
 		}
 		return lt, nil
 	}
@@ -188,6 +189,14 @@ func loadTarget(t certTarget, withKey bool) (*loadedTarget, error) {
 	if lt.Cert, _, err = pki.ParseCertChain(certData); err != nil {
 		return lt, fmt.Errorf("%s: client certificate: %w", lt.Path, err)
 	}
+	switch {
+	case len(kc.KeyData) > 0:
+		if lt.Key, err = pki.ParsePrivateKey(kc.KeyData); err != nil {
+			lt.KeyErr = fmt.Errorf("%s: client-key-data: %w", t.CertPath, err)
+		}
+	case kc.KeyFile != "":
+		lt.Key, lt.KeyErr = LoadKey(kc.KeyFile)
+	}
 	return lt, nil
 }
 
@@ -223,6 +232,9 @@ type CertificateExpiration struct {
 	// Optional entries (super-admin.conf, kubelet.conf) may legitimately be absent on a node.
 	Optional bool   `json:"optional,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Problem is what a peer would reject apart from expiry: a certificate its CA on disk did not sign, a
+	// key that is not the certificate's, a CA key that matches no certificate of the CA file.
+	Problem string `json:"problem,omitempty"`
 }
 
 // ExpirationInfo is the result of check-expiration.
@@ -234,6 +246,8 @@ type ExpirationInfo struct {
 	KubeconfigDir          string                  `json:"kubeconfigDir"`
 	Certificates           []CertificateExpiration `json:"certificates"`
 	CertificateAuthorities []CertificateExpiration `json:"certificateAuthorities"`
+	// Warnings name CAs that expire before the certificates they sign today would.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // CheckExpiration reads every certificate, kubeconfig client certificate and CA the configuration has and
@@ -252,9 +266,13 @@ func CheckExpiration(cfg *pki.Config, kubeconfigDir string, now time.Time) Expir
 	}
 	// A CA is externally managed when its key is absent (kubeadm's IsExternallyManaged).
 	external := map[string]bool{}
+	onDisk := map[string]caOnDisk{}
 	for _, t := range cas {
 		if _, err := os.Lstat(t.KeyPath); errors.Is(err, fs.ErrNotExist) {
 			external[t.Name] = true
+		}
+		if _, err := os.Lstat(t.CertPath); err == nil {
+			onDisk[t.Name] = loadCAOnDisk(t)
 		}
 	}
 	row := func(t certTarget) CertificateExpiration {
@@ -280,6 +298,11 @@ func CheckExpiration(cfg *pki.Config, kubeconfigDir string, now time.Time) Expir
 			r.ResidualTime = int64(lt.Cert.NotAfter.Sub(now) / time.Second)
 			r.Serial = lt.Cert.SerialNumber.String()
 			r.SHA256 = pki.Fingerprint(lt.Cert.Raw)
+			if t.Kind == KindCA {
+				r.Problem = onDisk[t.Name].problem
+			} else {
+				r.Problem = chainProblem(lt.Cert, lt.Key, lt.KeyErr, onDisk[t.CAName], t.CAName)
+			}
 		}
 		return r
 	}
@@ -287,7 +310,11 @@ func CheckExpiration(cfg *pki.Config, kubeconfigDir string, now time.Time) Expir
 		info.Certificates = append(info.Certificates, row(t))
 	}
 	for _, t := range cas {
-		info.CertificateAuthorities = append(info.CertificateAuthorities, row(t))
+		r := row(t)
+		info.CertificateAuthorities = append(info.CertificateAuthorities, r)
+		if w := caEndOfLife(r, now, cfg.CertValidity); w != "" {
+			info.Warnings = append(info.Warnings, w)
+		}
 	}
 	return info
 }
@@ -302,6 +329,8 @@ func (info ExpirationInfo) ExpiringWithin(within time.Duration) []string {
 		switch {
 		case r.Error != "":
 			out = append(out, fmt.Sprintf("%s: %s", r.Name, r.Error))
+		case r.Problem != "":
+			out = append(out, fmt.Sprintf("%s: %s", r.Name, r.Problem))
 		case r.Missing && !r.Optional:
 			out = append(out, fmt.Sprintf("%s: missing (%s)", r.Name, r.Path))
 		case r.Missing:
@@ -321,6 +350,7 @@ const (
 	MetricMissing           = "k8scrypto_certificate_missing"
 	MetricReadError         = "k8scrypto_certificate_read_error"
 	MetricExternallyManaged = "k8scrypto_certificate_externally_managed"
+	MetricChainProblem      = "k8scrypto_certificate_chain_problem"
 	MetricCheckTime         = "k8scrypto_check_timestamp_seconds"
 )
 
@@ -348,6 +378,8 @@ func (info ExpirationInfo) WritePrometheus(w io.Writer) error {
 		func(r CertificateExpiration) (int64, bool) { return boolInt(r.Error != ""), true })
 	family(MetricExternallyManaged, "1 when the signing CA's key is absent, so k8scrypto cannot renew the certificate.",
 		func(r CertificateExpiration) (int64, bool) { return boolInt(r.ExternallyManaged), true })
+	family(MetricChainProblem, "1 when a peer would reject the certificate whatever its dates: not signed by its CA on disk, or a key that does not match.",
+		func(r CertificateExpiration) (int64, bool) { return boolInt(r.Problem != ""), present(r) })
 	fmt.Fprintf(&b, "# HELP %s Time of the check, in seconds since the Unix epoch.\n# TYPE %s gauge\n%s %d\n",
 		MetricCheckTime, MetricCheckTime, MetricCheckTime, info.CheckTime.Unix())
 	_, err := io.WriteString(w, b.String())

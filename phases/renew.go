@@ -389,17 +389,17 @@ func loadRenewCA(cfg *pki.Config, name string, now time.Time) *renewCA {
 	if !ok || !spec.IsCA() {
 		return &renewCA{err: fmt.Errorf("internal error: unknown CA %q", name)}
 	}
-	c, err := readCA(cfg.CertDir, spec, nil)
+	c, err := readCA(spec.CertPath(cfg.CertDir), spec.KeyPath(cfg.CertDir), nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &renewCA{err: fmt.Errorf("its CA certificate %s is missing: restore the %s CA", spec.CertPath(cfg.CertDir), name)}
 	}
 	if err != nil {
 		return &renewCA{err: fmt.Errorf("its CA: %w", err)}
 	}
-	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.Cert
-	ca := &renewCA{cert: cert, key: c.Key}
+	crtPath, keyPath, cert := c.crtPath, c.keyPath, c.certs[0]
+	ca := &renewCA{cert: cert, key: c.key}
 	switch {
-	case c.notCA:
+	case c.notCA():
 		ca.err = fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage)", crtPath)
 	case !now.Before(cert.NotAfter):
 		ca.err = fmt.Errorf("its CA %s expired on %s, so nothing it signed is valid any more and nothing can be renewed with it: replace the %s CA and re-issue its certificates",
@@ -410,7 +410,7 @@ func loadRenewCA(cfg *pki.Config, name string, now time.Time) *renewCA {
 		// External CA: the certificates it signs are renewed by whoever holds its key.
 	case c.keyErr != nil:
 		ca.err = fmt.Errorf("its CA key: %w", c.keyErr)
-	case c.keyMismatch:
+	case c.keyMismatch():
 		ca.err = fmt.Errorf("CA key %s does not match %s: restore the key that belongs to the %s CA", keyPath, crtPath, name)
 	}
 	if ca.err != nil {

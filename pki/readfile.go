@@ -109,3 +109,14 @@ func fileKind(m fs.FileMode) string {
 	}
 	return "a special file"
 }
+
+// LooseSecretMode reports a file holding a secret (a private key, the encryption config) whose mode lets
+// its group or others read or write it; kubeadm writes such files 0600. A file that cannot be examined is
+// not reported here: reading it reports that.
+func LooseSecretMode(path string) (fs.FileMode, bool) {
+	info, err := os.Lstat(path)
+	if err != nil || !info.Mode().IsRegular() {
+		return 0, false
+	}
+	return info.Mode().Perm(), info.Mode().Perm()&0o077 != 0
+}

@@ -110,6 +110,9 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 	if err := printExpiration(e.stdout, g.output, info); err != nil {
 		return err
 	}
+	for _, w := range info.Warnings {
+		g.log.Warn(w)
+	}
 	var problems []string
 	if f.failWithin > 0 {
 		problems = info.ExpiringWithin(f.failWithin)
@@ -117,6 +120,8 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 		for _, r := range append(info.Certificates, info.CertificateAuthorities...) {
 			if r.Error != "" {
 				problems = append(problems, r.Name+": "+r.Error)
+			} else if r.Problem != "" {
+				problems = append(problems, r.Name+": "+r.Problem)
 			}
 		}
 	}
@@ -152,6 +157,8 @@ func printExpiration(w io.Writer, format string, info phases.ExpirationInfo) err
 			fmt.Fprintf(t, "!MISSING! %s\t\t\t\t\n", r.Name)
 		case r.Error != "":
 			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\t\n", r.Name)
+		case r.Problem != "":
+			fmt.Fprintf(t, "!INVALID! %s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), r.CAName, yesNo(r.ExternallyManaged))
 		default:
 			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), r.CAName, yesNo(r.ExternallyManaged))
 		}
@@ -164,6 +171,8 @@ func printExpiration(w io.Writer, format string, info phases.ExpirationInfo) err
 			fmt.Fprintf(t, "!MISSING! %s\t\t\t\n", r.Name)
 		case r.Error != "":
 			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\n", r.Name)
+		case r.Problem != "":
+			fmt.Fprintf(t, "!INVALID! %s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), yesNo(r.ExternallyManaged))
 		default:
 			fmt.Fprintf(t, "%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), yesNo(r.ExternallyManaged))
 		}

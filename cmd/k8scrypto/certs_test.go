@@ -185,3 +185,23 @@ func TestCheckExpirationExternalEtcdConfig(t *testing.T) {
 		t.Errorf("external etcd: exit %d %s: %d certificates, %d CAs", code, stderr, len(info.Certificates), len(info.CertificateAuthorities))
 	}
 }
+
+// TestCheckExpirationFailsForAForeignKubeconfig: a kubeconfig whose client certificate another cluster's
+// CA signed (the apiserver rejects it) makes check-expiration exit 1, with !INVALID! in the table and the
+// reason on stderr, though its dates are fine.
+func TestCheckExpirationFailsForAForeignKubeconfig(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	other := newRenewCluster(t, pki.ECDSAP384, "") // fixture keys per algorithm: another CA key
+	// other's admin.conf has the same names and dates, signed by other's CA.
+	data, err := os.ReadFile(filepath.Join(other.kubeDir, "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.kubeDir, "admin.conf"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := c.run(pkitest.Now.Add(renewDay), "certs", "check-expiration")
+	if code != 1 || !strings.Contains(stdout, "!INVALID! admin.conf") || !strings.Contains(stderr, "admin.conf: not signed by ca on disk") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

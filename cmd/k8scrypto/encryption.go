@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/reencrypt"
@@ -90,13 +88,15 @@ func newEncryptionCommand(e *env, g *globals) *cobra.Command {
 		Long: `Inspect and rotate the kube-apiserver's encryption-at-rest configuration, <cert-dir>/` + encryption.FileName + `,
 and rewrite stored objects with its current key.
 
-A key rotation is four steps, each safe with --encryption-provider-config-automatic-reload=true:
-  1. k8scrypto encryption rotate prepare   add a new key second: every apiserver can decrypt with it
-  2. k8scrypto encryption rotate promote   move it first: new writes use it
-  3. k8scrypto encryption reencrypt        rewrite every object under the new key
-  4. k8scrypto encryption rotate prune --yes   remove the old keys
-Copy the file to every control-plane node and wait until every apiserver has loaded it (the metric
-apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds, or a restart) between steps.`,
+A key rotation is four steps, each safe with --encryption-provider-config-automatic-reload=true
+(K=/etc/kubernetes/admin.conf, E=https://127.0.0.1:2379):
+  1. k8scrypto encryption rotate prepare                       add a new key second: every apiserver can decrypt with it
+  2. k8scrypto encryption rotate promote --kubeconfig $K --wait   move it first: new writes use it
+  3. k8scrypto encryption reencrypt --kubeconfig $K --wait --etcd-endpoints $E   rewrite every object under the new key
+  4. k8scrypto encryption rotate prune --yes --kubeconfig $K --etcd-endpoints $E   remove the old keys
+Copy the file to every control-plane node between steps. Each step refuses (exit 3) until the apiserver runs
+the file the previous step wrote (--wait waits for its reload), and prune until etcd holds nothing under the
+keys it removes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -123,45 +123,33 @@ func (f *etcdFlags) add(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.pageSize, "etcd-page-size", 500, "keys read per etcd request")
 }
 
-// count counts the stored values of the configured resources, by key; nil when no endpoint is given.
-func (f *etcdFlags) count(ctx context.Context, certDir string, cfg *encryption.Config) (*etcdCounts, error) {
-	if len(f.endpoints) == 0 {
-		return nil, nil
-	}
-	or := func(v, def string) string {
-		if v != "" {
-			return v
-		}
-		return filepath.Join(certDir, def)
-	}
-	rng, closeFn, err := encryption.DialEtcd(encryption.EtcdOptions{
-		Endpoints: f.endpoints,
-		CACert:    or(f.cacert, "etcd/ca.crt"),
-		Cert:      or(f.cert, "apiserver-etcd-client.crt"),
-		Key:       or(f.key, "apiserver-etcd-client.key"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer closeFn()
-	known := encryption.LabelsOf(cfg)
-	out := &etcdCounts{Endpoints: f.endpoints}
-	for _, rp := range encryption.EtcdPrefixes(f.prefix, encryption.AllResources(cfg)) {
-		c, err := encryption.CountPrefix(ctx, rng, rp[0], rp[1], f.pageSize, known)
-		if err != nil {
-			return nil, err
-		}
-		out.Counts = append(out.Counts, c)
-		out.Unreadable += c.Unreadable
-	}
-	return out, nil
+func (f *etcdFlags) etcd() phases.Etcd {
+	return phases.Etcd{Endpoints: f.endpoints, CACert: f.cacert, Cert: f.cert, Key: f.key, Prefix: f.prefix, PageSize: f.pageSize}
 }
 
-type etcdCounts struct {
-	Endpoints []string           `json:"endpoints"`
-	Counts    []encryption.Count `json:"counts"`
-	// Unreadable counts values no apiserver with this file can read.
-	Unreadable int `json:"unreadable"`
+// args renders the etcd flags that were given, for the command lines messages suggest.
+func (f *etcdFlags) args() string {
+	if len(f.endpoints) == 0 {
+		return ""
+	}
+	out := " --etcd-endpoints " + shellQuote(strings.Join(f.endpoints, ","))
+	for _, fl := range []struct{ name, v string }{{"etcd-cacert", f.cacert}, {"etcd-cert", f.cert}, {"etcd-key", f.key}} {
+		if fl.v != "" {
+			out += " --" + fl.name + " " + shellQuote(pki.AbsPath(fl.v))
+		}
+	}
+	if f.prefix != "/registry" {
+		out += " --etcd-prefix " + shellQuote(f.prefix)
+	}
+	return out
+}
+
+// clusterArgs renders --cert-dir when it is not the default, for the command lines messages suggest.
+func clusterArgs(certDir string) string {
+	if certDir == "" || pki.AbsPath(certDir) == pki.DefaultCertificateDir {
+		return ""
+	}
+	return " --cert-dir " + shellQuote(pki.AbsPath(certDir))
 }
 
 type encryptionStatusResult struct {
@@ -169,8 +157,9 @@ type encryptionStatusResult struct {
 	Kind       string `json:"kind"`
 	File       string `json:"file"`
 	encryption.Status
-	APIServer *apiserverEncryption `json:"apiserver,omitempty"`
-	Etcd      *etcdCounts          `json:"etcd,omitempty"`
+	Problems  []string                    `json:"problems,omitempty"`
+	APIServer *phases.APIServerEncryption `json:"apiserver,omitempty"`
+	Etcd      *phases.EtcdCounts          `json:"etcd,omitempty"`
 }
 
 type encStatusFlags struct {
@@ -183,13 +172,17 @@ func newEncryptionStatusCommand(e *env, g *globals) *cobra.Command {
 	f := &encStatusFlags{}
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Print the providers, keys (by fingerprint), rotation stage and, with --etcd-endpoints, what stored values use",
+		Short: "Print the providers, keys (by fingerprint), rotation stage, what the apiserver runs and what etcd stores, and the next safe step",
 		Long: `Print the encryption config's providers, its key names in order with a short fingerprint of each (the first
-16 hex digits of the SHA-256 of the key; never the key), the rotation stage and the next step.
+16 hex digits of the SHA-256 of the key; never the key), the rotation stage and the next step that is safe.
 
-With --etcd-endpoints it also reads every stored value of the configured resources straight from etcd (at one
+With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs. With
+--etcd-endpoints it also reads every stored value of the configured resources straight from etcd (at one
 revision, page by page; only each value's prefix is looked at) and counts them by the key that encrypted them
-(k8s:enc:<provider>:v1:<key>:) and as plaintext. Values under a key the file no longer has are unreadable.`,
+(k8s:enc:<provider>:v1:<key>:) and as plaintext. The "Next:" line follows from what was measured.
+
+Exit status 1 when something needs the operator: values no apiserver using this file can read, an apiserver
+whose latest reload failed, or one that runs another version of the file (wait for the reload).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := maintenanceConfig(e, &f.clusterFlags)
@@ -205,22 +198,29 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 				return err
 			}
 			res := encryptionStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: encryption.Describe(ec)}
+			if mode, loose := pki.LooseSecretMode(path); loose {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s holds the encryption keys and is mode %04o: others can read it; chmod 600 %s", path, mode, path))
+			}
 			for _, w := range res.Warnings {
 				g.log.Warn(w)
 			}
-			if res.APIServer, err = f.apiserver.view(cmd.Context(), fileHash); err != nil {
+			if res.APIServer, err = f.apiserver.apiServer().View(cmd.Context(), fileHash); err != nil {
 				return err
 			}
-			if res.Etcd, err = f.etcd.count(cmd.Context(), cfg.CertDir, ec); err != nil {
+			if res.Etcd, err = f.etcd.etcd().Count(cmd.Context(), cfg.CertDir, ec, nil); err != nil {
 				return err
 			}
-			if res.Etcd != nil && res.Etcd.Unreadable > 0 {
-				g.log.Warn("values in etcd are stored under keys this file does not have: no apiserver using it can read them", "count", res.Etcd.Unreadable)
-			}
+			adv := phases.AdviseEncryption(res.Status, res.APIServer, res.Etcd, phases.StepArgs{Cluster: clusterArgs(f.overrides.CertDir), Kubeconfig: f.apiserver.args(), Etcd: f.etcd.args()})
+			res.Next, res.Problems = adv.Next, adv.Problems
 			if g.output != "text" {
-				return printStructured(e.stdout, g.output, res)
+				err = printStructured(e.stdout, g.output, res)
+			} else {
+				err = printEncryptionStatus(e.stdout, res)
 			}
-			return printEncryptionStatus(e.stdout, res)
+			if err == nil && len(res.Problems) > 0 {
+				err = &phases.StatusProblemsError{Problems: res.Problems}
+			}
+			return err
 		},
 	}
 	f.add(cmd.Flags())
@@ -230,9 +230,12 @@ revision, page by page; only each value's prefix is looked at) and counts them b
 }
 
 func printEncryptionStatus(w io.Writer, r encryptionStatusResult) error {
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "PROBLEM: %s\n", p)
+	}
 	fmt.Fprintf(w, "File:  %s\nStage: %s\nNext:  %s\n", r.File, r.Stage, r.Next)
 	if r.APIServer != nil {
-		fmt.Fprintf(w, "Apiserver: %s\n", r.APIServer.describe())
+		fmt.Fprintf(w, "Apiserver: %s\n", r.APIServer.Describe())
 	}
 	fmt.Fprintln(w)
 	t := newTable(w)
@@ -284,7 +287,7 @@ func printEncryptionStatus(w io.Writer, r encryptionStatusResult) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d value(s) unreadable with this file\n", r.Etcd.Unreadable)
+	_, err := fmt.Fprintf(w, "%d value(s) unreadable with this file (%d of them plaintext without an identity provider), %d readable but not under the write key\n", r.Etcd.Unreadable, r.Etcd.UnreadablePlaintext, r.Etcd.NotUnderWriteKey)
 	return err
 }
 
@@ -293,6 +296,7 @@ type encRotateFlags struct {
 	backupDir string
 	dryRun    bool
 	yes       bool
+	unsafe    bool
 	etcd      etcdFlags
 	apiserver apiserverFlags
 }
@@ -343,16 +347,21 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		case "promote":
 			sub.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
 (or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which
-file it runs and refuses unless it is this one.`
+file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead.`
 			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
+			f.apiserver.addWait(sub.Flags())
 		case "prune":
-			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the promoted file (from its /metrics)")
+			f.apiserver.add(sub.Flags(), "required: the kube-apiserver must run the promoted file (from its /metrics)")
+			f.apiserver.addWait(sub.Flags())
 			sub.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
-unreadable, so this must follow a complete "k8scrypto encryption reencrypt" (verify with
-"k8scrypto encryption status --etcd-endpoints ..."). With --etcd-endpoints, prune counts the stored values itself
-and refuses while any would become unreadable. With --kubeconfig, it also refuses unless that apiserver runs the
-promoted file (one that still writes with an old key would keep writing values prune makes unreadable).`
+unreadable, so prune needs proof that nothing uses those keys any more, and refuses (exit 3) without it:
+  --kubeconfig      the apiserver runs the promoted file, so it writes with the new key only (--wait waits
+                    for its reload);
+  --etcd-endpoints  counted after that, no stored value is under a removed key.
+Run "k8scrypto encryption reencrypt" first. ` + phases.UnsafePruneFlag + ` skips both proofs, for a cluster whose
+etcd cannot be reached: every value not yet rewritten is then lost.`
 			sub.Flags().BoolVar(&f.yes, "yes", false, "confirm that reencrypt has rewritten every object under the first key")
+			sub.Flags().BoolVar(&f.unsafe, strings.TrimPrefix(phases.UnsafePruneFlag, "--"), false, "DANGEROUS: prune without proof that no stored value and no apiserver still uses the old keys")
 			f.etcd.add(sub.Flags())
 		}
 		cmd.AddCommand(sub)
@@ -388,13 +397,23 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 	if err != nil {
 		return err
 	}
-	if step == "promote" || step == "prune" {
-		if err := checkAPIServerRuns(ctx, &f.apiserver, path, fileHash, step); err != nil {
+	stepArgs := phases.StepArgs{Cluster: clusterArgs(f.overrides.CertDir), Kubeconfig: f.apiserver.args(), Etcd: f.etcd.args()}
+	switch step {
+	case "promote":
+		retry := "k8scrypto encryption rotate promote" + stepArgs.Cluster + stepArgs.Kubeconfig + " --wait"
+		if _, err := f.apiserver.apiServer().WaitRuns(ctx, step, path, fileHash, retry); err != nil {
 			return err
 		}
-	}
-	if step == "prune" {
-		if err := checkPrune(ctx, f, cfg.CertDir, next, changes, g); err != nil {
+	case "prune":
+		names := make([]string, len(changes))
+		for i, c := range changes {
+			names[i] = c.Key.Name
+		}
+		if !f.yes {
+			return usageError{fmt.Errorf("prune removes key(s) %s: values still stored under them become unreadable for good. Run \"k8scrypto encryption reencrypt\" first (verify with \"k8scrypto encryption status --etcd-endpoints ...\"), then add --yes", strings.Join(names, ", "))}
+		}
+		proof := phases.PruneProof{API: f.apiserver.apiServer(), Etcd: f.etcd.etcd(), Unsafe: f.unsafe}
+		if err := proof.Check(ctx, cfg.CertDir, path, fileHash, next, names, stepArgs, g.log); err != nil {
 			return err
 		}
 	}
@@ -437,42 +456,6 @@ func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFl
 	return printRotateResult(e.stdout, res)
 }
 
-// checkAPIServerRuns refuses the step, when --kubeconfig names an apiserver, unless that apiserver runs the
-// file as it is now: the previous stage must have reached it before the next one is safe.
-func checkAPIServerRuns(ctx context.Context, f *apiserverFlags, path, fileHash, step string) error {
-	v, err := f.view(ctx, fileHash)
-	if err != nil || v == nil {
-		return err
-	}
-	if !v.RunsThisFile {
-		return fmt.Errorf("%s refused: %s; run it again once the apiserver runs %s (check with \"k8scrypto encryption status --kubeconfig ...\")", step, v.describe(), path)
-	}
-	return nil
-}
-
-// checkPrune refuses a prune without --yes, and with --etcd-endpoints while stored values would become
-// unreadable.
-func checkPrune(ctx context.Context, f *encRotateFlags, certDir string, next *encryption.Config, changes []encryption.Change, g *globals) error {
-	names := make([]string, len(changes))
-	for i, c := range changes {
-		names[i] = c.Key.Name
-	}
-	counts, err := f.etcd.count(ctx, certDir, next)
-	if err != nil {
-		return err
-	}
-	if counts != nil && counts.Unreadable > 0 {
-		return fmt.Errorf("prune refused: %d stored value(s) would be unreadable without key(s) %s; run \"k8scrypto encryption reencrypt\" (after every apiserver has loaded the promoted file) and check with \"k8scrypto encryption status --etcd-endpoints ...\"", counts.Unreadable, strings.Join(names, ", "))
-	}
-	if !f.yes {
-		return usageError{fmt.Errorf("prune removes key(s) %s: values still stored under them become unreadable for good. Run \"k8scrypto encryption reencrypt\" first (verify with \"k8scrypto encryption status --etcd-endpoints ...\"), then add --yes", strings.Join(names, ", "))}
-	}
-	if counts == nil {
-		g.log.Warn("pruning without checking etcd: values not yet rewritten by \"k8scrypto encryption reencrypt\" become unreadable", "keys", strings.Join(names, ","))
-	}
-	return nil
-}
-
 func printRotateResult(w io.Writer, r encryptionRotateResult) error {
 	verb := map[string]string{"prepare": "added second", "promote": "moved first", "prune": "removed"}[r.Step]
 	for _, c := range r.Changes {
@@ -492,20 +475,13 @@ func printRotateResult(w io.Writer, r encryptionRotateResult) error {
 
 type reencryptFlags struct {
 	clusterFlags
-	kubeconfig string
+	apiserver  apiserverFlags
+	etcd       etcdFlags
 	resources  []string
 	workers    int
 	pageSize   int64
 	checkpoint string
 	restart    bool
-}
-
-type reencryptResult struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Server     string `json:"server"`
-	Target     string `json:"target"`
-	reencrypt.Summary
 }
 
 func newReencryptCommand(e *env, g *globals) *cobra.Command {
@@ -518,19 +494,29 @@ with an unchanged PUT, so that the apiserver stores it again with its current wr
 "rotate promote" and "rotate prune", and after turning encryption on. Objects already under the write key are
 not written again by the apiserver, so a repeated run is cheap.
 
+It first asks the apiserver (its /metrics) which encryption config it runs, and refuses (exit 3) unless it
+is the file on disk: an apiserver that has not reloaded the promoted file would store everything under the old
+key again. --wait waits for the reload instead. If the apiserver loads another file during the run, the run
+fails and its checkpoint is discarded.
+
+"rewritten" counts objects the apiserver stored again (a new resourceVersion); "unchanged" those it found
+already under its write key. With --etcd-endpoints the run ends by counting what etcd stores, and fails if
+anything is left under an older key.
+
 Objects are listed in pages (--page-size) and updated by --workers concurrent requests; a conflict is retried
 with a fresh read, an object deleted meanwhile is skipped. Progress is saved in --checkpoint: an interrupted or
-failed run resumes after the last object up to which everything was rewritten. A progress bar is drawn on
-stderr when it is a terminal; a summary (count, errors, objects per second) is printed at the end.
-
-Run it once every apiserver has loaded the promoted encryption config.`,
+failed run resumes after the last object up to which everything was rewritten, once a sample of the objects
+it skips is confirmed under the write key. A progress bar is drawn on stderr when it is a terminal; a summary
+is printed at the end.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runReencrypt(cmd.Context(), e, g, f) },
 	}
 	fl := cmd.Flags()
 	f.add(fl)
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of a cluster administrator (required), e.g. /etc/kubernetes/admin.conf")
-	fl.StringSliceVar(&f.resources, "resources", nil, "resources to rewrite, as the encryption config names them (default: those of <cert-dir>/"+encryption.FileName+", else secrets)")
+	f.apiserver.add(fl, "required: the cluster whose objects are rewritten; its apiserver must run the file on disk")
+	f.apiserver.addWait(fl)
+	f.etcd.add(fl)
+	fl.StringSliceVar(&f.resources, "resources", nil, "resources to rewrite, as the encryption config names them (default: those of <cert-dir>/"+encryption.FileName+")")
 	fl.IntVar(&f.workers, "workers", reencrypt.DefaultWorkers, "concurrent updates")
 	fl.Int64Var(&f.pageSize, "page-size", reencrypt.DefaultPageSize, "objects per list request")
 	fl.StringVar(&f.checkpoint, "checkpoint", "", "progress file for resuming (default <state dir>/"+reencrypt.CheckpointFile+": /var/lib/k8scrypto, or the per-user state directory without root)")
@@ -539,7 +525,7 @@ Run it once every apiserver has loaded the promoted encryption config.`,
 }
 
 func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) error {
-	if f.kubeconfig == "" {
+	if f.apiserver.kubeconfig == "" {
 		return usageError{errors.New("--kubeconfig is required (for example /etc/kubernetes/admin.conf)")}
 	}
 	if f.workers < 1 || f.pageSize < 1 {
@@ -549,91 +535,46 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	if err != nil {
 		return err
 	}
-	resources, target := f.resources, "unknown"
-	if path, ec, _, err := loadEncryptionConfig(cfg.CertDir); err == nil {
-		target = encryption.WriteKey(ec)
-		if len(resources) == 0 {
-			resources = encryptedResources(ec)
-		}
-		if st := encryption.Describe(ec); st.Stage == encryption.StagePrepared {
-			g.log.Warn("the encryption config is prepared, not promoted: objects are rewritten under the old key; run \"k8scrypto encryption rotate promote\" first", "file", path)
-		}
-	} else if !encryption.IsNotExist(err) {
-		return err
-	} else {
-		g.log.Warn("no encryption config in the certificate directory; rewriting the given resources without checking the write key", "resources", strings.Join(resources, ","))
-	}
-	if len(resources) == 0 {
-		resources = []string{encryption.DefaultResource}
-	}
-	checkpoint := f.checkpoint
-	if checkpoint == "" {
-		dir, fellBack, err := pki.StateDir("", filepath.Dir(pki.DefaultBackupDir), "")
-		if err != nil {
-			return err
-		}
-		if fellBack {
-			g.log.Debug("using the per-user state directory for the checkpoint", "dir", dir)
-		}
-		checkpoint = filepath.Join(dir, reencrypt.CheckpointFile)
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	if err != nil {
-		return fmt.Errorf("--kubeconfig %s: %w", f.kubeconfig, err)
-	}
-	// No client-side rate limit (the apiserver's priority and fairness applies). NewClient speaks
-	// protobuf for Secrets: the apiserver decodes it faster than JSON.
-	rc.QPS, rc.Burst = -1, 0
-	rc.UserAgent = "k8scrypto-reencrypt"
-	client, err := reencrypt.NewClient(rc)
-	if err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := reencrypt.Options{
-		Resources: resources, Workers: f.workers, PageSize: f.pageSize,
-		Checkpoint: checkpoint, Server: rc.Host, Target: target, Restart: f.restart, Log: g.log,
+	req := phases.ReencryptRequest{
+		CertDir: cfg.CertDir, API: f.apiserver.apiServer(), Resources: f.resources, Workers: f.workers, PageSize: f.pageSize,
+		Checkpoint: f.checkpoint, Restart: f.restart, Etcd: f.etcd.etcd(), Log: g.log,
+		Args: phases.StepArgs{Cluster: clusterArgs(f.overrides.CertDir), Kubeconfig: f.apiserver.args(), Etcd: f.etcd.args()},
 	}
 	bar := newProgressBar(e.stderr, g.quiet)
 	if bar != nil {
-		opts.Progress = bar.draw
+		req.Progress = bar.draw
 	}
-	g.log.Info("rewriting", "resources", strings.Join(resources, ","), "server", rc.Host, "target", target)
-	sum, runErr := reencrypt.Run(ctx, client, opts)
+	res, runErr := phases.Reencrypt(ctx, req)
 	if bar != nil {
 		bar.finish()
 	}
-	res := reencryptResult{APIVersion: phases.ResultAPIVersion, Kind: "ReencryptResult", Server: rc.Host, Target: target, Summary: sum}
+	var interrupted *phases.InterruptedError
+	if errors.As(runErr, &interrupted) {
+		return runErr // one line, no partial report
+	}
+	var notServed *reencrypt.NotServedError
+	if errors.As(runErr, &notServed) {
+		return usageError{fmt.Errorf("--resources: %w", runErr)}
+	}
+	if res.Server == "" { // refused before anything was sent
+		return runErr
+	}
 	var perr error
 	if g.output != "text" {
 		perr = printStructured(e.stdout, g.output, res)
 	} else {
 		perr = printReencryptSummary(e.stdout, res)
 	}
-	if runErr != nil && errors.Is(runErr, context.Canceled) {
-		runErr = fmt.Errorf("interrupted; progress is saved in %s and the next run resumes there", checkpoint)
-	}
 	return errors.Join(runErr, perr)
 }
 
-// encryptedResources lists the resources of the entries that store anything but plaintext.
-func encryptedResources(cfg *encryption.Config) []string {
-	var out []string
-	for _, rc := range cfg.Resources {
-		if slices.ContainsFunc(rc.Providers, func(p encryption.ProviderConfig) bool { return p.Identity == nil }) {
-			out = append(out, rc.Resources...)
-		}
-	}
-	return out
-}
-
-func printReencryptSummary(w io.Writer, r reencryptResult) error {
+func printReencryptSummary(w io.Writer, r phases.ReencryptResult) error {
 	t := newTable(w)
-	fmt.Fprintln(t, "RESOURCE\tLISTED\tUPDATED\tSKIPPED\tGONE\tCONFLICTS\tERRORS")
+	fmt.Fprintln(t, "RESOURCE\tLISTED\tREWRITTEN\tUNCHANGED\tSKIPPED\tGONE\tCONFLICTS\tERRORS")
 	for _, rs := range r.Resources {
-		fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", rs.Resource, rs.Listed, rs.Updated, rs.Skipped, rs.Gone, rs.Conflicts, rs.Errors)
+		fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", rs.Resource, rs.Listed, rs.Rewritten, rs.Unchanged, rs.Skipped, rs.Gone, rs.Conflicts, rs.Errors)
 	}
 	if err := t.Flush(); err != nil {
 		return err
@@ -641,9 +582,15 @@ func printReencryptSummary(w io.Writer, r reencryptResult) error {
 	for _, s := range r.ErrorSamples {
 		fmt.Fprintf(w, "error: %s\n", s)
 	}
-	_, err := fmt.Fprintf(w, "%d object(s) rewritten, %d skipped (checkpoint), %d errors in %s (%.0f objects/s)\n",
-		r.Updated, r.Skipped, r.Errors, r.Duration.Round(time.Millisecond), r.PerSecond)
-	return err
+	if r.CheckpointDiscarded != "" {
+		fmt.Fprintf(w, "checkpoint discarded: %s\n", r.CheckpointDiscarded)
+	}
+	fmt.Fprintf(w, "%d object(s) rewritten under %s, %d unchanged (already under it), %d skipped (checkpoint), %d errors in %s (%.0f objects/s)\n",
+		r.Rewritten, r.Target, r.Unchanged, r.Skipped, r.Errors, r.Duration.Round(time.Millisecond), r.PerSecond)
+	if r.Etcd != nil {
+		fmt.Fprintf(w, "etcd: %d value(s) left under older keys, %d unreadable\n", r.Etcd.NotUnderWriteKey, r.Etcd.Unreadable)
+	}
+	return nil
 }
 
 // progressBar draws one line on a terminal, redrawn in place.
@@ -668,7 +615,7 @@ func newProgressBar(w io.Writer, quiet bool) *progressBar {
 func (b *progressBar) draw(p reencrypt.Progress) {
 	rate := 0.0
 	if s := p.Elapsed.Seconds(); s > 0 {
-		rate = float64(p.Updated) / s
+		rate = float64(p.Done) / s
 	}
 	text := fmt.Sprintf(" %d", p.Done)
 	frac := -1.0

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
@@ -203,8 +204,9 @@ func TestEncryptionRotationThroughTheCommands(t *testing.T) {
 		t.Fatal("prune without --yes changed the file")
 	}
 	c.now = c.now.Add(time.Hour)
-	code, out, stderr = c.rotate("encryption", "prune", "--yes")
-	if code != 0 || !strings.Contains(out, "removed aescbc key "+oldKey.Name) || !strings.Contains(stderr, "without checking etcd") {
+	// Without the proofs it refuses (TestPruneNeedsProof); this cluster has no apiserver or etcd.
+	code, out, stderr = c.rotate("encryption", "prune", "--yes", "--unsafe-skip-etcd-check")
+	if code != 0 || !strings.Contains(out, "removed aescbc key "+oldKey.Name) || !strings.Contains(stderr, "PRUNING WITHOUT PROOF") {
 		t.Fatalf("prune: exit %d\n%s\n%s", code, out, stderr)
 	}
 	st = c.status()
@@ -317,13 +319,17 @@ func TestEncryptionInitFlagErrors(t *testing.T) {
 }
 
 // fakeAPIServer answers the Secret list and update requests reencrypt makes, pages included, and records
-// the content type of every update.
+// the content type of every update. Like kube-apiserver, it stores a Secret again (a new resourceVersion)
+// on its first PUT, when it is still under the old key, and not on later ones. Its /metrics says it runs
+// the encryption config at loaded (whatever that file holds when asked) unless runs is set.
 type fakeAPIServer struct {
 	mu      sync.Mutex
 	secrets map[string]*corev1.Secret // namespace/name
 	puts    map[string]int
 	types   map[string]int
 	limits  []string
+	loaded  string
+	runs    []byte
 }
 
 func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -335,6 +341,12 @@ func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(obj)
 	}
 	switch {
+	case r.URL.Path == "/metrics":
+		runs := s.runs
+		if runs == nil {
+			runs, _ = os.ReadFile(s.loaded)
+		}
+		fmt.Fprintf(w, "# TYPE apiserver_encryption_config_controller_last_config_info gauge\napiserver_encryption_config_controller_last_config_info{apiserver_id_hash=\"sha256:aa\",hash=%q} 1\n", encryption.FileHash(runs))
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/secrets":
 		s.limits = append(s.limits, r.URL.Query().Get("limit"))
 		var keys []string
@@ -366,7 +378,11 @@ func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("bad body: %v", err), http.StatusBadRequest)
 			return
 		}
-		s.puts[sec.Namespace+"/"+sec.Name]++
+		key := sec.Namespace + "/" + sec.Name
+		if s.puts[key]++; s.puts[key] == 1 {
+			sec.ResourceVersion += "1"
+			s.secrets[key] = sec
+		}
 		sec.TypeMeta = metav1.TypeMeta{Kind: "Secret", APIVersion: "v1"}
 		writeJSON(sec)
 	default:
@@ -377,7 +393,7 @@ func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestReencryptCommandAgainstAFakeAPIServer(t *testing.T) {
 	c := newEncCase(t)
 	c.initPhase("encryption-config")
-	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}}
+	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}, loaded: c.encPath()}
 	for i := range 23 {
 		ns, name := fmt.Sprintf("ns-%d", i%3), fmt.Sprintf("s-%02d", i)
 		api.secrets[ns+"/"+name] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: "7"}, Data: map[string][]byte{"k": []byte("v")}}
@@ -401,12 +417,12 @@ current-context: x
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
-	var res reencryptResult
+	var res phases.ReencryptResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
 	st := c.status()
-	if res.Kind != "ReencryptResult" || res.Updated != 23 || res.Errors != 0 || res.Server != srv.URL || res.Target != "secretbox:"+st.Entries[0].Providers[0].Keys[0].Name {
+	if res.Kind != "ReencryptResult" || res.Rewritten != 23 || res.Errors != 0 || res.Server != srv.URL || res.Target != "secretbox:"+st.Entries[0].Providers[0].Keys[0].Name {
 		t.Fatalf("result = %+v", res)
 	}
 	if len(api.puts) != 23 || api.types["application/vnd.kubernetes.protobuf"] != 23 {
@@ -422,7 +438,7 @@ current-context: x
 		t.Error("checkpoint left after a complete run")
 	}
 	code, out, _ = c.exec("encryption", "reencrypt", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "--checkpoint", c.cp)
-	if code != 0 || !strings.Contains(out, "23 object(s) rewritten") || !strings.Contains(out, "objects/s") {
+	if code != 0 || !strings.Contains(out, "0 object(s) rewritten under "+res.Target+", 23 unchanged (already under it)") || !strings.Contains(out, "objects/s") {
 		t.Fatalf("text summary: exit %d\n%s", code, out)
 	}
 }
@@ -434,7 +450,7 @@ func BenchmarkReencryptClientSide(b *testing.B) {
 	c := newEncCase(b)
 	c.initPhase("encryption-config")
 	const n = 5000
-	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}}
+	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}, loaded: c.encPath()}
 	for i := range n {
 		ns, name := fmt.Sprintf("ns-%d", i%50), fmt.Sprintf("s-%05d", i)
 		api.secrets[ns+"/"+name] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: "7"},
@@ -507,9 +523,13 @@ current-context: x
 	status := func() encryptionStatusResult {
 		t.Helper()
 		var st encryptionStatusResult
-		out := c.mustExec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "-o", "json")
+		code, out, stderr := c.exec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "-o", "json")
 		if err := json.Unmarshal([]byte(out), &st); err != nil || st.APIServer == nil {
 			t.Fatalf("%v\n%s", err, out)
+		}
+		// exit 1 exactly while the apiserver runs another version of the file
+		if want := map[bool]int{true: 0, false: 1}[st.APIServer.RunsThisFile]; code != want {
+			t.Fatalf("status exit %d with the apiserver %+v, want %d: %s", code, st.APIServer, want, stderr)
 		}
 		return st
 	}
@@ -522,8 +542,8 @@ current-context: x
 	if st := status(); st.APIServer.RunsThisFile {
 		t.Errorf("after prepare, before the reload: apiserver = %+v, want not running this file", st.APIServer)
 	}
-	out := c.mustExec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig)
-	if !strings.Contains(out, "Apiserver: "+srv.URL+" runs another version of the file") {
+	_, out, _ := c.exec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig)
+	if !strings.Contains(out, "Apiserver: "+srv.URL+" runs another version of the file") || !strings.HasPrefix(out, "PROBLEM: the apiserver runs another version of this file\n") {
 		t.Errorf("text status does not say the apiserver runs another file:\n%s", out)
 	}
 	code, _, stderr := c.rotate("encryption", "promote", "--kubeconfig", kubeconfig)
@@ -539,16 +559,20 @@ current-context: x
 		t.Fatalf("promote once the apiserver runs the prepared file: exit %d, %s", code, stderr)
 	}
 	promoted := c.read(c.encPath())
-	code, _, stderr = c.rotate("encryption", "prune", "--yes", "--kubeconfig", kubeconfig)
-	if code == 0 || !strings.Contains(stderr, "prune refused") {
+	// No etcd listens on port 1: prune must refuse on the apiserver's answer before it counts anything.
+	noEtcd := []string{"--etcd-endpoints", "https://127.0.0.1:1"}
+	code, _, stderr = c.rotate("encryption", "prune", append([]string{"--yes", "--kubeconfig", kubeconfig}, noEtcd...)...)
+	if code != 3 || !strings.Contains(stderr, "prune refused") || !strings.Contains(stderr, "runs another version") {
 		t.Fatalf("prune before the apiserver loaded the promoted file: exit %d, %s", code, stderr)
 	}
 	if !bytes.Equal(c.read(c.encPath()), promoted) {
 		t.Fatal("a refused prune changed the file")
 	}
 	api.load(promoted)
-	if code, _, stderr := c.rotate("encryption", "prune", "--yes", "--kubeconfig", kubeconfig); code != 0 {
-		t.Fatalf("prune once the apiserver runs the promoted file: exit %d, %s", code, stderr)
+	// Once the apiserver runs the promoted file, prune goes on to its etcd count (which fails here).
+	code, _, stderr = c.rotate("encryption", "prune", append([]string{"--yes", "--kubeconfig", kubeconfig}, noEtcd...)...)
+	if code != 1 || !strings.Contains(stderr, "etcd") || strings.Contains(stderr, "refused") || !bytes.Equal(c.read(c.encPath()), promoted) {
+		t.Fatalf("prune once the apiserver runs the promoted file, etcd unreachable: exit %d, %s", code, stderr)
 	}
 
 	// An apiserver that cannot be asked is an error, never a silent pass.

@@ -357,7 +357,7 @@ func crashCases() []crashCase {
 			effect: encryptionEffect(encryption.StagePrepared, false), afterAbort: encryptionKeysKept(false)},
 		{name: "encryption rotate promote", setup: stages(encPrepare), args: encPromote, mayChange: []string{encFile}, stage: true,
 			effect: encryptionEffect(encryption.StagePromoted, false), afterAbort: encryptionKeysKept(false)},
-		{name: "encryption rotate prune", setup: stages(encPrepare, encPromote), args: []string{"encryption", "rotate", "prune", "--yes"},
+		{name: "encryption rotate prune", setup: stages(encPrepare, encPromote), args: []string{"encryption", "rotate", "prune", "--yes", "--unsafe-skip-etcd-check"},
 			mayChange: []string{encFile}, stage: true, effect: encryptionEffect(encryption.StageSteady, true), afterAbort: encryptionKeysKept(true)},
 		{name: "sa rotate prepare", journal: true, setup: initNode, args: saPrepare, mayChange: []string{"pki/sa.pub", "pki/" + sakeys.NextName}, stage: true,
 			effect: saEffect(sakeys.StagePrepared)},
@@ -876,11 +876,24 @@ func allCommands() []string {
 // under /registry/secrets/ holds one value per key name given, in the apiserver's stored format.
 func fakeEtcdGateway(t *testing.T, n *node, keyNames func() []string) *httptest.Server {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(filepath.Join(n.CertDir, "etcd", "server.crt"), filepath.Join(n.CertDir, "etcd", "server.key"))
+	return etcdGateway(t, n.CertDir, func() []string {
+		var values []string
+		for _, name := range keyNames() {
+			values = append(values, "k8s:enc:secretbox:v1:"+name+":ciphertext")
+		}
+		return values
+	})
+}
+
+// etcdGateway is a fake etcd JSON gateway, TLS with certDir's etcd server certificate and client
+// authentication, that stores values() under /registry/secrets/default/s-<i>.
+func etcdGateway(t *testing.T, certDir string, values func() []string) *httptest.Server {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "etcd", "server.crt"), filepath.Join(certDir, "etcd", "server.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(n.CertDir, "etcd", "ca.crt"))
+	caPEM, err := os.ReadFile(filepath.Join(certDir, "etcd", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -902,9 +915,8 @@ func fakeEtcdGateway(t *testing.T, n *node, keyNames func() []string) *httptest.
 		resp := map[string]any{"header": map[string]string{"cluster_id": "1", "revision": "42", "raft_term": "2"}}
 		if strings.HasPrefix(string(req.Key), "/registry/secrets/") {
 			var kvs []kv
-			for i, name := range keyNames() {
-				kvs = append(kvs, kv{Key: fmt.Appendf(nil, "/registry/secrets/default/s-%d", i), CreateRevision: "3",
-					Value: []byte("k8s:enc:secretbox:v1:" + name + ":ciphertext")})
+			for i, v := range values() {
+				kvs = append(kvs, kv{Key: fmt.Appendf(nil, "/registry/secrets/default/s-%d", i), CreateRevision: "3", Value: []byte(v)})
 			}
 			resp["kvs"], resp["count"] = kvs, strconv.Itoa(len(kvs))
 		}
@@ -1027,7 +1039,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 	)
 	// status and reencrypt against the fake etcd gateway and a fake apiserver, mid-rotation (two keys).
 	gw := fakeEtcdGateway(t, n, n.encryptionKeyNames)
-	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}}
+	api := &fakeAPIServer{secrets: map[string]*corev1.Secret{}, puts: map[string]int{}, types: map[string]int{}, loaded: filepath.Join(n.CertDir, "encryption-config.yaml")}
 	for i := range 7 {
 		api.secrets[fmt.Sprintf("default/s-%d", i)] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("s-%d", i), ResourceVersion: "7"}}
 	}
@@ -1052,7 +1064,7 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 		t.Errorf("reencrypt rewrote %d of %d Secrets: it did not run its successful path", len(api.puts), len(api.secrets))
 	}
 	runAll(
-		ok("encryption", "rotate", "prune", "--yes", "-v", "-o", "yaml"), ok("encryption", "status", "-o", "json"),
+		ok("encryption", "rotate", "prune", "--yes", "--unsafe-skip-etcd-check", "-v", "-o", "yaml"), ok("encryption", "status", "-o", "json"),
 		ok("sa", "status"), ok("sa", "status", "-o", "json"),
 		ok("sa", "rotate", "prepare", "--dry-run", "-v"), ok("sa", "rotate", "prepare", "-v", "-o", "json"),
 		ok("sa", "status", "-o", "yaml"), ok("sa", "rotate", "promote", "-v"),

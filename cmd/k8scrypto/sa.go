@@ -35,15 +35,23 @@ type saStatusResult struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	*sakeys.State
+	// APIServer is what the apiserver serves at /openid/v1/jwks, with --kubeconfig.
+	APIServer *phases.ServedKeys `json:"apiserver,omitempty"`
+}
+
+type saStatusFlags struct {
+	clusterFlags
+	apiserver apiserverFlags
 }
 
 func newSAStatusCommand(e *env, g *globals) *cobra.Command {
-	f := &clusterFlags{}
+	sf := &saStatusFlags{}
+	f := &sf.clusterFlags
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Print the rotation stage of sa.key/sa.pub and the fingerprint of every key",
+		Short: "Print the rotation stage of sa.key/sa.pub, the fingerprint and key ID of every key, and with --kubeconfig which ones the apiserver serves",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := maintenanceConfig(e, f)
 			if err != nil {
 				return err
@@ -57,26 +65,46 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			res := saStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "ServiceAccountKeyStatus", State: st}
+			var local []string
+			for _, k := range st.Pub {
+				local = append(local, k.KeyID)
+			}
+			if res.APIServer, err = sf.apiserver.apiServer().ServiceAccountKeys(cmd.Context(), local); err != nil {
+				return err
+			}
 			if g.output != "text" {
 				return printStructured(e.stdout, g.output, res)
 			}
-			return printSAState(e.stdout, st)
+			return printSAState(e.stdout, res)
 		},
 	}
 	f.add(cmd.Flags())
+	sf.apiserver.add(cmd.Flags(), "also report which service-account keys that kube-apiserver serves (its /openid/v1/jwks)")
 	return cmd
 }
 
-func printSAState(w io.Writer, st *sakeys.State) error {
-	fmt.Fprintf(w, "Directory: %s\nStage:     %s\nNext:      %s\n\n", st.Dir, st.Stage, st.Next)
+func printSAState(w io.Writer, r saStatusResult) error {
+	st := r.State
+	fmt.Fprintf(w, "Directory: %s\nStage:     %s\nNext:      %s\n", st.Dir, st.Stage, st.Next)
+	if a := r.APIServer; a != nil {
+		fmt.Fprintf(w, "Apiserver: %s serves key IDs %s", a.Server, strings.Join(a.KeyIDs, ", "))
+		if len(a.Missing) > 0 {
+			fmt.Fprintf(w, "; not %s from sa.pub (restart it to load sa.pub)", strings.Join(a.Missing, ", "))
+		}
+		if len(a.Extra) > 0 {
+			fmt.Fprintf(w, "; %s not in sa.pub", strings.Join(a.Extra, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
 	t := newTable(w)
-	fmt.Fprintln(t, "FILE\tROLE\tALGORITHM\tSHA256")
-	fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.KeyName, st.Key.Role, st.Key.Algorithm, st.Key.SHA256)
+	fmt.Fprintln(t, "FILE\tROLE\tALGORITHM\tKEY ID\tSHA256")
+	fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.KeyName, st.Key.Role, st.Key.Algorithm, st.Key.KeyID, st.Key.SHA256)
 	if st.New != nil {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.NextName, st.New.Role, st.New.Algorithm, st.New.SHA256)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.NextName, st.New.Role, st.New.Algorithm, st.New.KeyID, st.New.SHA256)
 	}
 	for _, k := range st.Pub {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", sakeys.PubName, k.Role, k.Algorithm, k.SHA256)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.PubName, k.Role, k.Algorithm, k.KeyID, k.SHA256)
 	}
 	return t.Flush()
 }

@@ -20,8 +20,11 @@ type Checkpoint struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Server     string `json:"server"`
-	// Target is the write key the objects are rewritten under (encryption.WriteKey).
-	Target string `json:"target"`
+	// Target is the write key the objects are rewritten under (encryption.WriteKey), and ConfigHash the
+	// encryption config the apiserver was verified to run when they were: what the apiserver used, not
+	// what a file on disk intended.
+	Target     string `json:"target"`
+	ConfigHash string `json:"configHash"`
 	// Updated is when the checkpoint was last written; an old one is not trusted (see Options.MaxAge).
 	Updated   time.Time                `json:"updated"`
 	Resources map[string]ResourceState `json:"resources"`
@@ -34,8 +37,23 @@ type ResourceState struct {
 	Done  bool   `json:"done,omitempty"`
 }
 
-func newCheckpoint(server, target string) *Checkpoint {
-	return &Checkpoint{APIVersion: "k8scrypto.dev/v1alpha1", Kind: "ReencryptCheckpoint", Server: server, Target: target, Resources: map[string]ResourceState{}}
+func newCheckpoint(server, target, configHash string) *Checkpoint {
+	return &Checkpoint{APIVersion: "k8scrypto.dev/v1alpha1", Kind: "ReencryptCheckpoint", Server: server, Target: target, ConfigHash: configHash, Resources: map[string]ResourceState{}}
+}
+
+// mismatch says why c cannot be resumed by a run with options o ("" when it can).
+func (c *Checkpoint) mismatch(o Options) string {
+	switch {
+	case c.Server != o.Server:
+		return fmt.Sprintf("it was recorded for server %s", c.Server)
+	case c.ConfigHash == "":
+		return "it does not say which encryption config the apiserver ran (written by an older k8scrypto)"
+	case c.ConfigHash != o.ConfigHash || c.Target != o.Target:
+		return fmt.Sprintf("it was recorded while the apiserver ran another encryption config (%s, write key %s)", c.ConfigHash, c.Target)
+	case o.Now().Sub(c.Updated) > o.MaxAge:
+		return fmt.Sprintf("it is older than %s (last written %s)", o.MaxAge, c.Updated.Format(time.RFC3339))
+	}
+	return ""
 }
 
 func (c *Checkpoint) marshal() []byte {

@@ -329,7 +329,7 @@ func TestNewClientDiscoveryIsPartialWhenAGroupIsDown(t *testing.T) {
 
 	// resolve goes on with what was discovered.
 	var logs bytes.Buffer
-	res, notServed, err := resolve(context.Background(), c, Options{Resources: []string{"*.*", "podmetrics.metrics.k8s.io"}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	res, notServed, _, err := resolve(context.Background(), c, Options{Resources: []string{"*.*", "podmetrics.metrics.k8s.io"}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestNewClientDiscoveryFailsWhenTheServerDoes(t *testing.T) {
 	if err == nil || groups != nil || lists != nil || !apierrors.IsInternalError(err) {
 		t.Fatalf("groups %v, lists %v, err %v: want no results and the server's error", groups, lists, err)
 	}
-	if _, _, err := resolve(context.Background(), c, Options{Resources: []string{"configmaps"}, Log: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "discovering the apiserver's resources") {
+	if _, _, _, err := resolve(context.Background(), c, Options{Resources: []string{"configmaps"}, Log: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "discovering the apiserver's resources") {
 		t.Errorf("resolve: err = %v", err)
 	}
 }
@@ -374,7 +374,7 @@ func TestRunOverNewClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Updated != 3 || sum.Resources[0].Listed != 3 {
+	if sum.Unchanged != 3 || sum.Rewritten != 0 || sum.Resources[0].Listed != 3 {
 		t.Fatalf("summary = %+v", sum)
 	}
 	var puts []string

@@ -9,11 +9,19 @@
 // listed; a conflict (the object changed since it was listed) is retried with a fresh GET, an object
 // deleted meanwhile is counted and skipped.
 //
+// Counts tell what the apiserver did, not what was sent: an object whose PUT came back with a new
+// resourceVersion was stored again (Rewritten); one that came back unchanged was already stored under the
+// write key of the configuration the apiserver runs (Unchanged). The caller must have verified which
+// configuration that is (Options.ConfigHash): a PUT says nothing about the key the apiserver wrote with.
+//
 // Progress is recorded in a checkpoint file: for each resource, the key (namespace/name) up to which every
 // object has been rewritten. A run that is interrupted, or that fails on some objects, resumes after that
-// key; objects at or before it are skipped without a PUT. The checkpoint names the server and the write
-// key, so a checkpoint from another cluster or another rotation is ignored, and it is removed when a run
-// completes without errors.
+// key; objects at or before it are skipped without a PUT. The checkpoint names the server and the
+// configuration the apiserver was verified to run, so a checkpoint from another cluster, another rotation
+// or an apiserver that has since reloaded is discarded. Before a checkpoint is trusted, a sample of the
+// objects it says are done (the first ones and the one at its mark) is sent again: if the apiserver stores
+// any of them again, they were not under its write key, and the checkpoint is discarded. It is removed
+// when a run completes without errors.
 package reencrypt
 
 import (
@@ -65,10 +73,15 @@ type Options struct {
 	ConflictRetries int
 	// Checkpoint is the progress file; "" disables resuming.
 	Checkpoint string
-	// Server and Target identify the cluster and the write key; a checkpoint recorded for other values
-	// is discarded.
-	Server string
-	Target string
+	// Server identifies the cluster, Target the write key (encryption.WriteKey) and ConfigHash the
+	// configuration the apiserver was verified to run (encryption.FileHash of the file it loaded); a
+	// checkpoint recorded for other values is discarded.
+	Server     string
+	Target     string
+	ConfigHash string
+	// RequireServed makes a resource name the apiserver does not serve an error (*NotServedError) instead
+	// of a warning: for names the operator typed, where a typo would otherwise rewrite nothing.
+	RequireServed bool
 	// Restart ignores an existing checkpoint.
 	Restart bool
 	// MaxAge is how old a checkpoint may be and still be resumed (DefaultMaxCheckpointAge when 0): skipping
@@ -89,7 +102,7 @@ type Progress struct {
 	// Done counts objects handled (updated, skipped, gone or failed) across all resources; Total is an
 	// estimate from the apiserver's remainingItemCount, or -1 when unknown.
 	Done, Total int
-	Updated     int
+	Rewritten   int
 	Errors      int
 	Elapsed     time.Duration
 }
@@ -99,8 +112,11 @@ type ResourceSummary struct {
 	Resource string `json:"resource"`
 	Version  string `json:"version"`
 	Listed   int    `json:"listed"`
-	// Updated objects were sent back with a PUT (the apiserver writes those that were stale).
-	Updated int `json:"updated"`
+	// Rewritten objects were stored again by the apiserver (their PUT returned a new resourceVersion): they
+	// were read with another key or provider and are now under the write key.
+	Rewritten int `json:"rewritten"`
+	// Unchanged objects were sent back and not stored again: the apiserver read them with its write key.
+	Unchanged int `json:"unchanged"`
 	// Skipped objects were rewritten by an earlier, interrupted run (before the checkpoint).
 	Skipped int `json:"skipped"`
 	// Gone objects were deleted between the list and the update.
@@ -115,16 +131,20 @@ type Summary struct {
 	Resources []ResourceSummary `json:"resources"`
 	// NotServed lists configured resource names the apiserver does not serve (a CRD not installed).
 	NotServed []string      `json:"notServed,omitempty"`
-	Updated   int           `json:"updated"`
+	Listed    int           `json:"listed"`
+	Rewritten int           `json:"rewritten"`
+	Unchanged int           `json:"unchanged"`
 	Skipped   int           `json:"skipped"`
 	Gone      int           `json:"gone"`
 	Conflicts int           `json:"conflicts"`
 	Errors    int           `json:"errors"`
 	Duration  time.Duration `json:"duration"`
-	// PerSecond is updated objects per second of the run.
+	// PerSecond is objects sent back per second of the run.
 	PerSecond float64 `json:"perSecond"`
 	// Resumed is true when a checkpoint was used.
 	Resumed bool `json:"resumed"`
+	// CheckpointDiscarded says why an existing checkpoint was not used ("" when there was none or it was).
+	CheckpointDiscarded string `json:"checkpointDiscarded,omitempty"`
 	// ErrorSamples holds the first few failures ("namespace/name: error").
 	ErrorSamples []string `json:"errorSamples,omitempty"`
 }
@@ -153,7 +173,10 @@ type resource struct {
 	version string
 	list    func(ctx context.Context, opts metav1.ListOptions) (items []item, cont string, remaining *int64, err error)
 	get     func(ctx context.Context, namespace, name string) (any, error)
-	update  func(ctx context.Context, obj any) error
+	// update sends obj back unchanged and returns the resourceVersion the apiserver answered with.
+	update func(ctx context.Context, obj any) (string, error)
+	// version is obj's resourceVersion before the update.
+	rv func(obj any) string
 }
 
 func (r resource) name() string {
@@ -182,11 +205,14 @@ func secretsResource(api SecretsClient) resource {
 		get: func(ctx context.Context, ns, name string) (any, error) {
 			return api.Get(ctx, ns, name)
 		},
-		update: func(ctx context.Context, obj any) error {
-			s := obj.(*corev1.Secret)
-			_, err := api.Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
-			return err
+		update: func(ctx context.Context, obj any) (string, error) {
+			out, err := api.Update(ctx, obj.(*corev1.Secret), metav1.UpdateOptions{FieldManager: FieldManager})
+			if err != nil {
+				return "", err
+			}
+			return out.ResourceVersion, nil
 		},
+		rv: func(obj any) string { return obj.(*corev1.Secret).ResourceVersion },
 	}
 }
 
@@ -216,11 +242,15 @@ func dynamicResource(client dynamic.Interface, gvr schema.GroupVersionResource, 
 		get: func(ctx context.Context, ns, name string) (any, error) {
 			return scoped(ns).Get(ctx, name, metav1.GetOptions{})
 		},
-		update: func(ctx context.Context, obj any) error {
+		update: func(ctx context.Context, obj any) (string, error) {
 			u := obj.(*unstructured.Unstructured)
-			_, err := scoped(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
-			return err
+			out, err := scoped(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
+			if err != nil {
+				return "", err
+			}
+			return out.GetResourceVersion(), nil
 		},
+		rv: func(obj any) string { return obj.(*unstructured.Unstructured).GetResourceVersion() },
 	}
 }
 
@@ -252,29 +282,39 @@ func Run(ctx context.Context, client Client, o Options) (Summary, error) {
 		o.Resources = []string{"secrets"}
 	}
 	var sum Summary
-	resources, notServed, err := resolve(ctx, client, o)
+	resources, notServed, all, err := resolve(ctx, client, o)
 	if err != nil {
 		return sum, err
+	}
+	if len(notServed) > 0 && o.RequireServed {
+		return sum, notServedError(notServed, all)
 	}
 	sum.NotServed = notServed
 	for _, n := range notServed {
 		o.Log.Warn("the encryption config names a resource the apiserver does not serve; skipping it", "resource", n)
 	}
 
-	cp := newCheckpoint(o.Server, o.Target)
+	cp := newCheckpoint(o.Server, o.Target, o.ConfigHash)
 	if o.Checkpoint != "" && !o.Restart {
 		prev, err := loadCheckpoint(o.Checkpoint)
-		switch {
-		case err != nil:
+		if err != nil {
 			return sum, err
-		case prev == nil:
-		case prev.Server != o.Server || prev.Target != o.Target:
-			o.Log.Warn("ignoring a checkpoint recorded for another server or write key", "checkpoint", o.Checkpoint, "server", prev.Server, "target", prev.Target)
-		case o.Now().Sub(prev.Updated) > o.MaxAge:
-			o.Log.Warn("ignoring a checkpoint older than "+o.MaxAge.String(), "checkpoint", o.Checkpoint, "updated", prev.Updated)
-		default:
-			cp, sum.Resumed = prev, true
-			o.Log.Info("resuming from checkpoint", "checkpoint", o.Checkpoint)
+		}
+		if prev != nil {
+			why := prev.mismatch(o)
+			if why == "" {
+				why, err = verifyCheckpoint(ctx, resources, prev)
+				if err != nil {
+					return sum, err
+				}
+			}
+			if why == "" {
+				cp, sum.Resumed = prev, true
+				o.Log.Info("resuming from checkpoint", "checkpoint", o.Checkpoint)
+			} else {
+				sum.CheckpointDiscarded = why
+				o.Log.Warn("discarding the checkpoint; rewriting everything", "checkpoint", o.Checkpoint, "reason", why)
+			}
 		}
 	}
 
@@ -295,7 +335,9 @@ func Run(ctx context.Context, client Client, o Options) (Summary, error) {
 	}
 
 	for _, rs := range sum.Resources {
-		sum.Updated += rs.Updated
+		sum.Listed += rs.Listed
+		sum.Rewritten += rs.Rewritten
+		sum.Unchanged += rs.Unchanged
 		sum.Skipped += rs.Skipped
 		sum.Gone += rs.Gone
 		sum.Conflicts += rs.Conflicts
@@ -303,7 +345,7 @@ func Run(ctx context.Context, client Client, o Options) (Summary, error) {
 	}
 	sum.Duration = o.Now().Sub(r.start)
 	if s := sum.Duration.Seconds(); s > 0 {
-		sum.PerSecond = float64(sum.Updated) / s
+		sum.PerSecond = float64(sum.Rewritten+sum.Unchanged) / s
 	}
 	r.mu.Lock()
 	sum.ErrorSamples = r.samples
@@ -330,11 +372,11 @@ type run struct {
 	saved   time.Time
 	samples []string
 
-	current atomic.Value // resource name
-	done    atomic.Int64
-	updated atomic.Int64
-	errs    atomic.Int64
-	total   atomic.Int64 // estimate; 0 unknown
+	current   atomic.Value // resource name
+	done      atomic.Int64
+	rewritten atomic.Int64
+	errs      atomic.Int64
+	total     atomic.Int64 // estimate; 0 unknown
 }
 
 const maxSamples = 10
@@ -372,7 +414,7 @@ func (r *run) snapshot() Progress {
 	if total == 0 {
 		total = -1
 	}
-	return Progress{Resource: name, Done: int(r.done.Load()), Total: total, Updated: int(r.updated.Load()), Errors: int(r.errs.Load()), Elapsed: r.o.Now().Sub(r.start)}
+	return Progress{Resource: name, Done: int(r.done.Load()), Total: total, Rewritten: int(r.rewritten.Load()), Errors: int(r.errs.Load()), Elapsed: r.o.Now().Sub(r.start)}
 }
 
 // resource rewrites every object of one resource.
@@ -400,26 +442,28 @@ func (r *run) resource(ctx context.Context, res resource) (ResourceSummary, erro
 				if ctx.Err() != nil {
 					continue // interrupted: left for the next run, the mark stays before it
 				}
-				conflicts, gone, err := r.rewrite(ctx, res, it)
+				out, err := r.rewrite(ctx, res, it)
 				if err != nil && ctx.Err() != nil {
 					continue
 				}
 				mu.Lock()
-				rs.Conflicts += conflicts
+				rs.Conflicts += out.conflicts
 				switch {
 				case err != nil:
 					rs.Errors++
-				case gone:
+				case out.gone:
 					rs.Gone++
+				case out.stored:
+					rs.Rewritten++
 				default:
-					rs.Updated++
+					rs.Unchanged++
 				}
 				mu.Unlock()
 				if err != nil {
 					r.errs.Add(1)
 					r.sample(fmt.Sprintf("%s %s: %v", rs.Resource, it.key(), err))
-				} else if !gone {
-					r.updated.Add(1)
+				} else if out.stored {
+					r.rewritten.Add(1)
 				}
 				r.done.Add(1)
 				tr.complete(it.seq, err == nil)
@@ -502,28 +546,44 @@ func (r *run) produce(ctx context.Context, res resource, after string, jobs chan
 	}
 }
 
+// outcome is what the apiserver did with one object.
+type outcome struct {
+	conflicts int
+	gone      bool
+	// stored: the apiserver wrote the object again (new resourceVersion).
+	stored bool
+}
+
 // rewrite PUTs one object back, re-reading it after a conflict.
-func (r *run) rewrite(ctx context.Context, res resource, it item) (conflicts int, gone bool, err error) {
-	obj := it.obj
+func rewrite(ctx context.Context, res resource, obj any, namespace, name string, retries int) (outcome, error) {
+	var o outcome
 	for {
-		err := res.update(ctx, obj)
+		before := res.rv(obj)
+		after, err := res.update(ctx, obj)
 		switch {
 		case err == nil:
-			return conflicts, false, nil
+			o.stored = after != before
+			return o, nil
 		case apierrors.IsNotFound(err):
-			return conflicts, true, nil
-		case !apierrors.IsConflict(err) || conflicts >= r.o.ConflictRetries:
-			return conflicts, false, err
+			o.gone = true
+			return o, nil
+		case !apierrors.IsConflict(err) || o.conflicts >= retries:
+			return o, err
 		}
-		conflicts++
-		obj, err = res.get(ctx, it.namespace, it.name)
+		o.conflicts++
+		obj, err = res.get(ctx, namespace, name)
 		if apierrors.IsNotFound(err) {
-			return conflicts, true, nil
+			o.gone = true
+			return o, nil
 		}
 		if err != nil {
-			return conflicts, false, err
+			return o, err
 		}
 	}
+}
+
+func (r *run) rewrite(ctx context.Context, res resource, it item) (outcome, error) {
+	return rewrite(ctx, res, it.obj, it.namespace, it.name, r.o.ConflictRetries)
 }
 
 func (r *run) sample(s string) {
@@ -621,16 +681,17 @@ func (t *tracker) complete(seq int, ok bool) {
 // resolve maps configured resource names to what the apiserver serves: Secrets through client.Secrets,
 // everything else through the dynamic client, in the preferred version of its group, when it can be
 // listed and updated.
-func resolve(ctx context.Context, client Client, o Options) ([]resource, []string, error) {
+// It also returns the names of every resource it could rewrite, for suggestions.
+func resolve(ctx context.Context, client Client, o Options) (out []resource, notServed, names []string, err error) {
 	if len(o.Resources) == 1 && o.Resources[0] == "secrets" {
-		return []resource{secretsResource(client.Secrets)}, nil, nil
+		return []resource{secretsResource(client.Secrets)}, nil, nil, nil
 	}
 	if client.Discovery == nil {
-		return nil, nil, fmt.Errorf("rewriting %s needs a discovery client", strings.Join(o.Resources, ","))
+		return nil, nil, nil, fmt.Errorf("rewriting %s needs a discovery client", strings.Join(o.Resources, ","))
 	}
 	groups, lists, err := client.Discovery.ServerGroupsAndResources(ctx)
 	if err != nil && len(lists) == 0 {
-		return nil, nil, fmt.Errorf("discovering the apiserver's resources: %w", err)
+		return nil, nil, nil, fmt.Errorf("discovering the apiserver's resources: %w", err)
 	}
 	if err != nil {
 		// Typically an aggregated API that is down; its resources are not rewritten.
@@ -664,8 +725,9 @@ func resolve(ctx context.Context, client Client, o Options) ([]resource, []strin
 		}
 		return a.Resource < b.Resource
 	})
-	var out []resource
-	var notServed []string
+	for _, s := range all {
+		names = append(names, resource{gr: s.gvr.GroupResource()}.name())
+	}
 	seen := map[schema.GroupResource]bool{}
 	for _, name := range o.Resources {
 		want := schema.ParseGroupResource(name)
@@ -686,7 +748,7 @@ func resolve(ctx context.Context, client Client, o Options) ([]resource, []strin
 				continue
 			}
 			if client.Dynamic == nil {
-				return nil, nil, fmt.Errorf("rewriting %s needs a dynamic client", gr)
+				return nil, nil, nil, fmt.Errorf("rewriting %s needs a dynamic client", gr)
 			}
 			out = append(out, dynamicResource(client.Dynamic, s.gvr, s.namespaced))
 		}
@@ -697,7 +759,122 @@ func resolve(ctx context.Context, client Client, o Options) ([]resource, []strin
 	// Secrets first: they are why the rotation is done.
 	isSecrets := func(r resource) bool { return r.gr == schema.GroupResource{Resource: "secrets"} }
 	sort.SliceStable(out, func(i, j int) bool { return isSecrets(out[i]) && !isSecrets(out[j]) })
-	return out, notServed, nil
+	return out, notServed, names, nil
+}
+
+// NotServedError names resources the apiserver does not serve, with the served names closest to each.
+type NotServedError struct {
+	Names []string
+	// Suggestions maps a name to the served names it may have meant.
+	Suggestions map[string][]string
+}
+
+func (e *NotServedError) Error() string {
+	var parts []string
+	for _, n := range e.Names {
+		p := fmt.Sprintf("%q", n)
+		if s := e.Suggestions[n]; len(s) > 0 {
+			p += " (did you mean " + strings.Join(s, " or ") + "?)"
+		}
+		parts = append(parts, p)
+	}
+	return "the apiserver serves no resource named " + strings.Join(parts, ", ") + `: name resources as the encryption config does, lower-case and plural, with their group ("secrets", "configmaps", "deployments.apps", "*.apps")`
+}
+
+func notServedError(names, served []string) *NotServedError {
+	if len(served) == 0 {
+		served = []string{"secrets"}
+	}
+	e := &NotServedError{Names: names, Suggestions: map[string][]string{}}
+	for _, n := range names {
+		want := strings.ToLower(n)
+		for _, s := range served {
+			if s == want || distance(want, s) <= 2 || s == want+"s" {
+				e.Suggestions[n] = append(e.Suggestions[n], s)
+			}
+		}
+	}
+	return e
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// checkpointSample is how many of the first objects of a resource verifyCheckpoint sends again.
+const checkpointSample = 5
+
+// verifyCheckpoint sends again a sample of the objects cp says are rewritten: the first few of each
+// resource and the one at its mark. Each costs the apiserver a read and no write when the object is under
+// its write key; if the apiserver stores any of them again, the checkpoint recorded objects as done that
+// were not, and it must not be trusted. It returns why, or "" when every sampled object was in place.
+func verifyCheckpoint(ctx context.Context, resources []resource, cp *Checkpoint) (string, error) {
+	for _, res := range resources {
+		state, ok := cp.Resources[res.name()]
+		if !ok || (!state.Done && state.After == "") {
+			continue
+		}
+		items, _, _, err := res.list(ctx, metav1.ListOptions{Limit: checkpointSample})
+		if err != nil {
+			return "", fmt.Errorf("listing %s to verify the checkpoint: %w", res.name(), err)
+		}
+		for _, it := range items {
+			if !state.Done && it.key() > state.After {
+				break
+			}
+			out, err := rewrite(ctx, res, it.obj, it.namespace, it.name, DefaultConflictRetries)
+			if err != nil {
+				return "", fmt.Errorf("verifying the checkpoint with %s %s: %w", res.name(), it.key(), err)
+			}
+			if out.stored {
+				return fmt.Sprintf("the apiserver stored %s %s again, which the checkpoint said was already under %s", res.name(), it.key(), cp.Target), nil
+			}
+		}
+		if state.Done || state.After == "" {
+			continue
+		}
+		ns, name := splitKey(state.After)
+		obj, err := res.get(ctx, ns, name)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("verifying the checkpoint with %s %s: %w", res.name(), state.After, err)
+		}
+		out, err := rewrite(ctx, res, obj, ns, name, DefaultConflictRetries)
+		if err != nil {
+			return "", fmt.Errorf("verifying the checkpoint with %s %s: %w", res.name(), state.After, err)
+		}
+		if out.stored {
+			return fmt.Sprintf("the apiserver stored %s %s again, which the checkpoint said was already under %s", res.name(), state.After, cp.Target), nil
+		}
+	}
+	return "", nil
+}
+
+// splitKey undoes objectKey; cluster-scoped names have no slash.
+func splitKey(key string) (namespace, name string) {
+	if ns, n, ok := strings.Cut(key, "/"); ok {
+		return ns, n
+	}
+	return "", key
 }
 
 // matches applies the encryption configuration's matching rules: an exact group/resource, "*.<group>" for

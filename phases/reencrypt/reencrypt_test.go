@@ -138,7 +138,45 @@ func newCluster(t *testing.T, n int) (*pagedClient, []string) {
 	sort.Strings(keys)
 	// NewClientset's field-managed tracker costs ~25ms per update; these tests make thousands.
 	cs := fake.NewSimpleClientset(objs...)
+	storedUnderOldKey(cs)
 	return &pagedClient{Clientset: cs, p: &pager{expire: map[string]bool{}}}, keys
+}
+
+// storedUnderOldKey makes the fake clientset's updates behave as kube-apiserver's do for a no-op PUT:
+// every Secret starts stored under an old key, so the first update stores it again under the write key
+// (a new resourceVersion) and later ones change nothing (the same resourceVersion). It returns the
+// function that marks Secrets as already under the write key.
+func storedUnderOldKey(cs *fake.Clientset) (markCurrent func(keys ...string)) {
+	var mu sync.Mutex
+	current := map[string]bool{}
+	rv := 1000
+	gvr := corev1.SchemeGroupVersion.WithResource("secrets")
+	cs.PrependReactor("update", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s := a.(k8stesting.UpdateAction).GetObject().(*corev1.Secret).DeepCopy()
+		k := objectKey(s.Namespace, s.Name)
+		mu.Lock()
+		stale := !current[k]
+		current[k] = true
+		rv++
+		next := fmt.Sprint(rv)
+		mu.Unlock()
+		stored, err := cs.Tracker().Get(gvr, s.Namespace, s.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if !stale {
+			return true, stored, nil
+		}
+		s.ResourceVersion = next
+		return true, s, cs.Tracker().Update(gvr, s, s.Namespace)
+	})
+	return func(keys ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			current[k] = true
+		}
+	}
 }
 
 // updates counts the update actions per secret key, successful or not.
@@ -173,7 +211,7 @@ func TestPaginatesAndRewritesEverySecretOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Updated != 1234 || sum.Errors != 0 || sum.Skipped != 0 || len(sum.Resources) != 1 || sum.Resources[0].Listed != 1234 || sum.Resources[0].Resource != "secrets" {
+	if sum.Rewritten != 1234 || sum.Errors != 0 || sum.Skipped != 0 || len(sum.Resources) != 1 || sum.Resources[0].Listed != 1234 || sum.Resources[0].Resource != "secrets" {
 		t.Fatalf("summary = %+v", sum)
 	}
 	if len(cs.p.lists) != 13 {
@@ -191,7 +229,7 @@ func TestPaginatesAndRewritesEverySecretOnce(t *testing.T) {
 		}
 	}
 	last := progress[len(progress)-1]
-	if last.Done != 1234 || last.Total != 1234 || last.Updated != 1234 {
+	if last.Done != 1234 || last.Total != 1234 || last.Rewritten != 1234 {
 		t.Errorf("final progress = %+v", last)
 	}
 	if _, err := os.Stat(cp); !errors.Is(err, os.ErrNotExist) {
@@ -204,6 +242,12 @@ func TestPaginatesAndRewritesEverySecretOnce(t *testing.T) {
 				t.Fatalf("update changed the object: %+v", s)
 			}
 		}
+	}
+	// A second run finds every Secret under the write key: nothing is stored again, and it says so.
+	cs.ClearActions()
+	again, err := Run(context.Background(), clientFor(cs), Options{PageSize: 100, Workers: 8})
+	if err != nil || again.Rewritten != 0 || again.Unchanged != 1234 || again.Listed != 1234 {
+		t.Fatalf("second run: err %v, summary %+v: want 0 rewritten, 1234 unchanged", err, again)
 	}
 }
 
@@ -232,7 +276,7 @@ func TestConflictIsRetriedWithAFreshGet(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), stubborn) {
 		t.Fatalf("err = %v, want a failure naming %s", err, stubborn)
 	}
-	if sum.Updated != 19 || sum.Errors != 1 || sum.Conflicts != 2+4 {
+	if sum.Rewritten != 19 || sum.Errors != 1 || sum.Conflicts != 2+4 {
 		t.Fatalf("summary = %+v", sum)
 	}
 	// The retried secret went: update (conflict), get, update (conflict), get, update.
@@ -273,7 +317,7 @@ func TestDeletedObjectsAreCountedNotFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Gone != 1 || sum.Updated != 9 || sum.Errors != 0 {
+	if sum.Gone != 1 || sum.Rewritten != 9 || sum.Errors != 0 {
 		t.Fatalf("summary = %+v", sum)
 	}
 }
@@ -301,9 +345,9 @@ func TestResumesAfterTheLastCompletedObject(t *testing.T) {
 		return nil
 	})
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
-	opts := Options{PageSize: 50, Workers: 6, Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b"}
+	opts := Options{PageSize: 50, Workers: 6, Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b", ConfigHash: "sha256:b"}
 	sum, err := Run(context.Background(), clientFor(cs), opts)
-	if err == nil || sum.Errors != 1 || sum.Updated != 299 {
+	if err == nil || sum.Errors != 1 || sum.Rewritten != 299 {
 		t.Fatalf("first run: err %v, summary %+v", err, sum)
 	}
 	c := readCheckpoint(t, cp)
@@ -322,12 +366,16 @@ func TestResumesAfterTheLastCompletedObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sum.Resumed || sum.Skipped != 137 || sum.Updated != 163 {
+	if !sum.Resumed || sum.Skipped != 137 || sum.Rewritten != 1 || sum.Unchanged != 162 { // only the failed one was still under the old key
 		t.Fatalf("second run: %+v", sum)
 	}
 	up := updates(cs.Clientset)
 	for i, k := range keys {
-		if want := map[bool]int{true: 0, false: 1}[i < 137]; up[k] != want {
+		want := map[bool]int{true: 0, false: 1}[i < 137]
+		if i < checkpointSample || i == 136 {
+			want = 1 // sent again to verify the checkpoint: the first few and the one at its mark
+		}
+		if up[k] != want {
 			t.Fatalf("second run updated %s %d times, want %d", k, up[k], want)
 		}
 	}
@@ -339,39 +387,49 @@ func TestResumesAfterTheLastCompletedObject(t *testing.T) {
 func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 	cs, _ := newCluster(t, 40)
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
-	old := newCheckpoint("https://cp:6443", "secretbox:key-a")
+	old := newCheckpoint("https://cp:6443", "secretbox:key-a", "sha256:a")
 	old.Resources["secrets"] = ResourceState{After: "ns-06/s-9999"}
 	old.Updated = time.Now().Add(-time.Hour)
 	stale := *old
 	stale.Updated = time.Now().Add(-25 * time.Hour)
+	unverified := *old
+	unverified.ConfigHash = "" // as k8scrypto wrote it before it verified what the apiserver runs
 	if err := writeCheckpoint(cp, old.marshal()); err != nil {
 		t.Fatal(err)
 	}
 	for name, o := range map[string]Options{
-		"other target": {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b"},
-		"other server": {Checkpoint: cp, Server: "https://other:6443", Target: "secretbox:key-a"},
-		"restart":      {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", Restart: true},
-		"stale":        {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a"},
+		"other target":       {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b", ConfigHash: "sha256:a"},
+		"other config":       {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", ConfigHash: "sha256:b"},
+		"other server":       {Checkpoint: cp, Server: "https://other:6443", Target: "secretbox:key-a", ConfigHash: "sha256:a"},
+		"restart":            {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", ConfigHash: "sha256:a", Restart: true},
+		"stale":              {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", ConfigHash: "sha256:a"},
+		"unverified (older)": {Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", ConfigHash: "sha256:a"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if name == "stale" {
+			switch name {
+			case "stale":
 				writeCheckpoint(cp, stale.marshal())
-			} else {
+			case "unverified (older)":
+				writeCheckpoint(cp, unverified.marshal())
+			default:
 				writeCheckpoint(cp, old.marshal())
 			}
 			sum, err := Run(context.Background(), clientFor(cs), o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Resumed || sum.Skipped != 0 || sum.Updated != 40 {
+			if sum.Resumed || sum.Skipped != 0 || sum.Rewritten+sum.Unchanged != 40 {
 				t.Fatalf("summary = %+v", sum)
+			}
+			if (name == "restart") != (sum.CheckpointDiscarded == "") {
+				t.Errorf("checkpoint discarded because %q", sum.CheckpointDiscarded)
 			}
 		})
 	}
 	t.Run("same rotation resumes", func(t *testing.T) {
 		writeCheckpoint(cp, old.marshal())
-		sum, err := Run(context.Background(), clientFor(cs), Options{Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a"})
-		if err != nil || !sum.Resumed || sum.Skipped != 40 || sum.Updated != 0 {
+		sum, err := Run(context.Background(), clientFor(cs), Options{Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-a", ConfigHash: "sha256:a"})
+		if err != nil || !sum.Resumed || sum.Skipped != 40 || sum.Rewritten != 0 || sum.CheckpointDiscarded != "" {
 			t.Fatalf("summary = %+v, err %v", sum, err)
 		}
 	})
@@ -383,6 +441,59 @@ func TestCheckpointOfAnotherRotationIsIgnored(t *testing.T) {
 	})
 }
 
+// TestCheckpointTheStoreContradictsIsDiscarded: a checkpoint that names this server and configuration but
+// says objects are done that the apiserver still stores under another key (written by a run that rewrote
+// nothing, as a reencrypt before the apiserver's reload did) is found out by its verification sample and
+// discarded: every object is rewritten, none skipped.
+func TestCheckpointTheStoreContradictsIsDiscarded(t *testing.T) {
+	cs, keys := newCluster(t, 60)
+	cp := filepath.Join(t.TempDir(), CheckpointFile)
+	lying := newCheckpoint("https://cp:6443", "secretbox:key-b", "sha256:b")
+	lying.Resources["secrets"] = ResourceState{After: keys[40]}
+	lying.Updated = time.Now()
+	if err := writeCheckpoint(cp, lying.marshal()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(context.Background(), clientFor(cs), Options{Checkpoint: cp, Server: "https://cp:6443", Target: "secretbox:key-b", ConfigHash: "sha256:b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Resumed || sum.Skipped != 0 || sum.Rewritten+sum.Unchanged != 60 || sum.Rewritten < 59 || !strings.Contains(sum.CheckpointDiscarded, "stored secrets "+keys[0]+" again") {
+		t.Fatalf("summary = %+v: want the checkpoint discarded and every Secret rewritten", sum)
+	}
+	for _, k := range keys {
+		if updates(cs.Clientset)[k] == 0 {
+			t.Fatalf("%s was never sent back", k)
+		}
+	}
+}
+
+// TestResourcesTheAPIServerDoesNotServe: with RequireServed (names an operator typed), a name the
+// apiserver does not serve is an error naming it and the served name it may have meant, and nothing is
+// written.
+func TestResourcesTheAPIServerDoesNotServe(t *testing.T) {
+	cs, _ := newCluster(t, 3)
+	cs.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{
+		{Name: "secrets", Namespaced: true, Verbs: []string{"get", "list", "update"}},
+		{Name: "configmaps", Namespaced: true, Verbs: []string{"get", "list", "update"}},
+	}}}
+	for _, name := range []string{"secret", "Secrets", "scerets"} {
+		_, err := Run(context.Background(), clientFor(cs), Options{Resources: []string{name}, RequireServed: true})
+		var ns *NotServedError
+		if !errors.As(err, &ns) || !strings.Contains(err.Error(), `"`+name+`"`) || !strings.Contains(err.Error(), "did you mean secrets") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	if n := len(updates(cs.Clientset)); n != 0 {
+		t.Errorf("%d Secrets written by refused runs", n)
+	}
+	// From the encryption config (not RequireServed) it stays a warning: a CRD may not be installed yet.
+	sum, err := Run(context.Background(), clientFor(cs), Options{Resources: []string{"secrets", "widgets.example.com"}})
+	if err != nil || !slices.Equal(sum.NotServed, []string{"widgets.example.com"}) || sum.Rewritten != 3 {
+		t.Errorf("err %v, summary %+v", err, sum)
+	}
+}
+
 func TestExpiredContinueTokenRelists(t *testing.T) {
 	cs, keys := newCluster(t, 95)
 	cs.p.expire[keys[59]] = true // the token for the page after the 60th object
@@ -390,7 +501,7 @@ func TestExpiredContinueTokenRelists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Updated != 95 || sum.Resources[0].Listed != 95 || sum.Skipped != 0 {
+	if sum.Rewritten != 95 || sum.Resources[0].Listed != 95 || sum.Skipped != 0 {
 		t.Fatalf("summary = %+v", sum)
 	}
 	for _, k := range keys {
@@ -414,7 +525,7 @@ func TestInterruptedRunKeepsAConsistentCheckpoint(t *testing.T) {
 		return nil
 	})
 	cp := filepath.Join(t.TempDir(), CheckpointFile)
-	opts := Options{PageSize: 50, Workers: 8, Checkpoint: cp, Server: "s", Target: "t"}
+	opts := Options{PageSize: 50, Workers: 8, Checkpoint: cp, Server: "s", Target: "t", ConfigHash: "sha256:t"}
 	if _, err := Run(ctx, clientFor(cs), opts); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want canceled", err)
 	}
@@ -432,15 +543,15 @@ func TestInterruptedRunKeepsAConsistentCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := updates(cs.Clientset)
-	for _, k := range keys {
+	for i, k := range keys {
 		if first[k]+second[k] == 0 {
 			t.Fatalf("%s never rewritten", k)
 		}
-		if k <= after && second[k] != 0 {
-			t.Fatalf("%s rewritten again after resume", k)
+		if k <= after && second[k] != 0 && i >= checkpointSample && k != after {
+			t.Fatalf("%s sent again after resume (not one of the checkpoint's verification sample)", k)
 		}
 	}
-	if sum.Skipped == 0 || sum.Skipped+sum.Updated != 400 {
+	if sum.Skipped == 0 || sum.Skipped+sum.Rewritten+sum.Unchanged != 400 || sum.Rewritten != 400-sum.Skipped {
 		t.Errorf("resume summary = %+v", sum)
 	}
 }
@@ -486,7 +597,7 @@ func TestOtherResourcesThroughDiscoveryAndTheDynamicClient(t *testing.T) {
 	}
 	var got []string
 	for _, r := range sum.Resources {
-		got = append(got, fmt.Sprintf("%s/%s=%d", r.Resource, r.Version, r.Updated))
+		got = append(got, fmt.Sprintf("%s/%s=%d", r.Resource, r.Version, r.Rewritten+r.Unchanged))
 	}
 	if strings.Join(got, " ") != "secrets/v1=1 configmaps/v1=2 deployments.apps/v1=1 pandas.bears.example/v1=1" {
 		t.Errorf("resources = %v", got)

@@ -45,24 +45,64 @@ func Classify(value []byte) string {
 func LabelsOf(cfg *apiserverv1.EncryptionConfiguration) map[string]bool {
 	out := map[string]bool{}
 	for _, rc := range cfg.Resources {
-		for _, p := range rc.Providers {
-			switch typ := ProviderType(p); typ {
-			case Identity:
-				out[LabelPlaintext] = true
-			case KMS:
-				v := p.KMS.APIVersion
-				if v == "" {
-					v = "v1"
-				}
-				out["kms-"+v+":"+p.KMS.Name] = true
-			default:
-				for _, k := range KeysOf(p) {
-					out[typ+":"+k.Name] = true
-				}
-			}
-		}
+		addLabels(out, rc.Providers)
 	}
 	return out
+}
+
+func addLabels(out map[string]bool, providers []apiserverv1.ProviderConfiguration) {
+	for _, p := range providers {
+		for _, l := range providerLabels(p) {
+			out[l] = true
+		}
+	}
+}
+
+// providerLabels are the labels of values one provider can read, its write key's first.
+func providerLabels(p apiserverv1.ProviderConfiguration) []string {
+	switch typ := ProviderType(p); typ {
+	case Identity:
+		return []string{LabelPlaintext}
+	case KMS:
+		v := p.KMS.APIVersion
+		if v == "" {
+			v = "v1"
+		}
+		return []string{"kms-" + v + ":" + p.KMS.Name}
+	default:
+		var out []string
+		for _, k := range KeysOf(p) {
+			out = append(out, typ+":"+k.Name)
+		}
+		return out
+	}
+}
+
+// Labels say, for the values of one resource, which labels the apiserver can read (Known; nil: do not
+// check) and which one it writes (Write).
+type Labels struct {
+	Known map[string]bool
+	Write string
+}
+
+// LabelsFor returns the Labels of resource, a name as the configuration spells it: the apiserver uses the
+// first entry that names it, and only that entry's providers, so a value another entry could read is
+// still unreadable for this resource. A wildcard ("*.*") or an unknown name gets the whole file's labels.
+func LabelsFor(cfg *apiserverv1.EncryptionConfiguration, resource string) Labels {
+	for _, rc := range cfg.Resources {
+		if !slices.Contains(rc.Resources, resource) {
+			continue
+		}
+		l := Labels{Known: map[string]bool{}}
+		addLabels(l.Known, rc.Providers)
+		if len(rc.Providers) > 0 {
+			if first := providerLabels(rc.Providers[0]); len(first) > 0 {
+				l.Write = first[0]
+			}
+		}
+		return l
+	}
+	return Labels{Known: LabelsOf(cfg)}
 }
 
 // KV is one key and value read from etcd.
@@ -82,13 +122,18 @@ type Count struct {
 	Total    int            `json:"total"`
 	ByLabel  map[string]int `json:"byLabel"`
 	// Unreadable counts values whose label is not in the configuration: no apiserver with this file
-	// can read them.
-	Unreadable int `json:"unreadable"`
+	// can read them. UnreadablePlaintext is the part of them stored in plaintext: the resource has no
+	// identity provider to read them with (they predate encryption), which no key can fix.
+	Unreadable          int `json:"unreadable"`
+	UnreadablePlaintext int `json:"unreadablePlaintext"`
+	// NotUnderWriteKey counts readable values stored under anything but the write key: what
+	// "encryption reencrypt" still has to rewrite before older keys can be pruned.
+	NotUnderWriteKey int `json:"notUnderWriteKey"`
 }
 
 // CountPrefix pages through every key under prefix at one revision and counts values by label. Values
 // are looked at only for their prefix and dropped with their page.
-func CountPrefix(ctx context.Context, rng RangeFunc, resource, prefix string, pageSize int64, known map[string]bool) (Count, error) {
+func CountPrefix(ctx context.Context, rng RangeFunc, resource, prefix string, pageSize int64, labels Labels) (Count, error) {
 	c := Count{Resource: resource, Prefix: prefix, ByLabel: map[string]int{}}
 	end := prefixEnd(prefix)
 	start := prefix
@@ -105,8 +150,14 @@ func CountPrefix(ctx context.Context, rng RangeFunc, resource, prefix string, pa
 			label := Classify(kv.Value)
 			c.Total++
 			c.ByLabel[label]++
-			if known != nil && !known[label] {
+			switch {
+			case labels.Known != nil && !labels.Known[label]:
 				c.Unreadable++
+				if label == LabelPlaintext {
+					c.UnreadablePlaintext++
+				}
+			case labels.Write != "" && label != labels.Write:
+				c.NotUnderWriteKey++
 			}
 		}
 		if !more || len(kvs) == 0 {

@@ -1,7 +1,9 @@
 package encryption
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sort"
@@ -75,7 +77,7 @@ func TestCountPrefixPagesAtOneRevision(t *testing.T) {
 		m.kv[fmt.Sprintf("/registry/secrets/plain/p%d", i)] = "k8s\x00\x0a"
 	}
 	known := map[string]bool{"secretbox:key-new": true, "aescbc:key-old": true}
-	c, err := CountPrefix(context.Background(), m.rng, "secrets", "/registry/secrets/", 4, known)
+	c, err := CountPrefix(context.Background(), m.rng, "secrets", "/registry/secrets/", 4, Labels{Known: known, Write: "secretbox:key-new"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +85,12 @@ func TestCountPrefixPagesAtOneRevision(t *testing.T) {
 		t.Fatalf("count = %+v", c)
 	}
 	// Plaintext is unreadable without identity, and "gone" is not in the file.
-	if c.Unreadable != 4 {
-		t.Errorf("unreadable = %d, want 4", c.Unreadable)
+	if c.Unreadable != 4 || c.UnreadablePlaintext != 3 {
+		t.Errorf("unreadable = %d (%d plaintext), want 4 (3 plaintext)", c.Unreadable, c.UnreadablePlaintext)
+	}
+	// key-old is readable but not the write key: reencrypt's work.
+	if c.NotUnderWriteKey != 1 {
+		t.Errorf("not under the write key = %d, want 1", c.NotUnderWriteKey)
 	}
 	if m.calls != 3 {
 		t.Errorf("%d range calls for 12 keys in pages of 4, want 3", m.calls)
@@ -94,8 +100,39 @@ func TestCountPrefixPagesAtOneRevision(t *testing.T) {
 	}
 
 	m.calls, m.fail = 0, 2
-	if _, err := CountPrefix(context.Background(), m.rng, "secrets", "/registry/secrets/", 4, nil); err == nil {
+	if _, err := CountPrefix(context.Background(), m.rng, "secrets", "/registry/secrets/", 4, Labels{}); err == nil {
 		t.Error("an etcd error was swallowed")
+	}
+}
+
+// TestLabelsFor: a resource reads with its own entry's providers only; plaintext is readable for an entry
+// with identity and not for one without, whatever other entries say.
+func TestLabelsFor(t *testing.T) {
+	key := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+	cfg, err := Parse([]byte(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - secretbox: {keys: [{name: new, secret: ` + key(1) + `}, {name: old, secret: ` + key(2) + `}]}
+- resources: [configmaps]
+  providers:
+  - aesgcm: {keys: [{name: cm, secret: ` + key(3) + `}]}
+  - identity: {}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := LabelsFor(cfg, "secrets")
+	if s.Write != "secretbox:new" || !s.Known["secretbox:old"] || s.Known[LabelPlaintext] || s.Known["aesgcm:cm"] {
+		t.Errorf("secrets: %+v", s)
+	}
+	c := LabelsFor(cfg, "configmaps")
+	if c.Write != "aesgcm:cm" || !c.Known[LabelPlaintext] || c.Known["secretbox:new"] {
+		t.Errorf("configmaps: %+v", c)
+	}
+	if all := LabelsFor(cfg, "*.*"); all.Write != "" || !all.Known["secretbox:new"] || !all.Known[LabelPlaintext] {
+		t.Errorf("wildcard: %+v", all)
 	}
 }
 

@@ -162,7 +162,7 @@ func TestDialEtcdCountsThroughTheGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	c, err := CountPrefix(context.Background(), rng, "secrets", "/registry/secrets/", 2, map[string]bool{"secretbox:new": true, "secretbox:old": true})
+	c, err := CountPrefix(context.Background(), rng, "secrets", "/registry/secrets/", 2, Labels{Known: map[string]bool{"secretbox:new": true, "secretbox:old": true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,3 +91,29 @@ func checkWriteKeys(op string, cfg *apiserverv1.EncryptionConfiguration) error {
 	}
 	return fmt.Errorf("%s refused: the write key would not be AES-256, which is all k8scrypto manages (%s): %s", op, strings.Join(bad, "; "), fix)
 }
+
+// CheckKeyIdentity finds keys that are not told apart: two keys of one provider with the same name (the
+// apiserver reads every value of that name with the first one's secret, so values written with the other
+// are unreadable), and one secret under two names (a rotation that changed nothing but the name). Each
+// finding names the keys and the secret's fingerprint, never the secret.
+func CheckKeyIdentity(cfg *apiserverv1.EncryptionConfiguration) []string {
+	var out []string
+	for i, rc := range cfg.Resources {
+		for j, p := range rc.Providers {
+			names := map[string]bool{}
+			secrets := map[string]string{}
+			for _, k := range KeysOf(p) {
+				if names[k.Name] {
+					out = append(out, fmt.Sprintf("resources[%d].providers[%d] %s has two keys named %q: the apiserver decrypts every value with that name using the first one, so values written with the other are unreadable; rename one with \"k8scrypto encryption rotate prepare\" and drop the duplicate", i, j, ProviderType(p), k.Name))
+				}
+				names[k.Name] = true
+				fp := Fingerprint(k.Secret)
+				if other, ok := secrets[fp]; ok && fp != "" {
+					out = append(out, fmt.Sprintf("resources[%d].providers[%d] %s holds the same secret (fingerprint %s) under the names %q and %q: a rotation between them changes nothing", i, j, ProviderType(p), fp, other, k.Name))
+				}
+				secrets[fp] = k.Name
+			}
+		}
+	}
+	return out
+}

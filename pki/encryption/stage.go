@@ -30,9 +30,9 @@ func (s Stage) Next() string {
 	case StageSteady, StageUnordered:
 		return `"k8scrypto encryption rotate prepare" when the key is due`
 	case StagePrepared:
-		return `"k8scrypto encryption rotate promote" once every apiserver has loaded this file`
+		return `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it waits until the apiserver has loaded this file)`
 	case StagePromoted:
-		return `"k8scrypto encryption reencrypt" once every apiserver has loaded this file, then "k8scrypto encryption rotate prune --yes"`
+		return `"k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune --yes --kubeconfig ADMIN.CONF --etcd-endpoints URL"`
 	case StageInconsistent:
 		return "make every resources entry's first provider hold its keys in the same stage (or restore the file from a backup)"
 	}
@@ -133,6 +133,7 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 	if err := CheckKeySizes(cfg); err != nil {
 		st.Warnings = strings.Split(err.Error(), "\n")
 	}
+	st.Warnings = append(st.Warnings, CheckKeyIdentity(cfg)...)
 	return st
 }
 

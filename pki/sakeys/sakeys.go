@@ -22,6 +22,8 @@ package sakeys
 import (
 	"bytes"
 	"crypto"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -67,7 +69,10 @@ const (
 // KeyInfo describes a key by its public half only.
 type KeyInfo struct {
 	// SHA256 is the SHA-256 of the public key's PKIX DER, as in the audit log.
-	SHA256    string `json:"sha256"`
+	SHA256 string `json:"sha256"`
+	// KeyID is the "kid" kube-apiserver gives the key in tokens and at /openid/v1/jwks: the same hash,
+	// unpadded base64url.
+	KeyID     string `json:"keyID"`
 	Algorithm string `json:"algorithm"`
 	Role      string `json:"role,omitempty"`
 }
@@ -99,7 +104,8 @@ func describe(pub crypto.PublicKey, role string) KeyInfo {
 	if alg == "" {
 		alg = fmt.Sprintf("%T", pub)
 	}
-	return KeyInfo{SHA256: fp, Algorithm: alg, Role: role}
+	sum, _ := hex.DecodeString(fp)
+	return KeyInfo{SHA256: fp, KeyID: base64.RawURLEncoding.EncodeToString(sum), Algorithm: alg, Role: role}
 }
 
 // readRegular reads a key file of the certificate directory: a regular file (symbolic links, FIFOs and

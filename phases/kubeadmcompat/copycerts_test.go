@@ -1,0 +1,106 @@
+package kubeadmcompat
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
+
+	"k8scrypto.dev/k8scrypto/pki/certshare"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+)
+
+const certificateKey = "8f5a6ea8d7a4e1c2b3f4a5d6c7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6"
+
+// TestKubeadmDownloadsWhatK8scryptoUploads: the kubeadm-certs Secret data certshare seals from a real
+// "k8scrypto init" is read by kubeadm's own copycerts.DownloadCerts (with a fake clientset), and every file it
+// writes is byte-equal to ours; k8scrypto's encryption-config entry, sealed the same way, does not disturb it.
+func TestKubeadmDownloadsWhatK8scryptoUploads(t *testing.T) {
+	r := runInit(t, cases[0])
+	l := certshare.Layout{CertDir: r.certDir}
+	files, err := certshare.Collect(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files[certshare.EntryEncryptionConfig]) == 0 {
+		t.Fatal("init wrote no encryption config to share")
+	}
+	key, err := certshare.ParseKey(certificateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := certshare.SealSecretData(files, key, pkitest.Rand(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-certs", Namespace: metav1.NamespaceSystem}, Data: data})
+	cfg := kubeadmConfig(t, r.rendered)
+	cfg.CertificatesDir = filepath.Join(t.TempDir(), "joined-pki")
+	if _, err := captureStdout(func() error { return copycerts.DownloadCerts(client, cfg, certificateKey) }); err != nil {
+		t.Fatalf("kubeadm's DownloadCerts: %v", err)
+	}
+	for name, path := range l.Paths() {
+		if name == certshare.EntryEncryptionConfig {
+			continue // k8scrypto's own entry: kubeadm ignores it
+		}
+		rel, _ := filepath.Rel(r.certDir, path)
+		got, err := os.ReadFile(filepath.Join(cfg.CertificatesDir, rel))
+		if err != nil || !bytes.Equal(got, files[name]) {
+			t.Errorf("kubeadm wrote %s: %v, not byte-equal to ours", rel, err)
+		}
+	}
+}
+
+// TestK8scryptoOpensWhatKubeadmUploads: kubeadm's own copycerts.UploadCerts (bootstrap-token owner, RBAC and
+// all, on a fake clientset) from a k8scrypto-written directory; certshare opens its Secret with the same key
+// and gets every file byte for byte, and kubeadm's Secret has the owner, Role and RoleBinding k8scrypto must
+// reproduce.
+func TestK8scryptoOpensWhatKubeadmUploads(t *testing.T) {
+	r := runInit(t, cases[0])
+	cfg := kubeadmConfig(t, r.rendered)
+	client := fake.NewClientset()
+	if _, err := captureStdout(func() error { return copycerts.UploadCerts(client, cfg, certificateKey) }); err != nil {
+		t.Fatalf("kubeadm's UploadCerts: %v", err)
+	}
+	secret, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Get(context.Background(), "kubeadm-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := certshare.ParseKey(certificateKey)
+	got, err := certshare.OpenSecretData(secret.Data, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := certshare.Collect(certshare.Layout{CertDir: r.certDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range want {
+		if name == certshare.EntryEncryptionConfig {
+			if _, ok := got[name]; ok {
+				t.Error("kubeadm uploaded an encryption config entry")
+			}
+			continue
+		}
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s from kubeadm's Secret differs from the file", name)
+		}
+	}
+	if err := certshare.Check(got, certshare.Layout{CertDir: r.certDir}); err == nil || !strings.Contains(err.Error(), certshare.EntryEncryptionConfig+" is missing") {
+		t.Errorf("a kubeadm Secret lacks the encryption config, and Check must say so: %v", err)
+	}
+	if len(secret.OwnerReferences) != 1 || secret.OwnerReferences[0].Kind != "Secret" || !strings.HasPrefix(secret.OwnerReferences[0].Name, "bootstrap-token-") {
+		t.Errorf("kubeadm's owner references: %+v", secret.OwnerReferences)
+	}
+	role, err := client.RbacV1().Roles(metav1.NamespaceSystem).Get(context.Background(), "kubeadm:kubeadm-certs", metav1.GetOptions{})
+	if err != nil || len(role.Rules) != 1 || role.Rules[0].ResourceNames[0] != "kubeadm-certs" {
+		t.Errorf("kubeadm's Role: %+v %v", role, err)
+	}
+}
