@@ -2,11 +2,11 @@ package phases
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
-	"k8scrypto.dev/k8scrypto/phases/config"
 	"k8scrypto.dev/k8scrypto/pki"
 )
 
@@ -23,7 +23,8 @@ func InitPhases() []Phase {
 
 // InitOptions are the inputs of "k8scrypto init" and of its phase commands.
 type InitOptions struct {
-	Config        *config.Config
+	// Config is resolved in full: the file, the flags, and what is guessed from the host.
+	Config        ConfigSource
 	KubeconfigDir string
 	Now           time.Time // read once by the caller
 	Keys          pki.KeySource
@@ -32,25 +33,33 @@ type InitOptions struct {
 	Encryption    EncryptionOptions
 	// KubeadmConfigOut is where the kubeadm-config phase writes ("" means <kubeconfig-dir>/kubeadm-config.yaml).
 	KubeadmConfigOut string
-	// RenewArgs: see Data.RenewArgs.
-	RenewArgs   []string
-	AuditLog    string
-	LockTimeout time.Duration
-	Log         *slog.Logger
+	AuditLog         string
+	LockTimeout      time.Duration
+	Log              *slog.Logger
 }
 
 // Init runs the selected phases in a session: the certificate directory is created if missing (and removed
 // again if the run fails), the lock taken and any interrupted run recovered, then every staged file is
 // committed with its audit lines. A dry run opens no session and writes nothing.
 func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Result, error) {
-	d := NewData(o.Config.PKI, o.Now, o.Keys, o.Log)
-	d.Kubeadm = o.Config
+	if err := runner.Validate(sel); err != nil {
+		return Result{}, &UsageError{fmt.Errorf("--skip-phases: %w", err)}
+	}
+	cfg, err := o.Config.resolve(forInit)
+	if err != nil {
+		return Result{}, err
+	}
+	d := NewData(cfg.PKI, o.Now, o.Keys, o.Log)
+	for _, w := range cfg.Kubeadm.Warnings {
+		d.Log.Warn(w, "config", o.Config.File)
+	}
+	d.Kubeadm = cfg.Kubeadm
 	d.Rand = o.Rand
 	d.DryRun = o.DryRun
 	d.KubeconfigDir = o.KubeconfigDir
 	d.Encryption = o.Encryption
 	d.KubeadmConfigOut = o.KubeadmConfigOut
-	d.RenewArgs = o.RenewArgs
+	d.RenewArgs = o.Config.RenewArgs()
 	if !o.DryRun {
 		s, err := OpenSession(SessionOptions{
 			CertDir: d.Cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
@@ -62,7 +71,7 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 		defer s.Release()
 		d.Session = s
 	}
-	err := runner.Run(ctx, d, sel)
+	err = runner.Run(ctx, d, sel)
 	if !Committed(err) {
 		err = d.Session.Fail(err)
 	}

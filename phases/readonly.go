@@ -63,7 +63,7 @@ func RecoverBeforeReading(o SessionOptions) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	lock, err := pki.AcquireLock(o.CertDir, o.LockTimeout)
+	lock, err := acquireLock(o)
 	if err != nil {
 		return &PendingError{CertDir: o.CertDir, Found: found, Cause: err}
 	}

@@ -20,7 +20,9 @@ import (
 
 // RenewCertsOptions are the inputs of "k8scrypto renew certs": a renewal run and its session.
 type RenewCertsOptions struct {
+	// RenewOptions without Cfg, CheckSANs and Algorithm, which come from Config.
 	RenewOptions
+	Config      ConfigSource
 	AuditLog    string
 	BackupDir   string
 	LockTimeout time.Duration
@@ -28,6 +30,9 @@ type RenewCertsOptions struct {
 	// goes to HookOutput.
 	OnRenew    string
 	HookOutput io.Writer
+	// Report, when set, prints the result once the files are written and the lock released, before the
+	// hook runs, so that the result is out before the hook's output; an error from it ends the run.
+	Report func(RenewResult) error
 }
 
 // RenewCerts is "k8scrypto renew certs": in a session (a dry run only checks that nothing is pending), it
@@ -39,7 +44,20 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	cfg := o.Cfg
+	resolved, err := o.Config.resolve(forRenewal)
+	if err != nil {
+		return nil, err
+	}
+	cfg := resolved.PKI
+	o.Cfg, o.CheckSANs, o.Algorithm = cfg, resolved.SANsLoaded, cfg.Algorithm
+	switch {
+	case o.Threshold < 0:
+		return nil, &UsageError{fmt.Errorf("--threshold: invalid value %s: must not be negative", o.Threshold)}
+	case o.Threshold >= cfg.CertValidity:
+		return nil, &UsageError{fmt.Errorf("--threshold: %s is not shorter than certificateValidityPeriod (%s): every run would renew every certificate", o.Threshold, cfg.CertValidity)}
+	case o.KeepBackups < 1:
+		return nil, &UsageError{fmt.Errorf("--keep-backups: invalid value %d: must be at least 1", o.KeepBackups)}
+	}
 	if info, err := os.Stat(cfg.CertDir); err != nil || !info.IsDir() {
 		return nil, fmt.Errorf("certificate directory %s does not exist or is not a directory: nothing to renew (set --cert-dir, or create the PKI with \"k8scrypto init\")", cfg.CertDir)
 	}
@@ -50,7 +68,6 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 			return nil, err
 		}
 	} else {
-		var err error
 		s, err = OpenSession(SessionOptions{
 			CertDir: cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
 			AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, Now: o.Now, Log: o.Log,
@@ -64,7 +81,7 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	res, err := Renew(ctx, o.RenewOptions)
 	if !Committed(err) {
 		if ine := new(InvalidNamesError); errors.As(err, &ine) {
-			return nil, err
+			return nil, &UsageError{err}
 		}
 		if aerr := s.Record(pki.AuditEvent{Time: o.Now, Operation: pki.AuditRenew, File: cfg.CertDir, Outcome: err.Error()}); aerr != nil {
 			err = errors.Join(err, aerr)
@@ -83,6 +100,11 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	}
 	// The files are safely written: let the next cron run in while the hook restarts the control plane.
 	s.Release()
+	if o.Report != nil {
+		if err := o.Report(res); err != nil {
+			return &res, errors.Join(append(errs, err)...)
+		}
+	}
 
 	if problems := res.Problems(); len(problems) > 0 {
 		msgs := make([]string, len(problems))

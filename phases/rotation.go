@@ -119,9 +119,26 @@ func backUp(s *Session, files []string) (copies []string, events []pki.AuditEven
 	return copies, events, nil
 }
 
+// RefusedError is a step that the current state refuses: a stage out of order. The command exits 3, so that
+// scripts can tell it apart.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// ExitCode is the process exit status for a refused step.
+func (e *RefusedError) ExitCode() int { return 3 }
+
 // UsageError is an error in how the command was called (a missing confirmation, an invalid selection):
 // the command layer reports it with its usage exit status.
 type UsageError struct{ Err error }
 
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
+
+func (o RotateOptions) logger() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Log
+}

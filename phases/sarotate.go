@@ -24,12 +24,12 @@ type SARotateResult struct {
 
 // SARotateOptions are the inputs of "sa rotate <step>".
 type SARotateOptions struct {
+	// RotateOptions without CertDir, which comes from Config.
 	RotateOptions
-	// Algorithm is the new key's algorithm when Explicit (asked for with a flag or the configuration);
-	// otherwise the current sa.key's is kept, and Algorithm is used only when kubeadm could not make that.
-	Algorithm pki.Algorithm
-	Explicit  bool
-	Keys      pki.KeySource // nil: fresh keys
+	// Config gives the certificate directory and the new key's algorithm, when it asks for one; otherwise
+	// the current sa.key's is kept (and kubeadm's default used only when kubeadm could not make that).
+	Config ConfigSource
+	Keys   pki.KeySource // nil: fresh keys
 	// Yes confirms prune.
 	Yes bool
 }
@@ -37,7 +37,12 @@ type SARotateOptions struct {
 // SARotate is "k8scrypto sa rotate <step>": one step of the service-account key rotation, through
 // RotateStep. The result holds the stage after the step.
 func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateResult, error) {
-	r := &SAKeys{o: o, res: &SARotateResult{APIVersion: ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: o.DryRun}}
+	cfg, err := o.Config.resolve(forMaintenance)
+	if err != nil {
+		return nil, err
+	}
+	o.CertDir = cfg.PKI.CertDir
+	r := &SAKeys{alg: cfg.PKI.Algorithm, explicit: cfg.ExplicitAlgorithm, o: o, res: &SARotateResult{APIVersion: ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: o.DryRun}}
 	backups, err := RotateStep(ctx, r, step, o.RotateOptions)
 	if err != nil {
 		return nil, err
@@ -45,7 +50,7 @@ func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateRes
 	r.res.Backups = backups
 	if o.DryRun {
 		r.res.State = r.st
-	} else if r.res.State, err = sakeys.Read(o.CertDir); err != nil {
+	} else if r.res.State, err = readSAKeys(o.CertDir); err != nil {
 		return nil, err
 	}
 	return r.res, nil
@@ -53,26 +58,45 @@ func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateRes
 
 // SAKeys is the rotation of the service-account signing key pair, sa.key and sa.pub (package sakeys).
 type SAKeys struct {
-	o   SARotateOptions
-	st  *sakeys.State
-	res *SARotateResult
+	o        SARotateOptions
+	alg      pki.Algorithm
+	explicit bool
+	st       *sakeys.State
+	res      *SARotateResult
 }
 
 // Read reads the key files and their stage.
 func (r *SAKeys) Read() (err error) {
-	r.st, err = sakeys.Read(r.o.CertDir)
+	r.st, err = readSAKeys(r.o.CertDir)
 	return err
+}
+
+// readSAKeys reads the service-account key files, with the command their stage calls for next.
+func readSAKeys(certDir string) (*sakeys.State, error) {
+	st, err := sakeys.Read(certDir)
+	if err != nil {
+		return nil, err
+	}
+	switch st.Stage {
+	case sakeys.StagePrepared:
+		st.Next = `restart every kube-apiserver, then "k8scrypto sa rotate promote"`
+	case sakeys.StagePromoted:
+		st.Next = `restart kube-apiserver and kube-controller-manager; once tokens signed by the old key have expired or been replaced, "k8scrypto sa rotate prune --yes"`
+	default:
+		st.Next = `"k8scrypto sa rotate prepare" when the key is due`
+	}
+	return st, nil
 }
 
 // Files are sa.key, sa.pub and sa.key.next.
 func (r *SAKeys) Files() []string { return sakeys.Files(r.o.CertDir) }
 
-// Check refuses a step out of order (a *sakeys.StageError), and prune without Yes.
+// Check refuses a step out of order (a *RefusedError of a *sakeys.StageError), and prune without Yes.
 func (r *SAKeys) Check(_ context.Context, step string) error {
 	st := r.st
 	want := map[string]sakeys.Stage{"prepare": sakeys.StageSteady, "promote": sakeys.StagePrepared, "prune": sakeys.StagePromoted}[step]
 	if st.Stage != want && !(step == "promote" && st.LeftoverNext) {
-		return &sakeys.StageError{Op: step, State: st}
+		return &RefusedError{&sakeys.StageError{Op: step, State: st}}
 	}
 	if step == "prune" && !r.o.Yes {
 		var old []string
@@ -96,8 +120,8 @@ func (r *SAKeys) Plan(_ context.Context, step string) (*RotationPlan, error) {
 	case "prepare":
 		// Keep the current key's algorithm unless one was asked for, or kubeadm could not make it.
 		alg, perr := pki.ParseAlgorithm(st.Key.Algorithm)
-		if r.o.Explicit || perr != nil {
-			alg = r.o.Algorithm
+		if r.explicit || perr != nil {
+			alg = r.alg
 		}
 		if alg == "" {
 			alg = pki.RSA2048 // kubeadm's default

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"k8scrypto.dev/k8scrypto/phases/config"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 	"k8scrypto.dev/k8scrypto/pki/sakeys"
@@ -34,6 +36,11 @@ func saNode(t *testing.T) RotateOptions {
 		BackupDir: filepath.Join(dir, "backups"), Now: pkitest.Now}
 }
 
+// certDirOnly is a configuration of the certificate directory alone (--cert-dir, nothing else).
+func certDirOnly(certDir string) ConfigSource {
+	return ConfigSource{Flags: config.Overrides{CertDir: certDir}}
+}
+
 // TestPromoteSurvivesAFailedCleanup: the removal of sa.key.next and its directory fsync go through the
 // fault hook; when either fails after sa.key was replaced, promote has done its job (it reports success,
 // not an error for a change that happened), Read reports the identical leftover, and the next promote
@@ -46,7 +53,7 @@ func TestPromoteSurvivesAFailedCleanup(t *testing.T) {
 			keys := func(string, pki.Algorithm) (crypto.Signer, error) {
 				return pkitest.MustKey(pki.ECDSAP256, "spare-b"), nil
 			}
-			if _, err := SARotate(context.Background(), "prepare", SARotateOptions{RotateOptions: o, Keys: keys}); err != nil {
+			if _, err := SARotate(context.Background(), "prepare", SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir), Keys: keys}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := sakeys.Read(dir)
@@ -63,7 +70,7 @@ func TestPromoteSurvivesAFailedCleanup(t *testing.T) {
 				removed = removed || o == pki.OpRemove && path == nextPath
 				return nil
 			})
-			_, err = SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o})
+			_, err = SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir)})
 			restore()
 			if err != nil {
 				t.Fatalf("promote failed after replacing sa.key: %v", err)
@@ -79,12 +86,57 @@ func TestPromoteSurvivesAFailedCleanup(t *testing.T) {
 				t.Error("the leftover sa.key.next is not reported")
 			}
 			if st.LeftoverNext {
-				if _, err := SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o}); err != nil {
+				if _, err := SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir)}); err != nil {
 					t.Fatalf("finishing the cleanup: %v", err)
 				}
 			}
 			if _, err := os.Stat(nextPath); !os.IsNotExist(err) {
 				t.Errorf("sa.key.next still there: %v", err)
+			}
+		})
+	}
+}
+
+// TestSAStepsOutOfOrder: a step the stage does not allow is refused with exit status 3, a message that
+// names the stage and the command to run next, and no file changed.
+func TestSAStepsOutOfOrder(t *testing.T) {
+	spare := func(string, pki.Algorithm) (crypto.Signer, error) {
+		return pkitest.MustKey(pki.ECDSAP256, "spare-c"), nil
+	}
+	for _, tc := range []struct {
+		stage sakeys.Stage
+		steps []string // to reach the stage
+		op    string
+		next  string
+	}{
+		{sakeys.StageSteady, nil, "promote", "sa rotate prepare"},
+		{sakeys.StageSteady, nil, "prune", "sa rotate prepare"},
+		{sakeys.StagePrepared, []string{"prepare"}, "prepare", "sa rotate promote"},
+		{sakeys.StagePrepared, []string{"prepare"}, "prune", "sa rotate promote"},
+		{sakeys.StagePromoted, []string{"prepare", "promote"}, "prepare", "sa rotate prune"},
+		{sakeys.StagePromoted, []string{"prepare", "promote"}, "promote", "sa rotate prune"},
+	} {
+		t.Run(tc.op+" when "+string(tc.stage), func(t *testing.T) {
+			o := saNode(t)
+			for _, step := range tc.steps {
+				if _, err := SARotate(context.Background(), step, SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir), Keys: spare}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := pkitest.MustSnapshot(t, o.CertDir)
+			_, err := SARotate(context.Background(), tc.op, SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir), Keys: spare, Yes: true})
+			var refused *RefusedError
+			if !errors.As(err, &refused) || refused.ExitCode() != 3 {
+				t.Fatalf("err = %v, want a refusal with exit status 3", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "stage "+string(tc.stage)) || !strings.Contains(msg, tc.next) || !strings.HasPrefix(msg, tc.op+" refused") {
+				t.Errorf("message: %s", msg)
+			}
+			after := pkitest.MustSnapshot(t, o.CertDir)
+			delete(after, pki.LockName) // the session's lock file, which the first step creates
+			delete(before, pki.LockName)
+			if d := pkitest.Diff(before, after); len(d) > 0 {
+				t.Errorf("a refused step changed the files: %v", d)
 			}
 		})
 	}

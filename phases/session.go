@@ -176,7 +176,7 @@ func recoverDirs(o SessionOptions) []string {
 // lines of a run killed after its commit. Every command does it (or RecoverBeforeReading) before anything
 // else.
 func lockAndRecover(o SessionOptions, audit *pki.AuditLog) (*pki.Lock, error) {
-	lock, err := pki.AcquireLock(o.CertDir, o.LockTimeout)
+	lock, err := acquireLock(o)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +185,15 @@ func lockAndRecover(o SessionOptions, audit *pki.AuditLog) (*pki.Lock, error) {
 		return nil, err
 	}
 	return lock, nil
+}
+
+// acquireLock takes the certificate directory's lock, waiting up to --lock-timeout.
+func acquireLock(o SessionOptions) (*pki.Lock, error) {
+	lock, err := pki.AcquireLock(o.CertDir, o.LockTimeout)
+	if busy := new(pki.LockBusyError); errors.As(err, &busy) {
+		return nil, fmt.Errorf("another k8scrypto run holds %s; gave up after %s (raise --lock-timeout)", busy.Path, busy.Timeout)
+	}
+	return lock, err
 }
 
 func recoverLocked(o SessionOptions, audit *pki.AuditLog) error {

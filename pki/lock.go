@@ -57,10 +57,20 @@ func flockUntil(f *os.File, path string, deadline time.Time, timeout time.Durati
 		}
 		if time.Now().After(deadline) {
 			_ = f.Close() // not locked: nothing is held
-			return nil, fmt.Errorf("another k8scrypto run holds %s; gave up after %s (raise --lock-timeout)", path, timeout)
+			return nil, &LockBusyError{Path: path, Timeout: timeout}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// LockBusyError is a lock that another process held for the whole timeout.
+type LockBusyError struct {
+	Path    string
+	Timeout time.Duration
+}
+
+func (e *LockBusyError) Error() string {
+	return fmt.Sprintf("%s is held by another process; gave up after %s", e.Path, e.Timeout)
 }
 
 // sameFile reports whether the open file f is still the file at path.

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,9 @@ func TestLockExcludes(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = pki.AcquireLock(dir, 150*time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), pki.LockName) || !strings.Contains(err.Error(), "--lock-timeout") {
-		t.Fatalf("second AcquireLock = %v, want a timeout naming the lock and --lock-timeout", err)
+	var busy *pki.LockBusyError
+	if !errors.As(err, &busy) || filepath.Base(busy.Path) != pki.LockName || busy.Timeout != 150*time.Millisecond || !strings.Contains(err.Error(), pki.LockName) {
+		t.Fatalf("second AcquireLock = %v, want a *LockBusyError naming the lock and the timeout", err)
 	}
 	if waited := time.Since(start); waited < 150*time.Millisecond {
 		t.Errorf("gave up after %s, before the timeout", waited)

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"k8scrypto.dev/k8scrypto/phases"
-	"k8scrypto.dev/k8scrypto/pki"
 )
 
 // apiserverFlags name a running kube-apiserver to ask which encryption config it has loaded.
@@ -35,20 +33,4 @@ func (f *apiserverFlags) apiServer() phases.APIServer {
 		a.Wait = f.waitFor
 	}
 	return a
-}
-
-// args renders --kubeconfig for the command lines messages suggest.
-func (f *apiserverFlags) args() string {
-	if f.kubeconfig == "" {
-		return ""
-	}
-	return " --kubeconfig " + shellQuote(pki.AbsPath(f.kubeconfig))
-}
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:,=@") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -244,7 +244,7 @@ func badInputs() []badInput {
 		{name: "full disk (init)", args: []string{"init"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, faultIn: "apiserver.key",
 			setup: func(t *testing.T, n *node) string { removeLeaf(n, "apiserver"); return "" },
 			code:  1, where: []string{"pki/apiserver.key", "no space left on device"}, fix: []string{"free space, then run the command again"}},
-		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC,
+		{name: "full disk (encryption rotate)", now: cmdTime, args: []string{"encryption", "rotate", "prepare"}, fault: pki.OpSync, faultErr: syscall.ENOSPC, faultIn: encryption.FileName,
 			code: 1, where: []string{"pki/" + encryption.FileName, "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},
 		{name: "full disk (sa rotate)", now: cmdTime, args: []string{"sa", "rotate", "prepare"}, fault: pki.OpWrite, faultErr: syscall.ENOSPC, faultIn: sakeys.NextName,
 			code: 1, where: []string{"pki/sa.key.next", "no space left on device"}, fix: []string{"free space, then run the command again"}, keepsBackups: true},

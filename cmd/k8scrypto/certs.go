@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +10,6 @@ import (
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
-	"k8scrypto.dev/k8scrypto/pki"
 )
 
 func newCertsCommand(e *env, g *globals) *cobra.Command {
@@ -70,11 +66,11 @@ textfile collector.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "kubeadm configuration file (for the certificate directory and external etcd)")
-	fl.StringVar(&f.certDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+pki.DefaultCertificateDir+")")
-	fl.StringVar(&f.kubeconfigDir, "kubeconfig-dir", DefaultKubeconfigDir, "directory of kubeconfig files")
+	fl.StringVar(&f.certDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+phases.DefaultCertificateDir+")")
+	fl.StringVar(&f.kubeconfigDir, "kubeconfig-dir", phases.DefaultKubeconfigDir, "directory of kubeconfig files")
 	fl.DurationVar(&f.failWithin, "fail-within", 0, "exit 1 when anything expires within this duration, is missing or unreadable (e.g. 720h)")
 	fl.StringVar(&f.metricsFile, "metrics-file", "", "also write Prometheus text exposition to this file (atomically)")
-	fl.StringVar(&f.auditLog, "audit-log", "", "where recovering from an interrupted run is recorded (default "+pki.DefaultAuditLog+", or the per-user state directory without root)")
+	fl.StringVar(&f.auditLog, "audit-log", "", "where recovering from an interrupted run is recorded (default "+phases.DefaultAuditLog+", or the per-user state directory without root)")
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock (only after an interrupted run)")
 	return cmd
 }
@@ -83,56 +79,23 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 	if f.failWithin < 0 {
 		return usageError{fmt.Errorf("--fail-within: invalid value %s: must not be negative", f.failWithin)}
 	}
-	cfg := defaultPKIConfig(f.certDir)
-	if f.configFile != "" {
-		c, err := config.Load(f.configFile, config.Overrides{CertDir: f.certDir}, e.hostname)
-		if err != nil {
-			return err
-		}
-		cfg = c.PKI
-	}
-	// Before anything else: a replacement an interrupted run left half done is completed, or reported.
-	pending := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log)
-	if pe := new(phases.PendingError); pending != nil && !errors.As(pending, &pe) {
-		return pending
-	}
-	info := phases.CheckExpiration(cfg, f.kubeconfigDir, e.now())
-	if f.metricsFile != "" {
-		var buf bytes.Buffer
-		if err := info.WritePrometheus(&buf); err != nil {
-			return err
-		}
-		// Readable by node-exporter's user; it holds no secret.
-		if err := pki.WriteFileAtomic(f.metricsFile, buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("--metrics-file: %w", err)
-		}
-	}
-	if err := printExpiration(e.stdout, g.output, info); err != nil {
+	info, err := phases.ExpirationReport(phases.ExpirationOptions{
+		ReadOptions: phases.ReadOptions{
+			Config:        phases.ConfigSource{File: f.configFile, Flags: config.Overrides{CertDir: f.certDir}, Hostname: e.hostname},
+			KubeconfigDir: f.kubeconfigDir, AuditLog: f.auditLog, LockTimeout: f.lockTimeout, Now: e.now(), Log: g.log,
+		},
+		FailWithin: f.failWithin, MetricsFile: f.metricsFile,
+	})
+	if info == nil {
 		return err
+	}
+	if perr := printExpiration(e.stdout, g.output, *info); perr != nil {
+		return perr
 	}
 	for _, w := range info.Warnings {
 		g.log.Warn(w)
 	}
-	var problems []string
-	if f.failWithin > 0 {
-		problems = info.ExpiringWithin(f.failWithin)
-	} else {
-		for _, r := range append(info.Certificates, info.CertificateAuthorities...) {
-			if r.Error != "" {
-				problems = append(problems, r.Name+": "+r.Error)
-			} else if r.Problem != "" {
-				problems = append(problems, r.Name+": "+r.Problem)
-			}
-		}
-	}
-	if len(problems) > 0 {
-		head := fmt.Sprintf("%d problem(s)", len(problems))
-		if f.failWithin > 0 {
-			head = fmt.Sprintf("%d certificate(s) expire within %s or cannot be checked", len(problems), f.failWithin)
-		}
-		return errors.Join(pending, fmt.Errorf("%s:\n  %s", head, strings.Join(problems, "\n  ")))
-	}
-	return pending
+	return err
 }
 
 // printExpiration prints kubeadm's check-expiration table, or the versioned object.

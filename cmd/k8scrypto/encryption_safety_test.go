@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
 )
 
@@ -204,10 +205,10 @@ func TestPruneNeedsProof(t *testing.T) {
 func TestStatusNextFollowsTheMeasuredState(t *testing.T) {
 	c := newSafetyCase(t, 0)
 	c.apiserverRuns()
-	status := func() (int, encryptionStatusResult, string) {
+	status := func() (int, phases.EncryptionStatusResult, string) {
 		t.Helper()
 		code, out, stderr := c.exec(append([]string{"encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", c.kubeconfig, "-o", "json"}, c.etcdArgs()...)...)
-		var st encryptionStatusResult
+		var st phases.EncryptionStatusResult
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("%v\n%s\n%s", err, out, stderr)
 		}
@@ -309,7 +310,7 @@ func TestInitReportsLooseKeyModes(t *testing.T) {
 func TestSAStatusReadsTheServedKeys(t *testing.T) {
 	c := newEncCase(t)
 	c.initPhase("sa")
-	var st saStatusResult
+	var st phases.SAStatusResult
 	if err := json.Unmarshal([]byte(c.mustExec("sa", "status", "--cert-dir", c.certDir, "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}

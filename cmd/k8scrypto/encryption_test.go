@@ -87,9 +87,9 @@ func (c *encCase) read(path string) []byte {
 	return data
 }
 
-func (c *encCase) status() encryptionStatusResult {
+func (c *encCase) status() phases.EncryptionStatusResult {
 	c.t.Helper()
-	var st encryptionStatusResult
+	var st phases.EncryptionStatusResult
 	out := c.mustExec("encryption", "status", "--cert-dir", c.certDir, "-o", "json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		c.t.Fatalf("%v\n%s", err, out)
@@ -155,7 +155,7 @@ func TestEncryptionRotationThroughTheCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("prepare: exit %d, %s", code, stderr)
 	}
-	var res encryptionRotateResult
+	var res phases.EncryptionRotateResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
@@ -520,9 +520,9 @@ current-context: x
 `, srv.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	status := func() encryptionStatusResult {
+	status := func() phases.EncryptionStatusResult {
 		t.Helper()
-		var st encryptionStatusResult
+		var st phases.EncryptionStatusResult
 		code, out, stderr := c.exec("encryption", "status", "--cert-dir", c.certDir, "--kubeconfig", kubeconfig, "-o", "json")
 		if err := json.Unmarshal([]byte(out), &st); err != nil || st.APIServer == nil {
 			t.Fatalf("%v\n%s", err, out)

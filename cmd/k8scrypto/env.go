@@ -5,15 +5,15 @@ import (
 	"os"
 	"time"
 
-	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/phases"
 )
 
 // env is everything a command takes from the outside world, so tests can inject it.
 type env struct {
 	stdout, stderr io.Writer
 	now            func() time.Time
-	keys           pki.KeySource // nil: fresh keys
-	rand           io.Reader     // serial numbers; nil: crypto/rand
+	keys           phases.KeySource // nil: fresh keys
+	rand           io.Reader        // serial numbers; nil: crypto/rand
 	hostname       func() (string, error)
 }
 

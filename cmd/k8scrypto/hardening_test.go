@@ -183,7 +183,7 @@ func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 	n.t.Helper()
 	t := n.t
 	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
-	cfg := defaultPKIConfig(n.CertDir)
+	cfg := phases.DefaultPKIConfig(n.CertDir)
 	cas := map[string]*pki.CertSpec{}
 	for _, spec := range cfg.Certs() {
 		if spec.IsCA() {

@@ -12,11 +12,7 @@ import (
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
-	"k8scrypto.dev/k8scrypto/pki"
 )
-
-// DefaultKubeconfigDir is where kubeconfigs go, as kubeadm's.
-const DefaultKubeconfigDir = "/etc/kubernetes"
 
 // clusterFlags are the inputs shared by init, renew and check-expiration.
 type clusterFlags struct {
@@ -30,8 +26,8 @@ type clusterFlags struct {
 func (f *clusterFlags) add(fs *pflag.FlagSet) {
 	o := &f.overrides
 	fs.StringVar(&f.configFile, "config", "", "kubeadm configuration file (kubeadm.k8s.io/v1beta4 InitConfiguration and/or ClusterConfiguration)")
-	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+pki.DefaultCertificateDir+")")
-	fs.StringVar(&f.kubeconfigDir, "kubeconfig-dir", DefaultKubeconfigDir, "directory of kubeconfig files")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+phases.DefaultCertificateDir+")")
+	fs.StringVar(&f.kubeconfigDir, "kubeconfig-dir", phases.DefaultKubeconfigDir, "directory of kubeconfig files")
 	fs.StringVar(&o.NodeName, "node-name", "", "node name (default: the host name, lower-cased)")
 	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "IP address the API server advertises (default: the default route's interface address)")
 	fs.StringVar(&o.ControlPlaneEndpoint, "control-plane-endpoint", "", "stable DNS name or IP (with optional port) of the control plane")
@@ -40,13 +36,18 @@ func (f *clusterFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.APIServerCertSANs, "apiserver-cert-extra-sans", nil, "extra SANs (IPs or DNS names) for the API server certificate")
 	fs.StringVar(&o.EncryptionAlgorithm, "encryption-algorithm", "", "key algorithm: RSA-2048 (default), RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384")
 	fs.BoolVar(&o.StrictPermissions, "strict-permissions", false, "CIS-style modes: certificates 0600 and directories 0700")
-	fs.StringVar(&f.auditLog, "audit-log", "", "append a JSON line per key or certificate created, reused, renewed or removed (default "+pki.DefaultAuditLog+", or the per-user state directory without root)")
+	fs.StringVar(&f.auditLog, "audit-log", "", "append a JSON line per key or certificate created, reused, renewed or removed (default "+phases.DefaultAuditLog+", or the per-user state directory without root)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock")
 }
 
-// load reads the configuration with the flags applied.
-func (f *clusterFlags) load(e *env) (*config.Config, error) {
-	return config.Load(f.configFile, f.overrides, e.hostname)
+// source is where the command's configuration comes from: --config and the flags over it.
+func (f *clusterFlags) source(e *env) phases.ConfigSource {
+	return phases.ConfigSource{File: f.configFile, Flags: f.overrides, Hostname: e.hostname}
+}
+
+// read is what a command that only reads needs: its configuration, and what recovering first takes.
+func (f *clusterFlags) read(e *env, g *globals) phases.ReadOptions {
+	return phases.ReadOptions{Config: f.source(e), KubeconfigDir: f.kubeconfigDir, AuditLog: f.auditLog, LockTimeout: f.lockTimeout, Now: e.now(), Log: g.log}
 }
 
 type initFlags struct {
@@ -149,19 +150,9 @@ func knownSubcommand(what string) cobra.PositionalArgs {
 }
 
 func runInit(ctx context.Context, e *env, g *globals, f *initFlags, runner *phases.Runner, sel phases.Selection) error {
-	if err := runner.Validate(sel); err != nil {
-		return usageError{fmt.Errorf("--skip-phases: %w", err)}
-	}
-	cfg, err := f.load(e)
-	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		g.log.Warn(w, "config", f.configFile)
-	}
 	res, err := phases.Init(ctx, runner, sel, phases.InitOptions{
-		Config: cfg, KubeconfigDir: f.kubeconfigDir, Now: e.now().UTC(), Keys: e.keys, Rand: e.rand, DryRun: f.dryRun,
-		Encryption: f.encryption.options(), KubeadmConfigOut: f.kubeadmConfigOut, RenewArgs: f.renewArgs(),
+		Config: f.source(e), KubeconfigDir: f.kubeconfigDir, Now: e.now().UTC(), Keys: e.keys, Rand: e.rand, DryRun: f.dryRun,
+		Encryption: f.encryption.options(), KubeadmConfigOut: f.kubeadmConfigOut,
 		AuditLog: f.auditLog, LockTimeout: f.lockTimeout, Log: g.log,
 	})
 	if err != nil {

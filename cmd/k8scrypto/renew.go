@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"k8scrypto.dev/k8scrypto/phases"
-	"k8scrypto.dev/k8scrypto/pki"
 )
 
 type renewFlags struct {
@@ -40,15 +38,7 @@ func newRenewCommand(e *env, g *globals) *cobra.Command {
 
 func newRenewCertsCommand(e *env, g *globals) *cobra.Command {
 	f := &renewFlags{}
-	var names []string
-	for _, s := range pki.Catalog() {
-		if !s.IsCA() {
-			names = append(names, s.Name)
-		}
-	}
-	for _, k := range pki.Kubeconfigs() {
-		names = append(names, k.FileName)
-	}
+	names := phases.RenewableNames()
 	cmd := &cobra.Command{
 		Use:   "certs [all|NAME...]",
 		Short: "Renew the leaf and kubeconfig client certificates that are due; safe to run from cron",
@@ -104,87 +94,24 @@ certificates are renewed even when one cannot be.`,
 	fl.DurationVar(&f.threshold, "threshold", 0, "renew a certificate when its remaining lifetime is under this (0: a third of its lifetime)")
 	fl.BoolVar(&f.force, "force", false, "renew the selected certificates whether or not they are due")
 	fl.BoolVar(&f.rotateKeys, "rotate-keys", true, "make a new key for each renewed certificate (false: keep the current key)")
-	fl.StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+pki.DefaultBackupDir+", or the per-user state directory without root)")
+	fl.StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+phases.DefaultBackupDir+", or the per-user state directory without root)")
 	fl.IntVar(&f.keepBackups, "keep-backups", 10, "number of backup directories to keep")
 	fl.StringVar(&f.onRenew, "on-renew", "", "shell command (sh -c) to run when something was renewed, e.g. to restart the static pods; $K8SCRYPTO_RENEWED lists the renewed names (comma-separated), $K8SCRYPTO_RENEWED_BACKUP the backup directory")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "write nothing; report what is due")
 	return cmd
 }
 
-// sanFlagsSet reports whether a flag that decides certificate SANs was given, which needs the full
-// configuration (host name, addresses) resolved.
-func (f *clusterFlags) sanFlagsSet() bool {
-	o := f.overrides
-	return o.NodeName != "" || o.AdvertiseAddress != "" || o.ControlPlaneEndpoint != "" || o.ServiceCIDR != "" ||
-		o.ServiceDNSDomain != "" || len(o.APIServerCertSANs) > 0
-}
-
-// defaultPKIConfig is the configuration renewal and expiry checks use without --config: kubeadm's defaults
-// for what names and validity depend on, and nothing guessed from the host.
-func defaultPKIConfig(certDir string) *pki.Config {
-	if certDir == "" {
-		certDir = pki.DefaultCertificateDir
-	}
-	return &pki.Config{
-		CertDir:      certDir,
-		LocalEtcd:    true,
-		CertValidity: pki.DefaultCertValidity,
-		CAValidity:   pki.DefaultCAValidity,
-	}
-}
-
-// renewConfig resolves the configuration: loaded in full when --config or a SAN flag is given (loaded is
-// then true), else defaults.
-func (f *renewFlags) renewConfig(e *env) (cfg *pki.Config, loaded bool, err error) {
-	if f.sanFlagsSet() {
-		c, err := f.load(e)
-		if err != nil {
-			return nil, false, err
-		}
-		return c.PKI, true, nil
-	}
-	cfg, _, err = maintenanceConfig(e, &f.clusterFlags)
-	return cfg, f.configFile != "", err
-}
-
 func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []string) error {
-	cfg, loaded, err := f.renewConfig(e)
-	if err != nil {
-		return err
-	}
-	switch {
-	case f.threshold < 0:
-		return usageError{fmt.Errorf("--threshold: invalid value %s: must not be negative", f.threshold)}
-	case f.threshold >= cfg.CertValidity:
-		return usageError{fmt.Errorf("--threshold: %s is not shorter than certificateValidityPeriod (%s): every run would renew every certificate", f.threshold, cfg.CertValidity)}
-	case f.keepBackups < 1:
-		return usageError{fmt.Errorf("--keep-backups: invalid value %d: must be at least 1", f.keepBackups)}
-	}
-	o := phases.RenewOptions{
-		Cfg:           cfg,
-		KubeconfigDir: f.kubeconfigDir,
-		CheckSANs:     loaded,
-		Names:         names,
-		Now:           e.now().UTC(),
-		Threshold:     f.threshold,
-		Force:         f.force,
-		RotateKeys:    f.rotateKeys,
-		Algorithm:     cfg.Algorithm,
-		Keys:          e.keys,
-		Rand:          e.rand,
-		DryRun:        f.dryRun,
-		KeepBackups:   f.keepBackups,
-		Log:           g.log,
-	}
-	res, err := phases.RenewCerts(ctx, phases.RenewCertsOptions{RenewOptions: o, AuditLog: f.auditLog, BackupDir: f.backupDir,
-		LockTimeout: f.lockTimeout, OnRenew: f.onRenew, HookOutput: e.stderr})
-	if ine := new(phases.InvalidNamesError); errors.As(err, &ine) {
-		return usageError{err}
-	}
-	if res == nil {
-		return err
-	}
-	return errors.Join(err, printRenewResult(e.stdout, g.output, g.quiet, *res))
+	_, err := phases.RenewCerts(ctx, phases.RenewCertsOptions{
+		RenewOptions: phases.RenewOptions{
+			KubeconfigDir: f.kubeconfigDir, Names: names, Now: e.now().UTC(), Threshold: f.threshold, Force: f.force,
+			RotateKeys: f.rotateKeys, Keys: e.keys, Rand: e.rand, DryRun: f.dryRun, KeepBackups: f.keepBackups, Log: g.log,
+		},
+		Config: f.source(e), AuditLog: f.auditLog, BackupDir: f.backupDir, LockTimeout: f.lockTimeout,
+		OnRenew: f.onRenew, HookOutput: e.stderr,
+		Report: func(res phases.RenewResult) error { return printRenewResult(e.stdout, g.output, g.quiet, res) },
+	})
+	return err
 }
 
 // printRenewResult prints the result. With -q the text lists only what was renewed or needs attention, and

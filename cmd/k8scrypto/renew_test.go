@@ -91,7 +91,7 @@ func (c *renewCluster) renewJSON(now time.Time, args ...string) (int, phases.Ren
 
 // certs reads every leaf certificate and key of the node, keyed by kubeadm's name.
 func (c *renewCluster) leaves() map[string]phases.CertificateExpiration {
-	cfg := defaultPKIConfig(c.certDir)
+	cfg := phases.DefaultPKIConfig(c.certDir)
 	info := phases.CheckExpiration(cfg, c.kubeDir, pkitest.Now)
 	out := map[string]phases.CertificateExpiration{}
 	for _, r := range slices.Concat(info.Certificates, info.CertificateAuthorities) {
@@ -343,7 +343,7 @@ func TestRenewCertsDailyForFiveYears(t *testing.T) {
 		}
 		renewed := strings.Count(stdout, " renewed ")
 		renewals += renewed
-		info := phases.CheckExpiration(defaultPKIConfig(c.certDir), c.kubeDir, now)
+		info := phases.CheckExpiration(phases.DefaultPKIConfig(c.certDir), c.kubeDir, now)
 		if p := info.ExpiringWithin(30 * renewDay); len(p) != 0 {
 			t.Fatalf("day %d: %v", d, p)
 		}

@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"k8scrypto.dev/k8scrypto/phases"
-	"k8scrypto.dev/k8scrypto/pki"
-	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
 
 func newSACommand(e *env, g *globals) *cobra.Command {
@@ -31,14 +29,6 @@ Tokens signed by the old key stay valid until prune.`,
 	return cmd
 }
 
-type saStatusResult struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	*sakeys.State
-	// APIServer is what the apiserver serves at /openid/v1/jwks, with --kubeconfig.
-	APIServer *phases.ServedKeys `json:"apiserver,omitempty"`
-}
-
 type saStatusFlags struct {
 	clusterFlags
 	apiserver apiserverFlags
@@ -52,30 +42,14 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 		Short: "Print the rotation stage of sa.key/sa.pub, the fingerprint and key ID of every key, and with --kubeconfig which ones the apiserver serves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := maintenanceConfig(e, f)
+			res, err := phases.SAStatus(cmd.Context(), f.read(e, g), sf.apiserver.apiServer())
 			if err != nil {
-				return err
-			}
-			// An interrupted rotation is completed first, or reported: the files may be half replaced.
-			if err := recoverBeforeReading(cfg, f.kubeconfigDir, f.auditLog, f.lockTimeout, e.now(), g.log); err != nil {
-				return err
-			}
-			st, err := sakeys.Read(cfg.CertDir)
-			if err != nil {
-				return err
-			}
-			res := saStatusResult{APIVersion: phases.ResultAPIVersion, Kind: "ServiceAccountKeyStatus", State: st}
-			var local []string
-			for _, k := range st.Pub {
-				local = append(local, k.KeyID)
-			}
-			if res.APIServer, err = sf.apiserver.apiServer().ServiceAccountKeys(cmd.Context(), local); err != nil {
 				return err
 			}
 			if g.output != "text" {
 				return printStructured(e.stdout, g.output, res)
 			}
-			return printSAState(e.stdout, res)
+			return printSAState(e.stdout, *res)
 		},
 	}
 	f.add(cmd.Flags())
@@ -83,7 +57,7 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 	return cmd
 }
 
-func printSAState(w io.Writer, r saStatusResult) error {
+func printSAState(w io.Writer, r phases.SAStatusResult) error {
 	st := r.State
 	fmt.Fprintf(w, "Directory: %s\nStage:     %s\nNext:      %s\n", st.Dir, st.Stage, st.Next)
 	if a := r.APIServer; a != nil {
@@ -99,25 +73,32 @@ func printSAState(w io.Writer, r saStatusResult) error {
 	fmt.Fprintln(w)
 	t := newTable(w)
 	fmt.Fprintln(t, "FILE\tROLE\tALGORITHM\tKEY ID\tSHA256")
-	fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.KeyName, st.Key.Role, st.Key.Algorithm, st.Key.KeyID, st.Key.SHA256)
+	fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", phases.SAKeyFile, st.Key.Role, st.Key.Algorithm, st.Key.KeyID, st.Key.SHA256)
 	if st.New != nil {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.NextName, st.New.Role, st.New.Algorithm, st.New.KeyID, st.New.SHA256)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", phases.SANextFile, st.New.Role, st.New.Algorithm, st.New.KeyID, st.New.SHA256)
 	}
 	for _, k := range st.Pub {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", sakeys.PubName, k.Role, k.Algorithm, k.KeyID, k.SHA256)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", phases.SAPubFile, k.Role, k.Algorithm, k.KeyID, k.SHA256)
 	}
 	return t.Flush()
 }
 
-type saRotateFlags struct {
+// rotateFlags are the flags of every rotate command (sa, encryption).
+type rotateFlags struct {
 	clusterFlags
 	backupDir string
 	dryRun    bool
 	yes       bool
 }
 
+// options are where a rotation step runs.
+func (f *rotateFlags) options(e *env, g *globals) phases.RotateOptions {
+	return phases.RotateOptions{KubeconfigDir: f.kubeconfigDir, AuditLog: f.auditLog, BackupDir: f.backupDir,
+		LockTimeout: f.lockTimeout, DryRun: f.dryRun, Now: e.now().UTC(), Log: g.log}
+}
+
 func newSARotateCommand(e *env, g *globals) *cobra.Command {
-	f := &saRotateFlags{}
+	f := &rotateFlags{}
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Rotate the service-account signing key in three stages: prepare, promote, prune",
@@ -131,7 +112,7 @@ given, else that of the current sa.key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	f.add(cmd.PersistentFlags())
-	cmd.PersistentFlags().StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+pki.DefaultBackupDir+", or the per-user state directory without root)")
+	cmd.PersistentFlags().StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+phases.DefaultBackupDir+", or the per-user state directory without root)")
 	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; say whether the step would run")
 	for _, s := range []struct{ use, short string }{
 		{"prepare", "Stage a new key as sa.key.next and append its public key to sa.pub"},
@@ -153,17 +134,9 @@ given, else that of the current sa.key.`,
 	return cmd
 }
 
-func runSARotate(ctx context.Context, e *env, g *globals, f *saRotateFlags, step string) error {
-	cfg, explicitAlg, err := maintenanceConfig(e, &f.clusterFlags)
-	if err != nil {
-		return err
-	}
+func runSARotate(ctx context.Context, e *env, g *globals, f *rotateFlags, step string) error {
 	res, err := phases.SARotate(ctx, step, phases.SARotateOptions{
-		RotateOptions: phases.RotateOptions{
-			CertDir: cfg.CertDir, KubeconfigDir: f.kubeconfigDir, AuditLog: f.auditLog, BackupDir: f.backupDir,
-			LockTimeout: f.lockTimeout, DryRun: f.dryRun, Now: e.now().UTC(), Log: g.log,
-		},
-		Algorithm: cfg.Algorithm, Explicit: explicitAlg, Keys: e.keys, Yes: f.yes,
+		RotateOptions: f.options(e, g), Config: f.source(e), Keys: e.keys, Yes: f.yes,
 	})
 	if err != nil {
 		return err
@@ -179,12 +152,12 @@ func printSARotate(w io.Writer, format string, r phases.SARotateResult) error {
 	case r.DryRun:
 		fmt.Fprintf(w, "dry run: %s can run; nothing was changed\n", r.Step)
 	case r.Added != nil:
-		fmt.Fprintf(w, "staged a new %s key (sha256 %s) as %s and appended its public key to %s\n", r.Added.Algorithm, r.Added.SHA256, sakeys.NextName, sakeys.PubName)
+		fmt.Fprintf(w, "staged a new %s key (sha256 %s) as %s and appended its public key to %s\n", r.Added.Algorithm, r.Added.SHA256, phases.SANextFile, phases.SAPubFile)
 	case r.Step == "promote":
-		fmt.Fprintf(w, "%s is now the signing key %s (sha256 %s)\n", sakeys.NextName, sakeys.KeyName, r.State.Key.SHA256)
+		fmt.Fprintf(w, "%s is now the signing key %s (sha256 %s)\n", phases.SANextFile, phases.SAKeyFile, r.State.Key.SHA256)
 	case r.Step == "prune":
 		for _, k := range r.Removed {
-			fmt.Fprintf(w, "removed public key sha256 %s from %s\n", k.SHA256, sakeys.PubName)
+			fmt.Fprintf(w, "removed public key sha256 %s from %s\n", k.SHA256, phases.SAPubFile)
 		}
 	}
 	if len(r.Backups) > 0 {

@@ -13,9 +13,9 @@ import (
 	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
 
-func (c *encCase) saStatus() saStatusResult {
+func (c *encCase) saStatus() phases.SAStatusResult {
 	c.t.Helper()
-	var st saStatusResult
+	var st phases.SAStatusResult
 	out := c.mustExec("sa", "status", "--cert-dir", c.certDir, "-o", "json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		c.t.Fatalf("%v\n%s", err, out)

@@ -352,7 +352,7 @@ func TestErrorsIsStageError(t *testing.T) {
 	cfg, _ := Build(Options{}, pkitest.Now, pkitest.Rand(1))
 	_, _, err := Promote(cfg)
 	var se *StageError
-	if !errors.As(err, &se) || se.ExitCode() != 3 {
+	if !errors.As(err, &se) || se.Op != "promote" || se.Status.Stage != StageSteady {
 		t.Fatalf("err = %#v", err)
 	}
 }

@@ -175,7 +175,7 @@ func newestKey(keys []apiserverv1.Key) int {
 	return best
 }
 
-// StageError is a rotation step run in the wrong stage. Its exit code (3) lets scripts tell it apart.
+// StageError is a rotation step run in the wrong stage (the command layer gives it exit status 3).
 type StageError struct {
 	Op     string
 	Status Status
@@ -184,9 +184,6 @@ type StageError struct {
 func (e *StageError) Error() string {
 	return fmt.Sprintf("%s refused: the encryption config is in stage %s (%s); next: %s", e.Op, e.Status.Stage, describeStage(e.Status), e.Status.Next)
 }
-
-// ExitCode is the process exit status for a refused stage.
-func (e *StageError) ExitCode() int { return 3 }
 
 // describeStage explains a stage with the key names of the first rotatable entry.
 func describeStage(st Status) string {

@@ -48,17 +48,6 @@ const (
 	StagePromoted Stage = "promoted"
 )
 
-// Next says what to run in a stage.
-func (s Stage) Next() string {
-	switch s {
-	case StagePrepared:
-		return `restart every kube-apiserver, then "k8scrypto sa rotate promote"`
-	case StagePromoted:
-		return `restart kube-apiserver and kube-controller-manager; once tokens signed by the old key have expired or been replaced, "k8scrypto sa rotate prune --yes"`
-	}
-	return `"k8scrypto sa rotate prepare" when the key is due`
-}
-
 // Key roles in sa.pub.
 const (
 	RoleSigning = "signing" // public key of sa.key
@@ -81,7 +70,7 @@ type KeyInfo struct {
 type State struct {
 	Dir   string    `json:"dir"`
 	Stage Stage     `json:"stage"`
-	Next  string    `json:"next"`
+	Next  string    `json:"next"` // what to run next: filled by the caller, which knows the commands
 	Key   KeyInfo   `json:"key"`
 	New   *KeyInfo  `json:"newKey,omitempty"` // sa.key.next
 	Pub   []KeyInfo `json:"publicKeys"`       // sa.pub, in file order, duplicates dropped
@@ -186,7 +175,6 @@ func Read(dir string) (*State, error) {
 	default:
 		s.Stage = StageSteady
 	}
-	s.Next = s.Stage.Next()
 	return s, nil
 }
 
@@ -199,7 +187,7 @@ func indexOf(keys []crypto.PublicKey, k crypto.PublicKey) int {
 	return -1
 }
 
-// StageError is a step run in the wrong stage; exit code 3.
+// StageError is a step run in the wrong stage. Its message ends with State.Next, which the caller fills.
 type StageError struct {
 	Op    string
 	State *State
@@ -213,9 +201,6 @@ func (e *StageError) Error() string {
 	}[e.State.Stage]
 	return fmt.Sprintf("%s refused: the service-account keys in %s are in stage %s (%s); next: %s", e.Op, e.State.Dir, e.State.Stage, detail, e.State.Next)
 }
-
-// ExitCode is the process exit status for a refused stage.
-func (e *StageError) ExitCode() int { return 3 }
 
 // Step is what a stage change writes: Files, replaced in one transaction, then Obsolete, files that the
 // change leaves without a purpose (sa.key.next once sa.key holds its key), removed after the commit. A

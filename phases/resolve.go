@@ -1,0 +1,128 @@
+package phases
+
+import (
+	"fmt"
+	"strings"
+
+	"k8scrypto.dev/k8scrypto/phases/config"
+	"k8scrypto.dev/k8scrypto/pki"
+)
+
+// ConfigSource is where a command's configuration comes from: kubeadm's configuration file (--config), the
+// flags over it (the K8SCRYPTO_* variables and the settings file have been applied to them), and the host,
+// whose name is the default node name. resolve is the one place that turns it into a configuration.
+type ConfigSource struct {
+	File     string
+	Flags    config.Overrides
+	Hostname func() (string, error)
+}
+
+// Resolved is a command's configuration.
+type Resolved struct {
+	PKI *pki.Config
+	// Kubeadm is the loaded kubeadm configuration, when it was loaded in full.
+	Kubeadm *config.Config
+	// SANsLoaded: the SANs come from a loaded configuration (--config or a SAN flag), so renewal compares
+	// certificates with them; kubeadm's defaults (host name, default-route address) may not be what init used.
+	SANsLoaded bool
+	// ExplicitAlgorithm: a key algorithm was asked for, by --encryption-algorithm or the configuration.
+	ExplicitAlgorithm bool
+}
+
+// configUse says how much of the configuration a command needs.
+type configUse int
+
+const (
+	// forInit loads it in full: files, flags and what is guessed from the host.
+	forInit configUse = iota
+	// forMaintenance (rotations, status) loads the file when given, else takes kubeadm's defaults and the
+	// flags, nothing guessed from the host.
+	forMaintenance
+	// forRenewal is forMaintenance, loaded in full as soon as a flag that decides SANs is given.
+	forRenewal
+	// forReport (check-expiration) reads only the certificate directory and external etcd: from the file
+	// when given, else the defaults.
+	forReport
+)
+
+func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
+	full := func() (*Resolved, error) {
+		c, err := config.Load(s.File, s.Flags, s.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		return &Resolved{PKI: c.PKI, Kubeadm: c, SANsLoaded: true, ExplicitAlgorithm: true}, nil
+	}
+	switch {
+	case use == forInit:
+		return full()
+	case use == forReport:
+		if s.File == "" {
+			return &Resolved{PKI: DefaultPKIConfig(s.Flags.CertDir)}, nil
+		}
+		c, err := config.Load(s.File, config.Overrides{CertDir: s.Flags.CertDir}, s.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		return &Resolved{PKI: c.PKI, Kubeadm: c}, nil
+	case use == forRenewal && s.sanFlagsSet(), s.File != "":
+		return full()
+	}
+	r := &Resolved{PKI: DefaultPKIConfig(s.Flags.CertDir)}
+	r.PKI.StrictPermissions = s.Flags.StrictPermissions
+	if s.Flags.EncryptionAlgorithm != "" {
+		alg, err := pki.ParseAlgorithm(s.Flags.EncryptionAlgorithm)
+		if err != nil {
+			return nil, &UsageError{fmt.Errorf("--encryption-algorithm: %w", err)}
+		}
+		r.PKI.Algorithm, r.ExplicitAlgorithm = alg, true
+	}
+	return r, nil
+}
+
+// sanFlagsSet reports whether a flag that decides certificate SANs was given, which needs the full
+// configuration (host name, addresses) resolved.
+func (s ConfigSource) sanFlagsSet() bool {
+	o := s.Flags
+	return o.NodeName != "" || o.AdvertiseAddress != "" || o.ControlPlaneEndpoint != "" || o.ServiceCIDR != "" ||
+		o.ServiceDNSDomain != "" || len(o.APIServerCertSANs) > 0
+}
+
+// DefaultPKIConfig is the configuration renewal and expiry checks use without --config: kubeadm's defaults
+// for what names and validity depend on, and nothing guessed from the host.
+func DefaultPKIConfig(certDir string) *pki.Config {
+	if certDir == "" {
+		certDir = pki.DefaultCertificateDir
+	}
+	return &pki.Config{
+		CertDir:      certDir,
+		LocalEtcd:    true,
+		CertValidity: pki.DefaultCertValidity,
+		CAValidity:   pki.DefaultCAValidity,
+	}
+}
+
+// RenewArgs are the flags of this run that decide certificate SANs and key algorithm, as "renew certs"
+// takes them. The fix init suggests for a certificate lacking SANs repeats them: without them renew keeps
+// the old certificate's SANs and init would fail again. Flags set through K8SCRYPTO_* variables are
+// rendered as flags, so the command works in any environment.
+func (s ConfigSource) RenewArgs() []string {
+	var args []string
+	if s.File != "" {
+		args = append(args, "--config", pki.AbsPath(s.File)) // the command may be run from another directory
+	}
+	o := s.Flags
+	add := func(flag, value string) {
+		if value != "" {
+			args = append(args, flag, value)
+		}
+	}
+	add("--node-name", o.NodeName)
+	add("--advertise-address", o.AdvertiseAddress)
+	add("--control-plane-endpoint", o.ControlPlaneEndpoint)
+	add("--service-cidr", o.ServiceCIDR)
+	add("--service-dns-domain", o.ServiceDNSDomain)
+	add("--apiserver-cert-extra-sans", strings.Join(o.APIServerCertSANs, ","))
+	add("--encryption-algorithm", o.EncryptionAlgorithm)
+	return args
+}
