@@ -3,6 +3,8 @@ package phases
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -255,4 +258,63 @@ func ExportBundle(req ExportRequest) (ExportResult, error) {
 	}
 	res.Entries = files.Names()
 	return res, nil
+}
+
+// CAPin is kubeadm's --discovery-token-ca-cert-hash of a CA certificate: "sha256:" and the hex SHA-256 of
+// its SubjectPublicKeyInfo.
+func CAPin(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// CheckCAPin verifies that the cluster CA among files is the one pins name (any of them matches): a
+// joining node must not take keys from a cluster it did not mean to join.
+func CheckCAPin(files certshare.Files, pins []string) error {
+	if len(pins) == 0 {
+		return errors.New("--ca-cert-hash is required: the sha256: pin of the cluster CA (kubeadm's --discovery-token-ca-cert-hash), so that a node never installs another cluster's keys")
+	}
+	cert, rest, err := pki.ParseCertChain(files["ca.crt"])
+	if err != nil {
+		return fmt.Errorf("ca.crt in the shared files: %w", err)
+	}
+	var got []string
+	for _, c := range append([]*x509.Certificate{cert}, rest...) {
+		pin := CAPin(c)
+		got = append(got, pin)
+		for _, want := range pins {
+			if strings.EqualFold(strings.TrimSpace(want), pin) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the cluster CA in the shared files is %s, not the pinned %s: refusing to install another cluster's keys (check the pin with \"openssl x509 -pubkey -in /etc/kubernetes/pki/ca.crt | openssl pkey -pubin -outform der | sha256sum\" on a control-plane node)", strings.Join(got, ", "), strings.Join(pins, ", "))
+}
+
+// FetchCerts reads kube-system/kubeadm-certs (uploaded by kubeadm or by k8scrypto) and opens it with the
+// certificate key. It returns every entry or none.
+func FetchCerts(ctx context.Context, client dynamic.Interface, keyHex string) (certshare.Files, error) {
+	key, err := certshare.ParseKey(keyHex)
+	if err != nil {
+		return nil, fmt.Errorf("--certificate-key: %w", err)
+	}
+	u, err := client.Resource(secretsGVR).Namespace(kubeSystem).Get(ctx, KubeadmCertsSecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("kube-system/%s does not exist: it expires %s after its upload; run \"k8scrypto init phase upload-certs\" (or \"kubeadm init phase upload-certs --upload-certs\") on a control-plane node and use the key it prints", KubeadmCertsSecret, CertsTTL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading kube-system/%s: %w", KubeadmCertsSecret, err)
+	}
+	raw, _, err := unstructured.NestedStringMap(u.Object, "data")
+	if err != nil {
+		return nil, fmt.Errorf("kube-system/%s: %w", KubeadmCertsSecret, err)
+	}
+	data := map[string][]byte{}
+	for name, v := range raw {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("kube-system/%s entry %s: %w", KubeadmCertsSecret, name, err)
+		}
+		data[name] = b
+	}
+	return certshare.OpenSecretData(data, key)
 }

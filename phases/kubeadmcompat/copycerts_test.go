@@ -3,6 +3,8 @@ package kubeadmcompat
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,13 +15,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/pubkeypin"
 
 	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/certshare"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
@@ -196,4 +201,63 @@ func TestUploadCertsIsKubeadms(t *testing.T) {
 			t.Errorf("%s: %v, not byte-equal", rel, err)
 		}
 	}
+}
+
+// TestFetchCertsReadsKubeadmsUpload: what kubeadm's UploadCerts stored is read back by phases.FetchCerts
+// (dynamic client), pinned to the CA by kubeadm's own pubkeypin hash; another pin and another key refuse.
+func TestFetchCertsReadsKubeadmsUpload(t *testing.T) {
+	r := runInit(t, cases[0])
+	cfg := kubeadmConfig(t, r.rendered)
+	typed := fake.NewClientset()
+	if _, err := captureStdout(func() error { return copycerts.UploadCerts(typed, cfg, certificateKey) }); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := typed.CoreV1().Secrets(metav1.NamespaceSystem).Get(context.Background(), "kubeadm-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{Object: u}
+	obj.SetAPIVersion("v1")
+	obj.SetKind("Secret")
+	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme(), obj)
+	files, err := phases.FetchCerts(context.Background(), dyn, certificateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := readCert(t, filepath.Join(r.certDir, "ca.crt"))
+	if pin := phases.CAPin(ca); pin != pubkeypin.Hash(ca) {
+		t.Fatalf("CAPin %s, kubeadm's pubkeypin %s", pin, pubkeypin.Hash(ca))
+	}
+	if err := phases.CheckCAPin(files, []string{strings.ToUpper(pubkeypin.Hash(ca))}); err != nil {
+		t.Errorf("the right pin (any case): %v", err)
+	}
+	if err := phases.CheckCAPin(files, []string{"sha256:" + strings.Repeat("0", 64)}); err == nil || !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("a wrong pin: %v", err)
+	}
+	if err := phases.CheckCAPin(files, nil); err == nil || !strings.Contains(err.Error(), "--ca-cert-hash is required") {
+		t.Errorf("no pin: %v", err)
+	}
+	if _, err := phases.FetchCerts(context.Background(), dyn, strings.Repeat("1", 64)); !errors.Is(err, certshare.ErrWrongKey) {
+		t.Errorf("a wrong key: %v", err)
+	}
+	if _, err := phases.FetchCerts(context.Background(), dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), certificateKey); err == nil || !strings.Contains(err.Error(), "upload-certs") {
+		t.Errorf("no Secret: %v", err)
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := pki.ParseCertChain(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
