@@ -118,7 +118,7 @@ func UploadCerts(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	role := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
 		"metadata": map[string]any{"name": kubeadmCertsRole, "namespace": kubeSystem},
-		"rules": []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{KubeadmCertsSecret}, "verbs": []any{"get"}}},
+		"rules":    []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{KubeadmCertsSecret}, "verbs": []any{"get"}}},
 	}}
 	binding := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
