@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -317,4 +318,56 @@ func FetchCerts(ctx context.Context, client dynamic.Interface, keyHex string) (c
 		data[name] = b
 	}
 	return certshare.OpenSecretData(data, key)
+}
+
+// SharedConflictError refuses to install shared files over different ones already on the node: a
+// control plane with another CA than its cluster's would sign certificates nobody trusts.
+type SharedConflictError struct{ Paths []string }
+
+func (e *SharedConflictError) Error() string {
+	return fmt.Sprintf("refusing to replace %s: this node already has different files there (another cluster's, or an earlier init of its own). If this node is to join the cluster the shared files come from, move its certificate directory away (or run \"kubeadm reset\") and run the command again; if these are the right files, remove the shared ones from the source instead",
+		strings.Join(e.Paths, ", "))
+}
+
+// ExitCode: the state of the node refuses the step.
+func (e *SharedConflictError) ExitCode() int { return 3 }
+
+// PlanInstallShared stages the shared files for a joining node: each absent file is written (keys and the
+// encryption config 0600, certificates 0644), each identical one kept, and any different one refuses the
+// whole install. source names where the files came from, for the audit lines.
+func PlanInstallShared(files certshare.Files, l certshare.Layout, now time.Time, source string) ([]pki.File, []pki.AuditEvent, error) {
+	var out []pki.File
+	var events []pki.AuditEvent
+	var conflicts []string
+	for _, name := range files.Names() {
+		data := files[name]
+		path, ok := l.Paths()[name]
+		if !ok || len(data) == 0 {
+			continue // not a file this layout shares (an external etcd's), or absent at the source
+		}
+		cur, err := pki.ReadFile(path, pki.MaxConfigSize)
+		switch {
+		case err == nil && bytes.Equal(cur, data):
+			continue
+		case err == nil:
+			conflicts = append(conflicts, path)
+			continue
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, nil, err
+		}
+		mode := pki.ModeKey
+		if strings.HasSuffix(name, ".crt") || name == "sa.pub" {
+			mode = pki.ModeCert
+		}
+		out = append(out, pki.File{Path: path, Data: data, Mode: mode})
+		ev := pki.AuditEvent{Time: now, Operation: pki.AuditCreate, File: path, Detail: "installed from " + source}
+		if c, _, err := pki.ParseCertChain(data); err == nil && strings.HasSuffix(name, ".crt") {
+			ev.Serial, ev.SHA256 = c.SerialNumber.String(), pki.Fingerprint(c.Raw)
+		}
+		events = append(events, ev)
+	}
+	if len(conflicts) > 0 {
+		return nil, nil, &SharedConflictError{Paths: conflicts}
+	}
+	return out, events, nil
 }
