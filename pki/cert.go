@@ -215,3 +215,36 @@ func KeyMatchesCert(key crypto.Signer, cert *x509.Certificate) bool {
 
 // SameCert reports whether two certificates are byte-identical.
 func SameCert(a, b *x509.Certificate) bool { return bytes.Equal(a.Raw, b.Raw) }
+
+// CATemplate is old's CA certificate made anew for [notBefore, notAfter] with a fresh serial: the same
+// subject (its DER, every RDN), SubjectKeyId, key usages, basic constraints and SANs, so that whatever the
+// old certificate signed verifies against the new one. Used to renew a CA with its own key.
+func CATemplate(old *x509.Certificate, notBefore, notAfter time.Time, rnd io.Reader) (*x509.Certificate, error) {
+	if !old.IsCA {
+		return nil, fmt.Errorf("%q is not a CA certificate", old.Subject.CommonName)
+	}
+	serial, err := serialNumber(rnd)
+	if err != nil {
+		return nil, err
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            old.RawSubject,
+		SubjectKeyId:          old.SubjectKeyId,
+		DNSNames:              old.DNSNames,
+		IPAddresses:           old.IPAddresses,
+		URIs:                  old.URIs,
+		EmailAddresses:        old.EmailAddresses,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              old.KeyUsage,
+		ExtKeyUsage:           old.ExtKeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            old.MaxPathLen,
+		MaxPathLenZero:        old.MaxPathLenZero,
+	}, nil
+}
+
+// RandOrDefault is rnd, or crypto/rand when rnd is nil.
+func RandOrDefault(rnd io.Reader) io.Reader { return readerOr(rnd) }

@@ -6,10 +6,12 @@ package main
 // the audit log, kept outside them as in production, may only gain lines recording the failure.
 
 import (
+	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"maps"
 	"math/big"
@@ -541,4 +543,52 @@ func testExists(t *testing.T, name string) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// TestUnknownSettingsAndVariables: a --settings key that is not a flag of the command and a K8SCRYPTO_*
+// variable that names no flag are usage errors (exit 2) naming the key or variable and the nearest valid
+// name, before anything is written; the variables k8scrypto itself sets for a hook are not.
+func TestUnknownSettingsAndVariables(t *testing.T) {
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "pki")
+	args := []string{"init", "phase", "certs", "ca", "--cert-dir", certDir, "--audit-log", filepath.Join(dir, "audit.log"), "--node-name", "n", "--advertise-address", "10.0.0.5"}
+	settings := filepath.Join(dir, "settings.yaml")
+	for _, tc := range []struct {
+		name, settings, env, want string
+	}{
+		{"settings key", "dryrun: true\n", "", `"dryrun" is not a flag of "k8scrypto init phase certs ca" (did you mean dry-run?)`},
+		{"settings key of another command", "backup-dir: /tmp/b\n", "", `"backup-dir" is not a flag of`},
+		{"nested settings key", "etcd:\n  endpoints: x\n", "", `"etcd.endpoints" is not a flag`},
+		{"variable", "", "K8SCRYPTO_DRYRUN=true", "environment variable K8SCRYPTO_DRYRUN names no k8scrypto flag (did you mean K8SCRYPTO_DRY_RUN?)"},
+		{"misspelt backup dir", "", "K8SCRYPTO_BACKUP_DIRS=/x", "K8SCRYPTO_BACKUP_DIR?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra := []string{}
+			if tc.settings != "" {
+				if err := os.WriteFile(settings, []byte(tc.settings), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				extra = append(extra, "--settings", settings)
+			}
+			if tc.env != "" {
+				k, v, _ := strings.Cut(tc.env, "=")
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(append(slices.Clone(args), extra...), &env{stdout: &stdout, stderr: &stderr, now: func() time.Time { return pkitest.Now }, keys: pkitest.Keys(), rand: pkitest.Rand(1), hostname: func() (string, error) { return "n", nil }})
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("exit %d, stderr %s; want 2 and %q", code, stderr.String(), tc.want)
+			}
+			if _, err := os.Stat(certDir); err == nil {
+				t.Error("a refused run wrote the certificate directory")
+			}
+		})
+	}
+	// A variable of another command (K8SCRYPTO_BACKUP_DIR: renew's) and the hook's variables are fine.
+	t.Setenv("K8SCRYPTO_BACKUP_DIR", filepath.Join(dir, "b"))
+	t.Setenv("K8SCRYPTO_RENEWED", "apiserver")
+	var stderr bytes.Buffer
+	if code := run(args, &env{stdout: io.Discard, stderr: &stderr, now: func() time.Time { return pkitest.Now }, keys: pkitest.Keys(), rand: pkitest.Rand(1), hostname: func() (string, error) { return "n", nil }}); code != 0 {
+		t.Errorf("with K8SCRYPTO_BACKUP_DIR and K8SCRYPTO_RENEWED set: exit %d, %s", code, stderr.String())
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"k8scrypto.dev/k8scrypto/internal/suggest"
 	"k8scrypto.dev/k8scrypto/phases"
 )
 
@@ -115,6 +117,9 @@ func bindSettings(cmd *cobra.Command, settingsFile string) error {
 			return usageError{fmt.Errorf("--settings %s: %w", settingsFile, err)}
 		}
 	}
+	if err := unknownSettings(cmd, v, settingsFile); err != nil {
+		return usageError{err}
+	}
 	var errs []error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if f.Changed || !v.IsSet(f.Name) {
@@ -139,4 +144,63 @@ func bindSettings(cmd *cobra.Command, settingsFile string) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// unknownSettings refuses a --settings key that is not a flag of the command, and a K8SCRYPTO_* variable
+// that names no flag of any command: ignored, a misspelt backup location or dry-run switch would silently do
+// the real thing. Each is named, with the nearest valid name.
+func unknownSettings(cmd *cobra.Command, v *viper.Viper, settingsFile string) error {
+	var own []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) { own = append(own, f.Name) })
+	var errs []error
+	if settingsFile != "" {
+		for _, key := range v.AllKeys() {
+			if !slices.Contains(own, key) {
+				errs = append(errs, fmt.Errorf("--settings %s: %q is not a flag of %q%s", settingsFile, key, cmd.CommandPath(), didYouMean(suggest.Nearest(key, own))))
+			}
+		}
+	}
+	all := map[string]bool{"settings": true}
+	var every []string
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) { all[f.Name] = true })
+		c.PersistentFlags().VisitAll(func(f *pflag.Flag) { all[f.Name] = true })
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(cmd.Root())
+	for name := range all {
+		every = append(every, envName(name))
+	}
+	slices.Sort(every)
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "K8SCRYPTO_") || slices.Contains(every, name) || notAFlag(name) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("environment variable %s names no k8scrypto flag%s", name, didYouMean(suggest.Nearest(name, every))))
+	}
+	return errors.Join(errs...)
+}
+
+// envName is the K8SCRYPTO_* variable of a flag.
+func envName(flag string) string {
+	return "K8SCRYPTO_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func didYouMean(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return " (did you mean " + strings.Join(names, " or ") + "?)"
+}
+
+// notAFlag says whether a K8SCRYPTO_* variable is one k8scrypto sets or the test suite uses, not a flag: a
+// --on-renew hook that runs k8scrypto inherits K8SCRYPTO_RENEWED, and the e2e suite's K8SCRYPTO_E2E_* and
+// K8SCRYPTO_SUITE_* reach the commands it runs.
+func notAFlag(name string) bool {
+	return name == "K8SCRYPTO_RENEWED" || name == "K8SCRYPTO_RENEWED_BACKUP" ||
+		strings.HasPrefix(name, "K8SCRYPTO_E2E_") || strings.HasPrefix(name, "K8SCRYPTO_SUITE_")
 }

@@ -3,16 +3,28 @@ package kubeadmcompat
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/pubkeypin"
 
+	"k8scrypto.dev/k8scrypto/phases"
+	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/certshare"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
@@ -103,4 +115,149 @@ func TestK8scryptoOpensWhatKubeadmUploads(t *testing.T) {
 	if err != nil || len(role.Rules) != 1 || role.Rules[0].ResourceNames[0] != "kubeadm-certs" {
 		t.Errorf("kubeadm's Role: %+v %v", role, err)
 	}
+}
+
+// TestUploadCertsIsKubeadms: phases.UploadCerts (on a fake dynamic client) creates what kubeadm's
+// UploadCerts creates (a Secret owned by a bootstrap token, the same Role and RoleBinding), and kubeadm's
+// DownloadCerts reads its Secret back into byte-equal files.
+func TestUploadCertsIsKubeadms(t *testing.T) {
+	r := runInit(t, cases[0])
+	scheme := runtime.NewScheme()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
+		{Version: "v1", Resource: "secrets"}:                                          "SecretList",
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}:        "RoleList",
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}: "RoleBindingList",
+	})
+	res, err := phases.UploadCerts(context.Background(), phases.UploadRequest{Layout: certshare.Layout{CertDir: r.certDir}, Client: dyn, Now: pkitest.Now, Rand: pkitest.Rand(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Key) != 64 || res.Expires != pkitest.Now.Add(2*time.Hour).UTC().Format(time.RFC3339) {
+		t.Fatalf("result %+v", res)
+	}
+	typed := fake.NewClientset()
+	for _, gvr := range []schema.GroupVersionResource{{Version: "v1", Resource: "secrets"}, {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}, {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}} {
+		list, err := dyn.Resource(gvr).Namespace(metav1.NamespaceSystem).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range list.Items {
+			var obj runtime.Object
+			switch gvr.Resource {
+			case "secrets":
+				obj = &corev1.Secret{}
+			case "roles":
+				obj = &rbacv1.Role{}
+			default:
+				obj = &rbacv1.RoleBinding{}
+			}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+				t.Fatal(err)
+			}
+			if err := typed.Tracker().Add(obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ours, err := typed.CoreV1().Secrets(metav1.NamespaceSystem).Get(context.Background(), "kubeadm-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ours.OwnerReferences) != 1 || !strings.HasPrefix(ours.OwnerReferences[0].Name, "bootstrap-token-") || ours.OwnerReferences[0].Controller == nil || !*ours.OwnerReferences[0].Controller {
+		t.Errorf("owner references %+v", ours.OwnerReferences)
+	}
+	token, err := typed.CoreV1().Secrets(metav1.NamespaceSystem).Get(context.Background(), ours.OwnerReferences[0].Name, metav1.GetOptions{})
+	if err != nil || string(token.Type) != "bootstrap.kubernetes.io/token" || token.StringData["expiration"] != res.Expires || len(token.StringData["token-id"]) != 6 || len(token.StringData["token-secret"]) != 16 {
+		t.Errorf("bootstrap token %+v %v", token, err)
+	}
+
+	// kubeadm's own upload, for the Role and RoleBinding to compare with.
+	theirs := fake.NewClientset()
+	cfg := kubeadmConfig(t, r.rendered)
+	if _, err := captureStdout(func() error { return copycerts.UploadCerts(theirs, cfg, res.Key) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kubeadm:kubeadm-certs"} {
+		a, _ := typed.RbacV1().Roles(metav1.NamespaceSystem).Get(context.Background(), name, metav1.GetOptions{})
+		b, _ := theirs.RbacV1().Roles(metav1.NamespaceSystem).Get(context.Background(), name, metav1.GetOptions{})
+		if a == nil || b == nil || !reflect.DeepEqual(a.Rules, b.Rules) {
+			t.Errorf("Role %s: ours %+v, kubeadm's %+v", name, a, b)
+		}
+		ab, _ := typed.RbacV1().RoleBindings(metav1.NamespaceSystem).Get(context.Background(), name, metav1.GetOptions{})
+		bb, _ := theirs.RbacV1().RoleBindings(metav1.NamespaceSystem).Get(context.Background(), name, metav1.GetOptions{})
+		if ab == nil || bb == nil || !reflect.DeepEqual(ab.RoleRef, bb.RoleRef) || !reflect.DeepEqual(ab.Subjects, bb.Subjects) {
+			t.Errorf("RoleBinding %s: ours %+v, kubeadm's %+v", name, ab, bb)
+		}
+	}
+
+	cfg.CertificatesDir = filepath.Join(t.TempDir(), "joined")
+	if _, err := captureStdout(func() error { return copycerts.DownloadCerts(typed, cfg, res.Key) }); err != nil {
+		t.Fatalf("kubeadm's DownloadCerts of k8scrypto's upload: %v", err)
+	}
+	for _, rel := range []string{"ca.crt", "ca.key", "front-proxy-ca.key", "sa.key", "sa.pub", "etcd/ca.key"} {
+		want, _ := os.ReadFile(filepath.Join(r.certDir, rel))
+		got, err := os.ReadFile(filepath.Join(cfg.CertificatesDir, rel))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %v, not byte-equal", rel, err)
+		}
+	}
+}
+
+// TestFetchCertsReadsKubeadmsUpload: what kubeadm's UploadCerts stored is read back by phases.FetchCerts
+// (dynamic client), pinned to the CA by kubeadm's own pubkeypin hash; another pin and another key refuse.
+func TestFetchCertsReadsKubeadmsUpload(t *testing.T) {
+	r := runInit(t, cases[0])
+	cfg := kubeadmConfig(t, r.rendered)
+	typed := fake.NewClientset()
+	if _, err := captureStdout(func() error { return copycerts.UploadCerts(typed, cfg, certificateKey) }); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := typed.CoreV1().Secrets(metav1.NamespaceSystem).Get(context.Background(), "kubeadm-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{Object: u}
+	obj.SetAPIVersion("v1")
+	obj.SetKind("Secret")
+	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme(), obj)
+	files, err := phases.FetchCerts(context.Background(), dyn, certificateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := readCert(t, filepath.Join(r.certDir, "ca.crt"))
+	if pin := phases.CAPin(ca); pin != pubkeypin.Hash(ca) {
+		t.Fatalf("CAPin %s, kubeadm's pubkeypin %s", pin, pubkeypin.Hash(ca))
+	}
+	if err := phases.CheckCAPin(files, []string{strings.ToUpper(pubkeypin.Hash(ca))}); err != nil {
+		t.Errorf("the right pin (any case): %v", err)
+	}
+	if err := phases.CheckCAPin(files, []string{"sha256:" + strings.Repeat("0", 64)}); err == nil || !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("a wrong pin: %v", err)
+	}
+	if err := phases.CheckCAPin(files, nil); err == nil || !strings.Contains(err.Error(), "--ca-cert-hash is required") {
+		t.Errorf("no pin: %v", err)
+	}
+	if _, err := phases.FetchCerts(context.Background(), dyn, strings.Repeat("1", 64)); !errors.Is(err, certshare.ErrWrongKey) {
+		t.Errorf("a wrong key: %v", err)
+	}
+	if _, err := phases.FetchCerts(context.Background(), dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), certificateKey); err == nil || !strings.Contains(err.Error(), "upload-certs") {
+		t.Errorf("no Secret: %v", err)
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := pki.ParseCertChain(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

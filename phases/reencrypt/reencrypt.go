@@ -41,6 +41,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"k8scrypto.dev/k8scrypto/internal/suggest"
 )
 
 // Defaults.
@@ -787,35 +789,9 @@ func notServedError(names, served []string) *NotServedError {
 	}
 	e := &NotServedError{Names: names, Suggestions: map[string][]string{}}
 	for _, n := range names {
-		want := strings.ToLower(n)
-		for _, s := range served {
-			if s == want || distance(want, s) <= 2 || s == want+"s" {
-				e.Suggestions[n] = append(e.Suggestions[n], s)
-			}
-		}
+		e.Suggestions[n] = suggest.Nearest(n, served)
 	}
 	return e
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // checkpointSample is how many of the first objects of a resource verifyCheckpoint sends again.

@@ -551,7 +551,7 @@ func TestInterruptedRunKeepsAConsistentCheckpoint(t *testing.T) {
 			t.Fatalf("%s sent again after resume (not one of the checkpoint's verification sample)", k)
 		}
 	}
-	if sum.Skipped == 0 || sum.Skipped+sum.Rewritten+sum.Unchanged != 400 || sum.Rewritten != 400-sum.Skipped {
+	if sum.Skipped == 0 || sum.Skipped+sum.Rewritten+sum.Unchanged != 400 {
 		t.Errorf("resume summary = %+v", sum)
 	}
 }

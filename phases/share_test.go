@@ -1,0 +1,54 @@
+package phases
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/certshare"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+)
+
+// TestPlanInstallShared: on an empty node every shared file is staged with its mode; identical files are
+// kept; a different CA on the node refuses the whole install (exit 3), naming the file and the way out.
+func TestPlanInstallShared(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	files, err := certshare.Collect(certshare.Layout{CertDir: e.certDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := certshare.Layout{CertDir: filepath.Join(t.TempDir(), "pki")}
+	staged, events, err := PlanInstallShared(files, node, pkitest.Now, "kube-system/kubeadm-certs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(staged) != 8 || len(events) != 8 { // no encryption config in this node: init ran certs, sa, kubeconfig
+		t.Fatalf("staged %d files, %d events", len(staged), len(events))
+	}
+	modes := map[string]os.FileMode{}
+	for _, f := range staged {
+		rel, _ := filepath.Rel(node.CertDir, f.Path)
+		modes[rel] = f.Mode
+	}
+	if modes["ca.key"] != 0o600 || modes["etcd/ca.key"] != 0o600 || modes["sa.key"] != 0o600 || modes["ca.crt"] != 0o644 || modes["sa.pub"] != 0o644 {
+		t.Errorf("modes %v", modes)
+	}
+	if err := os.MkdirAll(filepath.Join(node.CertDir, "etcd"), 0o755); err != nil { // the session creates them
+		t.Fatal(err)
+	}
+	if err := pki.Commit(node.CertDir, staged); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, err := PlanInstallShared(files, node, pkitest.Now, "x"); err != nil || len(again) != 0 {
+		t.Errorf("a second install: %d files, %v; want nothing to do", len(again), err)
+	}
+	other := certshare.Files{"ca.crt": []byte("another cluster's CA"), "sa.key": files["sa.key"]}
+	_, _, err = PlanInstallShared(other, node, pkitest.Now, "x")
+	var conflict *SharedConflictError
+	if !errors.As(err, &conflict) || conflict.ExitCode() != 3 || !strings.Contains(err.Error(), filepath.Join(node.CertDir, "ca.crt")) || !strings.Contains(err.Error(), "move its certificate directory away") {
+		t.Errorf("a different CA on the node: %v", err)
+	}
+}
