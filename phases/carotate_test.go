@@ -1,0 +1,161 @@
+package phases
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/pkitest"
+)
+
+// applyPlan writes a plan as the session's commit would, and removes what it made obsolete.
+func applyPlan(t *testing.T, p *RotationPlan) {
+	t.Helper()
+	for _, f := range p.Files {
+		if err := os.WriteFile(f.Path, f.Data, f.Mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range p.Obsolete {
+		if err := os.Remove(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// verifies reports whether cert chains to one of the certificates of the CA file at path, at now.
+func verifies(t *testing.T, cert *x509.Certificate, path string, now time.Time) error {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(data)
+	_, err = cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err
+}
+
+
+// TestCARotationStages walks the cluster CA and the etcd CA through prepare, promote and prune: each step
+// refuses out of order (exit 3); after prepare both CAs are trusted and the old one signs; after promote the
+// new key signs, every leaf and kubeconfig client certificate is re-issued by it (same key) and both are
+// still trusted, so a client holding an old certificate still verifies; after prune only the new CA is
+// trusted.
+func TestCARotationStages(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	cfg := e.loadConfig()
+	now := pkitest.Now.Add(30 * day)
+	ctx := context.Background()
+	for _, name := range []string{"ca", "etcd-ca"} {
+		t.Run(name, func(t *testing.T) {
+			spec, _ := pki.LookupCert(name)
+			crtPath, keyPath := spec.CertPath(cfg.CertDir), spec.KeyPath(cfg.CertDir)
+			oldCA := readCertFile(t, crtPath)
+			leafName := map[string]string{"ca": "apiserver", "etcd-ca": "etcd-server"}[name]
+			leafSpec, _ := pki.LookupCert(leafName)
+			oldLeaf := readCertFile(t, leafSpec.CertPath(cfg.CertDir))
+			step := func(s string, yes bool) *CARotation {
+				t.Helper()
+				r := &CARotation{Cfg: cfg, KubeconfigDir: e.kubeDir, Name: name, Now: now, Keys: e.keys, Rand: pkitest.Rand(21), Yes: yes}
+				if err := r.Read(); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Check(ctx, s); err != nil {
+					t.Fatalf("%s: %v", s, err)
+				}
+				p, err := r.Plan(ctx, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				applyPlan(t, p)
+				return r
+			}
+			refused := func(s string) {
+				t.Helper()
+				r := &CARotation{Cfg: cfg, KubeconfigDir: e.kubeDir, Name: name, Now: now, Yes: true}
+				if err := r.Read(); err != nil {
+					t.Fatal(err)
+				}
+				var se *CAStageError
+				if err := r.Check(ctx, s); !errors.As(err, &se) || se.ExitCode() != 3 || !strings.Contains(err.Error(), "ca rotate "+s+" refused") {
+					t.Errorf("%s in stage %s: %v", s, r.Stage(), err)
+				}
+			}
+			refused("promote")
+			refused("prune")
+			step("prepare", false)
+			refused("prepare")
+			refused("prune")
+			if err := verifies(t, oldLeaf, crtPath, now); err != nil {
+				t.Errorf("after prepare the old leaf does not verify: %v", err)
+			}
+			if _, err := os.Stat(keyPath + ".next"); err != nil {
+				t.Fatalf("no staged key: %v", err)
+			}
+			bundle, rest, _ := LoadCert(crtPath)
+			if !bundle.Equal(oldCA) || len(rest) != 1 {
+				t.Fatalf("after prepare ca.crt holds %d certificates, signer first: %v", 1+len(rest), bundle.Equal(oldCA))
+			}
+			newCA := rest[0]
+
+			step("promote", false)
+			if _, err := os.Stat(keyPath + ".next"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the staged key is still there after promote: %v", err)
+			}
+			if k, _ := LoadKey(keyPath); !pki.KeyMatchesCert(k, newCA) {
+				t.Error("after promote the CA key is not the new CA's")
+			}
+			newLeaf := readCertFile(t, leafSpec.CertPath(cfg.CertDir))
+			if newLeaf.CheckSignatureFrom(newCA) != nil || !pki.PublicKeysEqual(newLeaf.PublicKey, oldLeaf.PublicKey) || string(newLeaf.RawSubject) != string(oldLeaf.RawSubject) {
+				t.Error("the leaf was not re-issued by the new CA with the same key and subject")
+			}
+			for _, c := range []*x509.Certificate{oldLeaf, newLeaf} {
+				if err := verifies(t, c, crtPath, now); err != nil {
+					t.Errorf("after promote a leaf (old or new) does not verify against the bundle: %v", err)
+				}
+			}
+			if name == "ca" {
+				for _, k := range pki.Kubeconfigs() {
+					kc, err := LoadKubeconfig(k.Path(e.kubeDir))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if kc.ClientCert.CheckSignatureFrom(newCA) != nil || len(kc.CAs) != 2 || !kc.CAs[0].Equal(newCA) {
+						t.Errorf("%s after promote: client certificate not from the new CA, or CA data not [new, old]", k.FileName)
+					}
+				}
+			}
+			refused("promote")
+			r := &CARotation{Cfg: cfg, KubeconfigDir: e.kubeDir, Name: name, Now: now}
+			if err := r.Read(); err != nil {
+				t.Fatal(err)
+			}
+			var ue *UsageError
+			if err := r.Check(ctx, "prune"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--yes") {
+				t.Errorf("prune without --yes: %v", err)
+			}
+			step("prune", true)
+			if c, rest, _ := LoadCert(crtPath); !c.Equal(newCA) || len(rest) != 0 {
+				t.Error("after prune ca.crt is not the new CA alone")
+			}
+			if verifies(t, oldLeaf, crtPath, now) == nil {
+				t.Error("after prune a certificate of the old CA still verifies")
+			}
+			if err := verifies(t, newLeaf, crtPath, now); err != nil {
+				t.Errorf("after prune the re-issued leaf does not verify: %v", err)
+			}
+			info := CheckExpiration(cfg, e.kubeDir, now)
+			for _, row := range append(info.Certificates, info.CertificateAuthorities...) {
+				if row.Problem != "" && (row.CAName == name || row.Name == name) {
+					t.Errorf("%s after the rotation: %s", row.Name, row.Problem)
+				}
+			}
+		})
+	}
+}
