@@ -344,3 +344,5 @@ func kubeconfigTrustData(path string, data []byte, trust []*x509.Certificate) (p
 	}
 	return pki.File{Path: path, Data: out, Mode: pki.ModeKey}, string(out) != string(data), nil
 }
+
+var _ Rotation = (*CARotation)(nil)
