@@ -41,7 +41,6 @@ func verifies(t *testing.T, cert *x509.Certificate, path string, now time.Time) 
 	return err
 }
 
-
 // TestCARotationStages walks the cluster CA and the etcd CA through prepare, promote and prune: each step
 // refuses out of order (exit 3); after prepare both CAs are trusted and the old one signs; after promote the
 // new key signs, every leaf and kubeconfig client certificate is re-issued by it (same key) and both are

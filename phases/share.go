@@ -191,14 +191,6 @@ func encodeData(data map[string][]byte) map[string]any {
 	return out
 }
 
-// absOrSelf is p made absolute for output, or p when that fails.
-func absOrSelf(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
-}
-
 func createOrUpdate(ctx context.Context, ri dynamic.ResourceInterface, obj *unstructured.Unstructured) error {
 	_, err := ri.Create(ctx, obj, metav1.CreateOptions{})
 	if !apierrors.IsAlreadyExists(err) {
@@ -233,7 +225,7 @@ type ExportResult struct {
 // ExportBundle seals the shared files into a new bundle file (0600). It refuses to replace an existing
 // file: a bundle holds every CA key of the cluster, and overwriting one by mistake is not undoable.
 func ExportBundle(req ExportRequest) (ExportResult, error) {
-	res := ExportResult{APIVersion: ResultAPIVersion, Kind: "CertsExportResult", File: absOrSelf(req.Out), Format: certshare.BundleVersion}
+	res := ExportResult{APIVersion: ResultAPIVersion, Kind: "CertsExportResult", File: pki.AbsPath(req.Out), Format: certshare.BundleVersion}
 	if _, err := os.Lstat(req.Out); err == nil {
 		return res, fmt.Errorf("--out %s exists: k8scrypto does not overwrite a bundle; choose another name or remove it", req.Out)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -253,6 +245,9 @@ func ExportBundle(req ExportRequest) (ExportResult, error) {
 	data, err := certshare.SealBundle(files, req.Secret, rnd)
 	if err != nil {
 		return res, err
+	}
+	if err := pki.EnsureDir(filepath.Dir(req.Out), pki.ModeStrictDir, false); err != nil {
+		return res, fmt.Errorf("--out: %w", err)
 	}
 	if err := pki.WriteFileAtomic(req.Out, data, pki.ModeKey); err != nil {
 		return res, err

@@ -23,7 +23,7 @@ func newCertsCommand(e *env, g *globals) *cobra.Command {
 	renew := newRenewCertsCommand(e, g)
 	renew.Use = "renew [all|NAME...]"
 	renew.Short = `Renew the certificates that are due (the same as "k8scrypto renew certs")`
-	cmd.AddCommand(newCheckExpirationCommand(e, g), renew)
+	cmd.AddCommand(newCheckExpirationCommand(e, g), renew, newCertsExportCommand(e, g), newCertsImportCommand(e, g))
 	return cmd
 }
 

@@ -330,6 +330,8 @@ type fakeAPIServer struct {
 	limits  []string
 	loaded  string
 	runs    []byte
+	// objects holds what was created in kube-system (upload-certs), by API path, as JSON objects.
+	objects map[string]map[string]any
 }
 
 func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -385,8 +387,61 @@ func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		sec.TypeMeta = metav1.TypeMeta{Kind: "Secret", APIVersion: "v1"}
 		writeJSON(sec)
+	case strings.Contains(r.URL.Path, "/namespaces/kube-system/"):
+		s.kubeSystem(w, r)
 	default:
 		http.Error(w, r.Method+" "+r.URL.Path+" not served", http.StatusNotFound)
+	}
+}
+
+// kubeSystem creates, reads and replaces objects in kube-system by path, as the dynamic client sends them
+// (what upload-certs creates and download-certs reads).
+func (s *fakeAPIServer) kubeSystem(w http.ResponseWriter, r *http.Request) {
+	if s.objects == nil {
+		s.objects = map[string]map[string]any{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	notFound := func() {
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodPut:
+		var obj map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&obj); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		meta := obj["metadata"].(map[string]any)
+		path := r.URL.Path
+		if r.Method == http.MethodPost {
+			path += "/" + meta["name"].(string)
+			if _, exists := s.objects[path]; exists {
+				w.WriteHeader(http.StatusConflict)
+				json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409})
+				return
+			}
+		}
+		meta["uid"], meta["resourceVersion"] = "uid-"+meta["name"].(string), "1"
+		if sd, ok := obj["stringData"].(map[string]any); ok { // as the apiserver stores it
+			data := map[string]any{}
+			for k, v := range sd {
+				data[k] = base64.StdEncoding.EncodeToString([]byte(v.(string)))
+			}
+			obj["data"] = data
+			delete(obj, "stringData")
+		}
+		s.objects[path] = obj
+		json.NewEncoder(w).Encode(obj)
+	case http.MethodGet:
+		obj, ok := s.objects[r.URL.Path]
+		if !ok {
+			notFound()
+			return
+		}
+		json.NewEncoder(w).Encode(obj)
+	default:
+		notFound()
 	}
 }
 

@@ -65,7 +65,7 @@ func (n *node) args(args ...string) []string {
 	cmd := commandPath(args)
 	out := slices.Clone(args)
 	switch {
-	case slices.Contains([]string{"version", "renew", "certs", "encryption", "sa"}, cmd):
+	case slices.Contains([]string{"version", "renew", "certs", "encryption", "sa", "ca", "join", "join phase"}, cmd):
 		return out // commands without these flags
 	case strings.HasPrefix(cmd, "certs check-expiration"):
 		return append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir)
@@ -75,7 +75,7 @@ func (n *node) args(args ...string) []string {
 		out = append(out, "--checkpoint", n.checkpoint())
 	}
 	out = append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir, "--audit-log", n.AuditLog)
-	for _, writer := range []string{"renew", "certs renew", "encryption rotate", "sa rotate"} {
+	for _, writer := range []string{"renew", "certs renew", "encryption rotate", "sa rotate", "ca renew", "ca rotate"} {
 		if strings.HasPrefix(cmd, writer) {
 			out = append(out, "--backup-dir", n.BackupDir)
 			break
@@ -1072,6 +1072,27 @@ func scanForSecrets(t *testing.T, n *node, alg string) {
 		ok("sa", "rotate", "prune", "--yes", "-v", "-o", "json"),
 		refused("sa", "rotate", "promote", "-v"), // out of order
 	)
+	// The shared keys: uploaded to and downloaded from the fake apiserver (the node's own files come back
+	// identical), sealed into a bundle and imported back, with a key file and with a passphrase.
+	keyFile, passFile := filepath.Join(n.Dir, "bundle.key"), filepath.Join(n.Dir, "bundle.pass")
+	writeFile(t, keyFile, []byte(strings.Repeat("5a", 32)+"\n"))
+	writeFile(t, passFile, []byte("a passphrase that is long enough\n"))
+	caPin := phases.CAPin(mustParseCert(t, filepath.Join(n.CertDir, "ca.crt")))
+	runAll(
+		ok("init", "phase", "upload-certs", "--kubeconfig", adminConf, "--certificate-key", strings.Repeat("3c", 32), "-v"),
+		ok("join", "phase", "download-certs", "--kubeconfig", adminConf, "--certificate-key", strings.Repeat("3c", 32), "--ca-cert-hash", caPin, "-v"),
+		ok("init", "phase", "upload-certs", "--kubeconfig", adminConf, "-o", "json"),
+		ok("certs", "export", "--out", filepath.Join(n.Dir, "out", "k.bundle"), "--key-file", keyFile, "-v"),
+		ok("certs", "export", "--out", filepath.Join(n.Dir, "out", "p.bundle"), "--passphrase-file", passFile, "-o", "json"),
+		ok("certs", "import", "--in", filepath.Join(n.Dir, "out", "k.bundle"), "--key-file", keyFile, "-v"),
+		ok("certs", "import", "--in", filepath.Join(n.Dir, "out", "p.bundle"), "--passphrase-file", passFile, "--ca-cert-hash", caPin, "-o", "yaml"),
+		ok("ca"), ok("ca", "rotate"), ok("join"), ok("join", "phase"),
+		ok("ca", "renew", "-v"), ok("ca", "renew", "etcd-ca", "--dry-run", "-o", "json"),
+		ok("ca", "rotate", "prepare", "--ca", "front-proxy-ca", "--dry-run", "-v"), ok("ca", "rotate", "prepare", "--ca", "front-proxy-ca", "-o", "json"),
+		refused("ca", "rotate", "prune", "--ca", "front-proxy-ca", "--yes"), // out of order
+		ok("ca", "rotate", "promote", "--ca", "front-proxy-ca", "-v"),
+		ok("ca", "rotate", "prune", "--ca", "front-proxy-ca", "--yes", "-o", "yaml"),
+	)
 	for _, c := range allCommands() {
 		if !ran[c] {
 			t.Errorf("%q never ran successfully: the scan must cover every command", c)
@@ -1226,4 +1247,21 @@ func (idx *leakIndex) leaks(forms []string) bool {
 		}
 	}
 	return false
+}
+
+func mustParseCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

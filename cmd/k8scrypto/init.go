@@ -90,6 +90,7 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 	for _, p := range runner.Phases {
 		phaseCmd.AddCommand(newPhaseCommand(e, g, f, runner, p, p.Name))
 	}
+	phaseCmd.AddCommand(newUploadCertsCommand(e, g))
 	cmd.AddCommand(phaseCmd)
 	return cmd
 }

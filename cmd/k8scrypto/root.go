@@ -99,7 +99,7 @@ Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K
 		newVersionCommand(e, g),
 		newInitCommand(e, g),
 		newRenewCommand(e, g), newCertsCommand(e, g),
-		newEncryptionCommand(e, g), newSACommand(e, g),
+		newEncryptionCommand(e, g), newSACommand(e, g), newCACommand(e, g), newJoinCommand(e, g),
 	)
 	return root
 }
