@@ -1,11 +1,7 @@
 package phases
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -51,25 +47,6 @@ func runInit(t *testing.T, n *pkitest.Node, abortAt int) (steps int, err error) 
 	return steps, <-done
 }
 
-// readAudit reads an audit log's lines.
-func readAudit(t *testing.T, path string) []pki.AuditEvent {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []pki.AuditEvent
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		var ev pki.AuditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
 // TestInitKilledAfterCommitKeepsItsAuditLines: init records its audit lines in an intent before the commit,
 // so a run that dies at any step after it (before appending to the audit log) loses none: the next run
 // appends them, and every key and certificate in place then has an ok create line with its fingerprint.
@@ -95,7 +72,7 @@ func TestInitKilledAfterCommitKeepsItsAuditLines(t *testing.T) {
 		if _, err := runInit(t, n, 0); err != nil {
 			t.Fatalf("killed at step %d/%d: the next run: %v", i, steps, err)
 		}
-		lines := readAudit(t, n.AuditLog)
+		lines := pkitest.AuditLines(t, n.AuditLog)
 		for _, p := range []string{caKey, filepath.Join(n.CertDir, "apiserver.crt"), filepath.Join(n.CertDir, "etcd", "ca.key"), filepath.Join(n.KubeDir, "admin.conf")} {
 			serial, sha := FileIdentity(p)
 			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {

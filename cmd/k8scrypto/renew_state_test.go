@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"maps"
 	"os"
 	"os/exec"
@@ -25,25 +22,6 @@ func (c *renewCluster) runArgs(now time.Time, args ...string) (int, string, stri
 	e, stdout, stderr := c.env(now)
 	code := run(args, e)
 	return code, stdout.String(), stderr.String()
-}
-
-// auditLines reads an audit log.
-func auditLines(t *testing.T, path string) []pki.AuditEvent {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []pki.AuditEvent
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		var ev pki.AuditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		out = append(out, ev)
-	}
-	return out
 }
 
 // aRegularFile returns a path under a regular file: no one, root included, can create it.
@@ -142,7 +120,7 @@ func TestRenewStateFallback(t *testing.T) {
 		if !strings.Contains(stderr, audit) || !strings.Contains(stderr, filepath.Join(tc.base, "backups")) {
 			t.Errorf("XDG_STATE_HOME=%q: the notice does not name both locations:\n%s", tc.xdg, stderr)
 		}
-		lines := auditLines(t, audit)
+		lines := pkitest.AuditLines(t, audit)
 		if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {
 			return ev.Operation == pki.AuditRenew && ev.File == filepath.Join(c.certDir, "apiserver.crt") && ev.Time.Equal(now)
 		}) {
@@ -187,7 +165,7 @@ func TestRenewCertsKeepsTenBackupsByDefault(t *testing.T) {
 		t.Errorf("kept %v, want the newest ten %v", kept, dirs[2:])
 	}
 	var removed []string
-	for _, ev := range auditLines(t, c.auditLog) {
+	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
 		if ev.Operation == pki.AuditRemove {
 			if ev.Outcome != "ok" || ev.User == "" || ev.Host == "" || ev.Time.IsZero() {
 				t.Errorf("remove line %+v", ev)
@@ -280,7 +258,7 @@ func TestRenewCertsHookRunsWhenAuditFails(t *testing.T) {
 		t.Fatalf("next run: exit %d %s", code, stderr)
 	}
 	found := false
-	for _, ev := range auditLines(t, c.auditLog) {
+	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
 		if ev.Operation == pki.AuditRenew && ev.Serial == cert.SerialNumber.String() && ev.SHA256 == pki.Fingerprint(cert.Raw) &&
 			ev.Outcome == "ok" && strings.Contains(ev.Detail, "by a later run") && ev.Time.Equal(now) {
 			found = true
@@ -316,7 +294,7 @@ func TestAuditLineContent(t *testing.T) {
 	}
 	byOp := func(when time.Time) map[string]map[string]pki.AuditEvent {
 		out := map[string]map[string]pki.AuditEvent{}
-		for _, ev := range auditLines(t, c.auditLog) {
+		for _, ev := range pkitest.AuditLines(t, c.auditLog) {
 			if ev.Time.Equal(when) {
 				if out[ev.Operation] == nil {
 					out[ev.Operation] = map[string]pki.AuditEvent{}
@@ -470,7 +448,7 @@ func TestRecoveryBeforeReadingCommands(t *testing.T) {
 	// Every file is the new one, and the audit log says so.
 	recovered := map[string]pki.AuditEvent{}
 	renewed := map[string]pki.AuditEvent{}
-	for _, ev := range auditLines(t, c.auditLog) {
+	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
 		switch {
 		case ev.Operation == pki.AuditRecover:
 			recovered[ev.File] = ev

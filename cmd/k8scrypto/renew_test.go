@@ -551,7 +551,7 @@ func TestRenewCertsKilledAtEveryStep(t *testing.T) {
 			t.Errorf("step %d: CA files changed", i)
 		}
 		// Whether the killed run or the next one renewed it, the certificate in place has its renew line.
-		lines := auditLines(t, c.auditLog)
+		lines := pkitest.AuditLines(t, c.auditLog)
 		for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
 			serial, sha := phases.FileIdentity(p)
 			if !slices.ContainsFunc(lines, func(ev pki.AuditEvent) bool {

@@ -1,6 +1,9 @@
 package pkitest
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -161,6 +164,25 @@ func NodeDiff(before, after Snapshot) []string {
 		if path != "pki" && path != "pki/"+pki.LockName {
 			out = append(out, d)
 		}
+	}
+	return out
+}
+
+// AuditLines reads an audit log's lines.
+func AuditLines(t testing.TB, path string) []pki.AuditEvent {
+	t.Helper()
+	data, err := os.ReadFile(path) // #nosec G304 -- a test's own audit log
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pki.AuditEvent
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var ev pki.AuditEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, ev)
 	}
 	return out
 }
