@@ -15,8 +15,9 @@
 #   lb         docker.io/envoyproxy/envoy:<kind's tag>: the rootfs with e2e/kind/images/lbproxy as `envoy`.
 #
 # Everything is cached outside the repository, in ${K8SCRYPTO_E2E_KIND_CACHE:-~/.cache/k8scrypto-e2e/kind}:
-# each binary is checked against its pins (the module, version, go.sum hash, ldflags, tags and cgo setting
-# the Go toolchain records in it, `go version -m`) and rebuilt on mismatch; the rootfs and the two images
+# each binary is checked against its pins (the module, version, go.sum hash, tags and cgo setting
+# the Go toolchain records in it, `go version -m`, and the version it reports, which the version ldflags
+# set) and rebuilt on mismatch; the rootfs and the two images
 # carry a key made from their inputs (pins, binaries' hashes, this script) and are rebuilt when it changes.
 # The node image's name is written to <cache>/node-image, which the tests read.
 #
@@ -31,6 +32,10 @@ source "$e2e_dir/hack/node-image.pins"
 cache="${K8SCRYPTO_E2E_KIND_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8scrypto-e2e/kind}"
 bin="$cache/bin"
 mkdir -p "$bin"
+# One build at a time; what an interrupted one left in the cache goes.
+exec 9>"$cache/.lock"
+flock -n 9 || { echo "build-node-image: waiting for another build of $cache" >&2; flock 9; }
+rm -rf "$cache"/gobin.* "$cache"/rootfs.* "$cache"/image.* "$cache"/node.* "$cache"/lb.* "$cache"/*.tmp
 
 total_start=$SECONDS
 stage_start=$SECONDS
@@ -67,52 +72,53 @@ done
 k8s_ldflags="-s -w${k8s_ldflags}"
 
 # sig BINARY: what the Go toolchain recorded about how a binary was built: the main module (path, version,
-# sum), the ldflags, the tags and the cgo setting.
+# sum), the tags and the cgo setting. (With -trimpath it leaves out the ldflags; stamp checks those.)
 sig() {
 	go version -m "$1" 2>/dev/null | awk '
 		$1 == "mod" { m = $2 " " $3 " " $4 }
-		$1 == "build" && $2 ~ /^-ldflags=/ { l = substr($0, index($0, "-ldflags=")) }
 		$1 == "build" && $2 ~ /^-tags=/ { t = $2 }
 		$1 == "build" && $2 ~ /^CGO_ENABLED=/ { c = $2 }
-		END { print m "|" l "|" t "|" c }'
+		END { print m "|" t "|" c }'
 }
 
-# stale NAME WANT: why the cached binary must be rebuilt, nothing when it is current.
+# stamp NAME: the version the binary reports, which its version ldflags set.
+stamp() {
+	case "$1" in
+	kubeadm) "$bin/$1" version -o short ;;
+	kubectl) "$bin/$1" version --client -o json | jq -r .clientVersion.gitVersion ;;
+	containerd-shim-runc-v2) "$bin/$1" -v ;;
+	*) "$bin/$1" --version ;;
+	esac 2>/dev/null | head -n 3 | tr '\n' ' '
+}
+
+# stale NAME WANT VERSION: why the cached binary must be rebuilt, nothing when it is current: it must carry
+# the sig WANT and report VERSION.
 stale() {
 	local got
 	[ -x "$bin/$1" ] || { echo "missing"; return; }
 	got="$(sig "$bin/$1")"
-	[ "$got" = "$2" ] || echo "built as [$got], pinned as [$2]"
+	[ "$got" = "$2" ] || { echo "built as [$got], pinned as [$2]"; return; }
+	got="$(stamp "$1")"
+	case " $got " in *[\ v]"${3#v}"[\ +-]*) ;; *) echo "reports version [$got], want ${3}" ;; esac
 }
 
-# want MODULE LDFLAGS TAGS CGO: the sig a binary built from MODULE with those settings carries. go version
-# -m quotes ldflags that contain spaces.
-want() {
-	local l=""
-	if [ -n "$2" ]; then
-		case "$2" in *" "*) l="-ldflags=\"$2\"" ;; *) l="-ldflags=$2" ;; esac
-	fi
-	echo "$(pinned "$1")|$l|${3:+-tags=$3}|CGO_ENABLED=$4"
-}
+# want MODULE TAGS CGO: the sig of a binary built from MODULE as pinned by e2e/go.mod.
+want() { echo "$(pinned "$1")|${2:+-tags=$2}|CGO_ENABLED=$3"; }
 
 # install_remote NAME MODULE VERSION PACKAGE LDFLAGS TAGS CGO: go install PACKAGE@VERSION (the module's own
 # go.mod, as its release is built) into the cache, unless the cached binary matches.
 install_remote() {
 	local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 tags=$6 cgo=$7 sum want why tmp
 	sum="$(cd /tmp && go mod download -json "$module@$version" | jq -r .Sum)"
-	want="$module $version $sum|"
-	if [ -n "$ldflags" ]; then
-		case "$ldflags" in *" "*) want+="-ldflags=\"$ldflags\"" ;; *) want+="-ldflags=$ldflags" ;; esac
-	fi
-	want+="|${tags:+-tags=$tags}|CGO_ENABLED=$cgo"
-	why="$(stale "$name" "$want")"
+	want="$module $version $sum|${tags:+-tags=$tags}|CGO_ENABLED=$cgo"
+	why="$(stale "$name" "$want" "$version")"
 	[ -z "$why" ] && return
 	echo "building $name ($why)" >&2
 	tmp="$(mktemp -d "$cache/gobin.XXXXXX")"
 	(cd /tmp && GOBIN="$tmp" CGO_ENABLED=$cgo go install -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" "$pkg@$version")
 	mv "$tmp/$(basename "$pkg")" "$bin/$name"
 	rm -rf "$tmp"
-	why="$(stale "$name" "$want")"
+	why="$(stale "$name" "$want" "$version")"
 	[ -z "$why" ] || die "$bin/$name was just built but does not match its pins: $why"
 }
 
@@ -138,24 +144,25 @@ declare -A k8s_pkgs=(
 	[kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
 	[kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
 )
-k8s_want="$(want k8s.io/kubernetes "$k8s_ldflags" "" 0)"
+k8s_want="$(want k8s.io/kubernetes "" 0)"
 pkgs=()
 for name in "${!k8s_pkgs[@]}"; do
-	why="$(stale "$name" "$k8s_want")"
+	why="$(stale "$name" "$k8s_want" "$k8s_version")"
 	if [ -n "$why" ]; then
 		echo "building $name ($why)" >&2
 		pkgs+=("${k8s_pkgs[$name]}")
 	fi
 done
-etcd_want="$(want go.etcd.io/etcd/server/v3 "-s -w" "" 0)"
-why="$(stale etcd "$etcd_want")"
+etcd_want="$(want go.etcd.io/etcd/server/v3 "" 0)"
+etcd_version="$(pinned go.etcd.io/etcd/server/v3 | cut -d' ' -f2)"
+why="$(stale etcd "$etcd_want" "$etcd_version")"
 if [ -n "$why" ]; then
 	echo "building etcd ($why)" >&2
 	tmp="$(mktemp -d "$cache/gobin.XXXXXX")"
 	(cd "$e2e_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
 	mv "$tmp/etcd" "$bin/etcd"
 	rm -rf "$tmp"
-	why="$(stale etcd "$etcd_want")"
+	why="$(stale etcd "$etcd_want" "$etcd_version")"
 	[ -z "$why" ] || die "etcd was just built but does not match its pins: $why"
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -165,11 +172,9 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	rm -rf "$tmp"
 fi
 for name in "${!k8s_pkgs[@]}"; do
-	why="$(stale "$name" "$k8s_want")"
+	why="$(stale "$name" "$k8s_want" "$k8s_version")"
 	[ -z "$why" ] || die "$name was just built but does not match its pins: $why"
 done
-v="$("$bin/kubeadm" version -o short)"
-[ "$v" = "$k8s_version" ] || die "kubeadm version says $v, want $k8s_version (version ldflags)"
 
 stage "pause and the load-balancer stand-in from e2e/kind/images"
 # Built every time (the go build cache makes it a second): their source is this module's.
@@ -288,9 +293,12 @@ if [ "$(image_key "$node_image")" != "$node_key" ]; then
 	chroot "$root" systemctl enable kubelet.service containerd.service undo-mount-hacks.service >/dev/null 2>&1
 	chroot "$root" systemctl mask systemd-binfmt.service >/dev/null 2>&1
 
-	# The binaries, where kind's image has them.
-	for b in containerd containerd-shim-runc-v2 ctr crictl kubelet kubeadm kubectl; do
+	# The binaries, where kind's image has them (kind's kubelet.service runs /usr/bin/kubelet).
+	for b in containerd containerd-shim-runc-v2 ctr crictl; do
 		install -m 0755 "$bin/$b" "$root/usr/local/bin/$b"
+	done
+	for b in kubelet kubeadm kubectl; do
+		install -m 0755 "$bin/$b" "$root/usr/bin/$b"
 	done
 	install -m 0755 "$bin/runc" "$root/usr/local/sbin/runc"
 	# Kubernetes' version, which kind reads from the node (pkg/build/nodeimage/const.go).
@@ -348,6 +356,8 @@ if [ "$(image_key "$node_image")" != "$node_key" ]; then
 fi
 echo "$node_image" >"$cache/node-image"
 
+# kind runs the load balancer with its own command (bash -c '... envoy -c /home/envoy/envoy.yaml ...'), so the
+# image has bash and coreutils (kind also writes the files with mkdir, cp, chmod and mv) and no entrypoint.
 stage "load-balancer stand-in $lb_image"
 lb_key="$(
 	{
@@ -362,7 +372,7 @@ if [ "$(image_key "$lb_image")" != "$lb_key" ]; then
 	tar -C "$tmp/rootfs" --numeric-owner -xf "$rootfs"
 	install -m 0755 "$bin/envoy" "$tmp/rootfs/usr/local/bin/envoy"
 	tar -C "$tmp/rootfs" --numeric-owner -c . | docker import \
-		--change 'ENTRYPOINT ["/usr/local/bin/envoy", "-c", "/home/envoy/envoy.yaml"]' \
+		--change 'CMD ["/usr/local/bin/envoy", "-c", "/home/envoy/envoy.yaml"]' \
 		--change "LABEL dev.k8scrypto.e2e.key=$lb_key" --change "LABEL dev.k8scrypto.e2e.stand-in=e2e/kind/images/lbproxy" \
 		- "$lb_image" >/dev/null
 	rm -rf "$tmp"
