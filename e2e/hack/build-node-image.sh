@@ -210,8 +210,10 @@ mapfile -t images < <("$bin/kubeadm" config images list --kubernetes-version "$k
 archives="$cache/images"
 mkdir -p "$archives"
 pause_image=""
+declare -A image_of
 for image in "${images[@]}"; do
 	name="${image##*/}"; name="${name%%:*}"
+	image_of[$name]=$image
 	case "$name" in
 	kube-apiserver | kube-controller-manager | kube-scheduler | etcd) entry="[\"/usr/local/bin/$name\"]" ;;
 	pause) entry='["/pause"]'; pause_image=$image ;;
@@ -340,15 +342,23 @@ if [ "$(image_key "$node_image")" != "$node_key" ]; then
 		"$bin/ctr" --address "$state/containerd.sock" --namespace=k8s.io images import \
 			--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests "$archives/$name.tar" >/dev/null
 	done
-	"$bin/ctr" --address "$state/containerd.sock" --namespace=k8s.io images list -q | grep -v '^sha256:' >&2
+	listed="$("$bin/ctr" --address "$state/containerd.sock" --namespace=k8s.io images list -q)"
+	for name in kube-apiserver kube-controller-manager kube-scheduler etcd pause; do
+		grep -qxF "${image_of[$name]}" <<<"$listed" || die "${image_of[$name]} is not in the node's containerd after the import"
+		echo "preloaded ${image_of[$name]}" >&2
+	done
 	kill "$ctd_pid"
 	wait "$ctd_pid" 2>/dev/null || true
 	ctd_pid=""
 
-	tar -C "$root" --numeric-owner -c . | docker import \
-		--change "ENV container=docker" --change "STOPSIGNAL SIGRTMIN+3" \
+	# docker import takes no STOPSIGNAL, so one Dockerfile line on top (the classic builder, which needs no
+	# registry for a local base).
+	base_id="$(tar -C "$root" --numeric-owner -c . | docker import \
+		--change "ENV container=docker" \
 		--change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
-		--change "LABEL dev.k8scrypto.e2e.key=$node_key" - "$node_image" >/dev/null
+		--change "LABEL dev.k8scrypto.e2e.key=$node_key" -)"
+	printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$base_id" | DOCKER_BUILDKIT=0 docker build -q -t "$node_image" - >"$stage_dir/build.log" 2>&1 ||
+		{ cat "$stage_dir/build.log" >&2; die "docker build (STOPSIGNAL) failed"; }
 	cleanup
 	trap - EXIT
 	# Older node images of ours go; their layers are most of the cache's disk.
