@@ -28,7 +28,7 @@ e2e: e2e-binaries
 	cd e2e && CI=true $(GO) test -count=1 -run '^$$' -bench BenchmarkReencrypt -benchtime 1x -timeout 30m .
 
 ## kind: the kind tests (e2e/kind): Docker started when none answers (and stopped after, whatever happens),
-## the offline node image built or checked (e2e/hack/build-node-image.sh; cold 30-40 min on 2 cores), then
+## the offline node image built or checked (e2e/hack/build-node-image.sh; cold about 1 h on 2 busy cores, warm 20 s), then
 ## go test ./kind/. CI is passed through: CI=true (.ci/run) fails where Docker cannot be had, otherwise skip.
 kind:
 	bash e2e/hack/kind-test.sh

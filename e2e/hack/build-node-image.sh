@@ -133,7 +133,7 @@ install_remote ctr "$CONTAINERD_MODULE" "$CONTAINERD_VERSION" "$CONTAINERD_MODUL
 install_remote runc "$RUNC_MODULE" "$RUNC_VERSION" "$RUNC_MODULE" "-X main.version=${RUNC_VERSION#v}" seccomp 1
 install_remote crictl "$CRICTL_MODULE" "$CRICTL_VERSION" "$CRICTL_MODULE/cmd/crictl" "-s -w -X $CRICTL_MODULE/pkg/version.Version=$CRICTL_VERSION" "" 0
 
-stage "Kubernetes $k8s_version and etcd binaries from e2e/go.mod (cold: 20-25 min on 2 cores)"
+stage "Kubernetes $k8s_version and etcd binaries from e2e/go.mod (cold: 20-25 min on 2 idle cores, 47 under load)"
 # All static (CGO off): they run in one-binary images and in a node whose libc is not the host's. Stale ones
 # are built by one go build, which shares the package compiles between them.
 declare -A k8s_pkgs=(
@@ -181,7 +181,7 @@ stage "pause and the load-balancer stand-in from e2e/kind/images"
 (cd "$e2e_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/pause" ./kind/images/pause)
 (cd "$e2e_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/envoy" ./kind/images/lbproxy)
 
-stage "Debian $DEBIAN_SUITE rootfs (debootstrap; cold: about 3 min)"
+stage "Debian $DEBIAN_SUITE rootfs (debootstrap; cold: 3-10 min)"
 mirror="$(awk '$1 == "URIs:" { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
 mirror="${K8SCRYPTO_E2E_DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}"
 rootfs_key="$(printf '%s\n' "$DEBIAN_SUITE" "$mirror" "$DEBIAN_PACKAGES" | sha256sum | cut -c1-16)"

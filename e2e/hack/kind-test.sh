@@ -2,7 +2,7 @@
 # `make kind`: the kind tests (e2e/kind) with everything they need, and nothing of theirs left running.
 #   1. e2e/hack/docker.sh start: Docker from Debian, the runtime fix, dockerd started when none answers;
 #   2. e2e/hack/build-node-image.sh: the offline node image and the load-balancer stand-in, built or
-#      checked against their pins (cold: 30-40 minutes on 2 cores, warm: seconds);
+#      checked against their pins (cold: about 1 hour on 2 busy cores, warm: under 20 s);
 #   3. go test ./kind/... (the kind tests, and the unit tests of the image programs);
 #   4. e2e/hack/docker.sh stop, on success, failure or interruption: only a dockerd step 1 started.
 # CI is passed through: with CI=true (.ci/run) a missing Docker engine or node image fails the tests, without

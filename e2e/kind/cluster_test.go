@@ -221,11 +221,12 @@ func readNodeFile(ctx context.Context, t *testing.T, n nodes.Node, path string) 
 	return out.Bytes()
 }
 
-// writeNodeFile writes a file into the node with the given mode.
+// writeNodeFile writes a file into the node with the given mode, atomically.
 func writeNodeFile(ctx context.Context, t *testing.T, n nodes.Node, path string, mode os.FileMode, data []byte) {
 	t.Helper()
 	run(ctx, t, n, nil, "mkdir", "-p", filepath.Dir(path))
-	run(ctx, t, n, bytes.NewReader(data), "sh", "-c", `cat > "$1" && chmod "$2" "$1"`, "sh", path, fmt.Sprintf("%o", mode))
+	// Through a temporary file and a rename: an apiserver polling the file never reads half of it.
+	run(ctx, t, n, bytes.NewReader(data), "sh", "-c", `cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"`, "sh", path, fmt.Sprintf("%o", mode))
 }
 
 // testLogger sends kind's progress to the test log.

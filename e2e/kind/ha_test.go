@@ -3,6 +3,7 @@ package kind
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -13,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 
@@ -239,9 +244,201 @@ func TestKindHA(t *testing.T) {
 			t.Errorf("admin.conf through the load balancer authenticates as %+v", u)
 		}
 	})
+
+	t.Run("encryption key rotation across the three apiservers", func(t *testing.T) {
+		rotateAcrossNodes(ctx, t, c, ns, ips, files)
+	})
 }
 
 // redactKey hides a certificate key in output that is about to be logged.
 func redactKey(out []byte) []byte {
 	return regexp.MustCompile(`[0-9a-f]{64}`).ReplaceAll(redact(out), []byte("<redacted>"))
+}
+
+// rotateAcrossNodes runs the staged encryption-key rotation on the first node (prepare, promote,
+// reencrypt, prune --yes), copying encryption-config.yaml to the other two after every step that changes it
+// and waiting until all three apiservers have loaded it (their automatic reload polls once a minute), while a
+// client reads and writes Secrets through the load balancer the whole time. Not one read or write may fail,
+// and at the end every Secret is stored under the new key.
+func rotateAcrossNodes(ctx context.Context, t *testing.T, c *kindCluster, ns []nodes.Node, ips []string, files map[string][]byte) {
+	first := ns[0]
+	lb := hostAdmin(t, c)
+	direct := make([]*kubernetes.Clientset, len(ips))
+	for i, ip := range ips {
+		direct[i] = adminAt(t, c, "https://"+net.JoinHostPort(ip, "6443"))
+	}
+	k0 := encryptionPrefixOf(t, files["encryption-config.yaml"])
+
+	// The client: one Secret written and every written one read back, in turn, through the load balancer.
+	stop := make(chan struct{})
+	type result struct {
+		reads, writes       int
+		readErrs, writeErrs []string
+		written             map[string]string
+	}
+	done := make(chan result)
+	go func() {
+		r := result{written: map[string]string{}}
+		var names []string
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			if i%2 == 0 {
+				name, val := fmt.Sprintf("rot-%d", i), fmt.Sprintf("value-%d", i)
+				r.writes++
+				if _, err := lb.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: map[string]string{"v": val}}, metav1.CreateOptions{}); err != nil {
+					r.writeErrs = append(r.writeErrs, err.Error())
+				} else {
+					r.written[name] = val
+					names = append(names, name)
+				}
+			} else if len(names) > 0 {
+				name := names[i%len(names)]
+				r.reads++
+				s, err := lb.CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					r.readErrs = append(r.readErrs, err.Error())
+				} else if string(s.Data["v"]) != r.written[name] {
+					r.readErrs = append(r.readErrs, fmt.Sprintf("%s reads %q, want %q", name, s.Data["v"], r.written[name]))
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	stopClient := func() result {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		return <-done
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			stopClient()
+		}
+	}()
+
+	// step runs a k8scrypto command on the first node, copies the file it leaves to the others, and waits
+	// for every apiserver to load it; it returns the file.
+	step := func(args ...string) []byte {
+		t.Helper()
+		start := time.Now()
+		run(ctx, t, first, nil, "k8scrypto", args...)
+		cfg := readNodeFile(ctx, t, first, nodePKI+"/encryption-config.yaml")
+		for _, n := range ns[1:] {
+			writeNodeFile(ctx, t, n, nodePKI+"/encryption-config.yaml", 0o600, cfg)
+		}
+		hash := fmt.Sprintf("sha256:%x", sha256.Sum256(cfg))
+		for i, cs := range direct {
+			if err := poll(ctx, func(ctx context.Context) error {
+				raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(string(raw), "\n") {
+					if strings.HasPrefix(line, "apiserver_encryption_config_controller_last_config_info{") && strings.Contains(line, `hash="`+hash+`"`) {
+						return nil
+					}
+				}
+				return fmt.Errorf("apiserver on %s has not loaded %s yet", ips[i], hash)
+			}); err != nil {
+				t.Fatalf("%s: %v", strings.Join(args, " "), err)
+			}
+		}
+		t.Logf("%s: the three apiservers run the new file after %v", strings.Join(args, " "), time.Since(start).Round(time.Second))
+		return cfg
+	}
+
+	time.Sleep(2 * time.Second) // the client is running before the first step
+	step("encryption", "rotate", "prepare", "--cert-dir", nodePKI)
+	cfg := step("encryption", "rotate", "promote", "--cert-dir", nodePKI, "--kubeconfig", "/etc/kubernetes/admin.conf")
+	k1 := encryptionPrefixOf(t, cfg)
+	if k1 == k0 {
+		t.Fatalf("after promote the first key is still the old one (%s)", k0)
+	}
+	start := time.Now()
+	run(ctx, t, first, nil, "k8scrypto", "encryption", "reencrypt", "--kubeconfig", "/etc/kubernetes/admin.conf")
+	t.Logf("encryption reencrypt: %v", time.Since(start).Round(100*time.Millisecond))
+	step("encryption", "rotate", "prune", "--yes", "--cert-dir", nodePKI, "--kubeconfig", "/etc/kubernetes/admin.conf")
+	time.Sleep(2 * time.Second) // and still running after the last
+	r := stopClient()
+
+	t.Logf("client through the load balancer: %d reads, %d writes", r.reads, r.writes)
+	if len(r.readErrs) > 0 || len(r.writeErrs) > 0 {
+		t.Errorf("during the rotation %d of %d reads and %d of %d writes failed; first: %v %v", len(r.readErrs), r.reads, len(r.writeErrs), r.writes, first1(r.readErrs), first1(r.writeErrs))
+	}
+	if r.reads < 100 || len(r.written) < 100 {
+		t.Errorf("the client made %d reads and %d writes; too few to have run through the rotation", r.reads, len(r.written))
+	}
+	// Every Secret reads back, and etcd holds every Secret under the new key.
+	for name, val := range r.written {
+		s, err := lb.CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil || string(s.Data["v"]) != val {
+			t.Errorf("Secret %s after the rotation: %v", name, err)
+		}
+	}
+	pair, err := tls.X509KeyPair(files["apiserver-etcd-client.crt"], files["apiserver-etcd-client.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"https://" + ips[0] + ":2379"},
+		DialTimeout: 10 * time.Second,
+		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool(t, files["etcd/ca.crt"]), MinVersion: tls.VersionTLS12},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPrefix := map[string]int{}
+	for _, kv := range resp.Kvs {
+		p := "other"
+		if bytes.HasPrefix(kv.Value, []byte(k1)) {
+			p = k1
+		} else if bytes.HasPrefix(kv.Value, []byte(k0)) {
+			p = k0
+		}
+		byPrefix[p]++
+	}
+	if byPrefix[k1] != len(resp.Kvs) || len(resp.Kvs) < len(r.written) {
+		t.Errorf("etcd holds %d Secrets by prefix %v; want all under %s", len(resp.Kvs), byPrefix, k1)
+	}
+}
+
+func first1(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// adminAt is the node's admin.conf credentials pointed at one apiserver.
+func adminAt(t *testing.T, c *kindCluster, server string) *kubernetes.Clientset {
+	t.Helper()
+	kc, err := c.Provider.KubeConfig(c.Name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host = server
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
