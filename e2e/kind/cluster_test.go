@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,8 +106,16 @@ func newKindCluster(t *testing.T, cfg *v1alpha4.Cluster) *kindCluster {
 	// kind creates the network it is pointed at when it does not exist; the cleanup removes it.
 	t.Setenv("KIND_EXPERIMENTAL_DOCKER_NETWORK", network)
 
+	var interrupted atomic.Bool
 	teardown := sync.OnceFunc(func() {
-		if t.Failed() {
+		if interrupted.Load() {
+			// SIGINT, SIGTERM or the suite's deadline: the test is still running and its messages may never
+			// be printed, so the logs are collected and named on stderr.
+			if err := os.MkdirAll(c.LogDir, 0o700); err == nil {
+				err = c.Provider.CollectLogs(name, c.LogDir)
+				fmt.Fprintf(os.Stderr, "e2e: interrupted: the logs of kind cluster %s are in %s (errors: %v)\n", name, c.LogDir, err)
+			}
+		} else if t.Failed() {
 			c.collectLogs(t)
 		}
 		if err := c.Provider.Delete(name, filepath.Join(os.TempDir(), name+".kubeconfig")); err != nil {
@@ -131,7 +140,10 @@ func newKindCluster(t *testing.T, cfg *v1alpha4.Cluster) *kindCluster {
 		}
 	})
 	t.Cleanup(teardown)
-	suite.OnExit(teardown)
+	suite.OnExit(func() {
+		interrupted.Store(true)
+		teardown()
+	})
 
 	start := time.Now()
 	err := c.Provider.Create(name,
@@ -157,7 +169,8 @@ func (c *kindCluster) collectLogs(t *testing.T) {
 		return
 	}
 	if err := c.Provider.CollectLogs(c.Name, c.LogDir); err != nil {
-		t.Errorf("collecting the logs of kind cluster %s into %s: %v", c.Name, c.LogDir, err)
+		// A node that never booted answers no docker exec; its docker logs and inspect output are kept.
+		t.Errorf("the test failed: what could be collected of kind cluster %s's logs is in %s (the rest failed: %v)", c.Name, c.LogDir, err)
 		return
 	}
 	t.Errorf("the test failed: the logs of kind cluster %s are in %s", c.Name, c.LogDir)
