@@ -152,7 +152,10 @@ func loadCA(d *Data, spec pki.CertSpec) (*CA, error) {
 	case c.notCA():
 		return nil, fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage); restore the %s CA or remove it and its key to create a new one", crtPath, spec.Name)
 	case d.Now.After(cert.NotAfter):
-		return nil, fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid: replace the CA (remove %s and %s, then re-run init) and re-issue its certificates", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), crtPath, keyPath)
+		if c.key == nil {
+			return nil, fmt.Errorf("CA %s expired on %s and its key is not here (an external CA): have its owner renew it", crtPath, cert.NotAfter.UTC().Format("2006-01-02"))
+		}
+		return nil, fmt.Errorf("CA %s expired on %s; every certificate it signed is invalid until it is renewed with its own key: run \"k8scrypto ca renew %s\" (the same key and subject, so everything it signed verifies again), then \"k8scrypto renew certs\" and this command again", crtPath, cert.NotAfter.UTC().Format("2006-01-02"), spec.Name)
 	case d.Now.Before(cert.NotBefore):
 		return nil, fmt.Errorf("CA %s is not valid until %s; check the system clock", crtPath, cert.NotBefore.UTC().Format("2006-01-02 15:04 MST"))
 	case c.keyErr != nil:

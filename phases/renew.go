@@ -402,7 +402,7 @@ func loadRenewCA(cfg *pki.Config, name string, now time.Time) *renewCA {
 	case c.notCA():
 		ca.err = fmt.Errorf("%s is not a CA certificate (no CA basic constraint or no certSign key usage)", crtPath)
 	case !now.Before(cert.NotAfter):
-		ca.err = fmt.Errorf("its CA %s expired on %s, so nothing it signed is valid any more and nothing can be renewed with it: replace the %s CA and re-issue its certificates",
+		ca.err = fmt.Errorf("its CA %s expired on %s, so nothing it signed is valid any more and nothing can be renewed with it: run \"k8scrypto ca renew %s\" (the same key and subject, so everything it signed verifies again), then this command again",
 			crtPath, cert.NotAfter.UTC().Format(time.RFC3339), name)
 	case now.Before(cert.NotBefore):
 		ca.err = fmt.Errorf("its CA %s is not valid until %s: check the system clock", crtPath, cert.NotBefore.UTC().Format(time.RFC3339))
@@ -562,8 +562,8 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 		notAfter = ca.cert.NotAfter.UTC()
 		item.ClampedToCA = true
 		if timeDue && len(reasons) == 1 && !notAfter.After(cert.NotAfter) {
-			return fail("%s is due (%s), but its CA %s expires on %s, so a renewed certificate could not outlive the current one: rotate the %s CA and re-issue its certificates (k8scrypto does not renew CAs)",
-				t.Name, reasons[0], t.CAName, ca.cert.NotAfter.UTC().Format(time.RFC3339), t.CAName)
+			return fail("%s is due (%s), but its CA %s expires on %s, so a renewed certificate could not outlive the current one: renew the %s CA first (\"k8scrypto ca renew %s\") and run this again",
+				t.Name, reasons[0], t.CAName, ca.cert.NotAfter.UTC().Format(time.RFC3339), t.CAName, t.CAName)
 		}
 	}
 	// Checked here, not only by the commit, so that one symlinked file fails its certificate, not the run.
@@ -603,7 +603,7 @@ func planRenewal(o RenewOptions, t certTarget, item *RenewItem, ca *renewCA, exp
 	}
 	item.Reason = strings.Join(reasons, "; ")
 	if item.ClampedToCA {
-		item.Reason += fmt.Sprintf("; validity cut to end with the %s CA on %s: rotate the CA before then", t.CAName, notAfter.Format(time.RFC3339))
+		item.Reason += fmt.Sprintf("; validity cut to end with the %s CA on %s: renew the CA before then (\"k8scrypto ca renew %s\")", t.CAName, notAfter.Format(time.RFC3339), t.CAName)
 		o.Log.Warn("certificate validity cut short by its CA's expiry", "certificate", t.Name, "ca", t.CAName, "caNotAfter", notAfter.Format(time.RFC3339))
 	}
 	if len(item.UnrequestedSANs) > 0 {

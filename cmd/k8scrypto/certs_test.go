@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -204,4 +206,57 @@ func TestCheckExpirationFailsForAForeignKubeconfig(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "!INVALID! admin.conf") || !strings.Contains(stderr, "admin.conf: not signed by ca on disk") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
+}
+
+// TestExpiredCARecoveredByFollowingTheMessages: long after every CA expired, each command's error names
+// the command that fixes it; running exactly the quoted k8scrypto commands, as an operator would, brings
+// the node back: init succeeds, every CA keeps its key, and check-expiration reports nothing wrong.
+func TestExpiredCARecoveredByFollowingTheMessages(t *testing.T) {
+	c := newRenewCluster(t, pki.ECDSAP256, "")
+	keyBefore, err := os.ReadFile(filepath.Join(c.certDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := pkitest.Now.Add(11 * 365 * renewDay)
+	quoted := regexp.MustCompile(`"(k8scrypto [^"]+)"`)
+	var followed []string
+	// follow runs a command; when it fails, it runs the k8scrypto commands its error quotes (each the same
+	// way), then the command again, as an operator reading the messages would.
+	var follow func(args []string, depth int)
+	follow = func(args []string, depth int) {
+		t.Helper()
+		for attempt := 0; ; attempt++ {
+			code, _, stderr := c.run(later, args...)
+			if code == 0 {
+				return
+			}
+			if attempt == 4 || depth == 4 {
+				t.Fatalf("%v still fails after following %v:\n%s", args, followed, stderr)
+			}
+			cmds := quoted.FindAllStringSubmatch(stderr, -1)
+			if len(cmds) == 0 {
+				t.Fatalf("%v failed without naming a command to run:\n%s", args, stderr)
+			}
+			for _, m := range cmds {
+				next := strings.Fields(strings.TrimPrefix(m[1], "k8scrypto "))
+				if slices.Equal(next, args) || next[0] == "init" {
+					continue
+				}
+				followed = append(followed, m[1])
+				follow(next, depth+1)
+			}
+		}
+	}
+	follow([]string{"init", "--config", c.cfg}, 0)
+	if len(followed) == 0 || !slices.ContainsFunc(followed, func(s string) bool { return strings.HasPrefix(s, "k8scrypto ca renew") }) {
+		t.Errorf("recovered without a ca renew: %v", followed)
+	}
+	if keyAfter, _ := os.ReadFile(filepath.Join(c.certDir, "ca.key")); !bytes.Equal(keyBefore, keyAfter) {
+		t.Error("the recovery replaced ca.key")
+	}
+	code, stdout, stderr := c.run(later, "certs", "check-expiration", "--fail-within", "720h")
+	if code != 0 {
+		t.Errorf("check-expiration after the recovery: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	t.Logf("followed: %v", followed)
 }

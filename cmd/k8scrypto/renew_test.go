@@ -70,7 +70,7 @@ func (c *renewCluster) run(now time.Time, args ...string) (int, string, string) 
 	} else {
 		args = append(args, c.paths()...)
 	}
-	if args[0] == "renew" {
+	if args[0] == "renew" || args[0] == "ca" {
 		args = append(args, "--backup-dir", c.backupDir)
 	}
 	code := run(args, e)
