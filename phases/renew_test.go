@@ -614,7 +614,7 @@ func TestRenewCAValidityBounds(t *testing.T) {
 	res = e.renew(o)
 	it := itemsBy(res)["apiserver"]
 	cert, _ := e.pair("apiserver")
-	if it.Action != RenewRenewed || !it.ClampedToCA || !cert.NotAfter.Equal(caEnd) || !strings.Contains(it.Reason, "rotate the CA before") {
+	if it.Action != RenewRenewed || !it.ClampedToCA || !cert.NotAfter.Equal(caEnd) || !strings.Contains(it.Reason, `renew the CA before then ("k8scrypto ca renew ca")`) {
 		t.Fatalf("second renewal: %+v, NotAfter %s, CA ends %s", it, cert.NotAfter, caEnd)
 	}
 	e.checkConsistent(now, nil)
@@ -623,7 +623,7 @@ func TestRenewCAValidityBounds(t *testing.T) {
 	o.Keys = nil
 	res = e.renew(o)
 	it = itemsBy(res)["apiserver"]
-	if it.Action != RenewFailed || !strings.Contains(it.Reason, "could not outlive the current one: rotate the ca CA") {
+	if it.Action != RenewFailed || !strings.Contains(it.Reason, `could not outlive the current one: renew the ca CA first ("k8scrypto ca renew ca")`) {
 		t.Errorf("near the CA's end: %+v", it)
 	}
 	if len(res.Problems()) == 0 {
