@@ -24,6 +24,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"k8scrypto.dev/k8scrypto/internal/suggest"
 	"k8scrypto.dev/k8scrypto/pki"
 )
 
@@ -208,32 +209,11 @@ func checkForeignGroup(group string, tm typeMeta) error {
 		return fmt.Errorf("apiVersion %q: kind %s belongs to %s: use apiVersion %s", tm.APIVersion, tm.Kind, wantGroup, want)
 	}
 	for _, known := range append([]string{kubeadmGroup}, componentConfigGroups...) {
-		if group != known && editDistance(group, known) <= 2 {
+		if group != known && suggest.Distance(group, known) <= 2 {
 			return fmt.Errorf("apiVersion %q: unknown group %q, did you mean %s?", tm.APIVersion, group, known)
 		}
 	}
 	return nil
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // decodeStrict decodes one document strictly. An unknown or duplicate field is reported with its path
