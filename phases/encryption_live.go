@@ -296,6 +296,12 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 	cmd := func(s string, extra ...string) string {
 		return strings.Join(append([]string{"k8scrypto " + s + a.Cluster}, extra...), "")
 	}
+	for _, e := range st.Entries {
+		if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
+			adv.Problems = append(adv.Problems, fmt.Sprintf("PLAINTEXT: %s are written unencrypted (identity is the first provider of their entry): make an encrypting provider first, with \"identity: {}\" kept last so what is stored stays readable, wait for the reload, then run %q",
+				strings.Join(e.Resources, ","), cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait")))
+		}
+	}
 	if etcd != nil && etcd.Unreadable > 0 {
 		if etcd.UnreadablePlaintext > 0 {
 			adv.Problems = append(adv.Problems, fmt.Sprintf("%d value(s) are stored in plaintext for a resource whose entry has no identity provider, so no apiserver using this file can read them: add \"identity: {}\" as that entry's last provider (written by \"k8scrypto init phase encryption-config --allow-plaintext-reads\"), wait for the reload, then run %q", etcd.UnreadablePlaintext, cmd("encryption reencrypt", a.Kubeconfig, " --wait")))

@@ -104,3 +104,19 @@ func TestAdviseEncryption(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaintextIsAProblem: an entry whose first provider is identity writes plaintext: a problem (status
+// exits 1) naming the resources; identity last, or a KMS plugin first, is fine.
+func TestPlaintextIsAProblem(t *testing.T) {
+	plain := encryption.Status{Stage: encryption.StageNone, Entries: []encryption.Entry{{Resources: []string{"secrets", "configmaps"}, Providers: []encryption.ProviderInfo{{Type: encryption.Identity}, {Type: encryption.Secretbox}}}}}
+	adv := AdviseEncryption(plain, nil, nil, StepArgs{})
+	if len(adv.Problems) != 1 || !strings.HasPrefix(adv.Problems[0], "PLAINTEXT: secrets,configmaps are written unencrypted") {
+		t.Errorf("identity first: %q", adv.Problems)
+	}
+	for _, first := range []string{encryption.KMS, encryption.Secretbox} {
+		ok := encryption.Status{Stage: encryption.StageSteady, Entries: []encryption.Entry{{Resources: []string{"secrets"}, Providers: []encryption.ProviderInfo{{Type: first}, {Type: encryption.Identity}}}}}
+		if adv := AdviseEncryption(ok, nil, nil, StepArgs{}); len(adv.Problems) != 0 {
+			t.Errorf("%s first, identity last: %q", first, adv.Problems)
+		}
+	}
+}
