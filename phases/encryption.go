@@ -58,6 +58,11 @@ func ensureEncryptionConfig(d *Data) error {
 		if diff := encryptionDiff(cfg, d.Encryption); diff != "" {
 			d.Log.Warn("keeping the existing encryption config, which differs from the requested one; change it with \"k8scrypto encryption rotate\" or by hand", "file", path, "difference", diff)
 		}
+		for _, e := range encryption.Describe(cfg).Entries {
+			if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
+				d.Log.Warn("PLAINTEXT: the existing encryption config writes these resources unencrypted (identity is their first provider); see \"k8scrypto encryption status\" for the fix", "file", path, "resources", strings.Join(e.Resources, ","))
+			}
+		}
 		d.Reuse(r)
 		return nil
 	}

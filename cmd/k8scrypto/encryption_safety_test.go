@@ -348,3 +348,24 @@ func TestSAStatusReadsTheServedKeys(t *testing.T) {
 		t.Errorf("sa status with sa.pub served: %+v", st.APIServer)
 	}
 }
+
+// TestPlaintextConfigIsCalledOut: init reusing a config that writes Secrets in plaintext says so on stderr
+// without -v, and status says it first and exits 1.
+func TestPlaintextConfigIsCalledOut(t *testing.T) {
+	c := newEncCase(t)
+	if err := os.MkdirAll(c.certDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	if err := os.WriteFile(c.encPath(), []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - identity: {}\n  - secretbox:\n      keys: [{name: k, secret: "+key+"}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := c.exec("init", "phase", "encryption-config", "--cert-dir", c.certDir, "--audit-log", c.audit, "--node-name", "n", "--advertise-address", "10.0.0.5")
+	if code != 0 || !strings.Contains(stderr, "PLAINTEXT") || !strings.Contains(stderr, "secrets") {
+		t.Errorf("init reusing a plaintext config: exit %d, %s", code, stderr)
+	}
+	code, stdout, _ := c.exec("encryption", "status", "--cert-dir", c.certDir, "--audit-log", c.audit)
+	if code != 1 || !strings.HasPrefix(stdout, "PROBLEM: PLAINTEXT: secrets are written unencrypted") {
+		t.Errorf("status of a plaintext config: exit %d\n%s", code, stdout)
+	}
+}
