@@ -236,3 +236,101 @@ func TestRenewalExamplesRunAsWritten(t *testing.T) {
 		})
 	}
 }
+
+// The second-node script installs the shared keys from a bundle that the first node exported (pinned to its
+// CA), runs the real k8scrypto init for this node, then kubeadm join --control-plane (a stub that records
+// its arguments): the node ends with the first node's CAs and encryption config and its own serving
+// certificate; a bundle of another cluster stops it before kubeadm.
+func TestJoinScriptInstallsSharedKeysThenJoins(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first"), filepath.Join(dir, "second")
+	k8s := k8scryptoWrapper(t, dir)
+	run := func(env []string, args ...string) (string, string, error) {
+		t.Helper()
+		cmd := exec.Command(k8s, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	firstEnv := []string{"K8SCRYPTO_CERT_DIR=" + filepath.Join(first, "pki"), "K8SCRYPTO_KUBECONFIG_DIR=" + filepath.Join(first, "kube"), "K8SCRYPTO_AUDIT_LOG=" + filepath.Join(dir, "audit.log")}
+	if _, stderr, err := run(firstEnv, "init", "--config", filepath.Join(examplesDir, "kubeadm-config.yaml"), "-q"); err != nil {
+		t.Fatalf("first node: %v\n%s", err, stderr)
+	}
+	keyFile, bundle := filepath.Join(dir, "bundle.key"), filepath.Join(dir, "cluster.bundle")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("6d", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(firstEnv, "certs", "export", "--out", bundle, "--key-file", keyFile); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(first, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, err := pki.ParseCertChain(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second node's configuration: the HA example with its own name and address.
+	example, err := os.ReadFile(filepath.Join(examplesDir, "kubeadm-config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "cp-2.yaml")
+	loaded, err := config.Load(filepath.Join(examplesDir, "kubeadm-config.yaml"), config.Overrides{}, func() (string, error) { return "unused", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(example), "name: "+loaded.PKI.NodeName, "name: cp-2")
+	text = strings.ReplaceAll(text, "advertiseAddress: "+loaded.PKI.AdvertiseAddress.String(), "advertiseAddress: 10.0.0.22")
+	if err := os.WriteFile(cfgFile, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeadmArgs, kubeadm := filepath.Join(dir, "kubeadm.args"), filepath.Join(dir, "kubeadm")
+	if err := os.WriteFile(kubeadm, []byte("#!/bin/sh\necho \"$*\" >> "+kubeadmArgs+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	join := func(pin string) (string, error) {
+		cmd := exec.Command("bash", filepath.Join(examplesDir, "join-control-plane.sh"), cfgFile)
+		cmd.Env = append(os.Environ(), "K8SCRYPTO="+k8s, "KUBEADM="+kubeadm, "RENDERED="+filepath.Join(second, "kubeadm.yaml"),
+			"BUNDLE="+bundle, "BUNDLE_KEY_FILE="+keyFile, "CA_CERT_HASH="+pin, "ENDPOINT=cp.example:6443", "TOKEN=abcdef.0123456789abcdef", "ADVERTISE_ADDRESS=10.0.0.22",
+			"K8SCRYPTO_CERT_DIR="+filepath.Join(second, "pki"), "K8SCRYPTO_KUBECONFIG_DIR="+filepath.Join(second, "kube"), "K8SCRYPTO_AUDIT_LOG="+filepath.Join(dir, "audit2.log"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := join("sha256:" + strings.Repeat("0", 64)); err == nil || !strings.Contains(out, "another cluster") {
+		t.Fatalf("a wrong pin: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(kubeadmArgs); err == nil {
+		t.Fatal("kubeadm ran after k8scrypto refused the bundle")
+	}
+	pin := phases.CAPin(ca)
+	if out, err := join(pin); err != nil {
+		t.Fatalf("join script: %v\n%s", err, out)
+	}
+	for _, f := range []string{"ca.crt", "ca.key", "etcd/ca.key", "front-proxy-ca.key", "sa.key", "encryption-config.yaml"} {
+		a, _ := os.ReadFile(filepath.Join(first, "pki", f))
+		b, err := os.ReadFile(filepath.Join(second, "pki", f))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s on the second node is not the first node's: %v", f, err)
+		}
+	}
+	apiserver, err := os.ReadFile(filepath.Join(second, "pki", "apiserver.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := pki.ParseCertChain(apiserver)
+	if err != nil || cert.CheckSignatureFrom(ca) != nil || !strings.Contains(strings.Join(cert.DNSNames, ","), "cp-2") || !strings.Contains(fmt.Sprint(cert.IPAddresses), "10.0.0.22") {
+		t.Errorf("the second node's apiserver certificate: %v, names %v %v", err, cert.DNSNames, cert.IPAddresses)
+	}
+	args, _ := os.ReadFile(kubeadmArgs)
+	if want := "join cp.example:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash " + pin + " --control-plane --apiserver-advertise-address 10.0.0.22\n"; string(args) != want {
+		t.Errorf("kubeadm ran as %q, want %q", args, want)
+	}
+	// Re-running is safe: the shared files are kept, init reuses everything.
+	if out, err := join(pin); err != nil || !strings.Contains(out, "kept") {
+		t.Errorf("re-run: %v\n%s", err, out)
+	}
+}
