@@ -50,7 +50,6 @@ type CARotation struct {
 	key     crypto.Signer
 	next    crypto.Signer
 	stage   CAStage
-	readErr error
 }
 
 // CAStageError refuses a step the CA's stage does not allow (exit status 3).

@@ -131,7 +131,7 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 			return nil, err
 		}
 	}
-	staged, events, err := PlanInstallShared(files, l, o.Now, res.Source)
+	staged, _, err := PlanInstallShared(files, l, o.Now, res.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,8 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 	}
 	defer s.Release()
 	// Re-plan under the lock: another run may have written meanwhile.
-	if staged, events, err = PlanInstallShared(files, l, o.Now, res.Source); err != nil {
+	staged, events, err := PlanInstallShared(files, l, o.Now, res.Source)
+	if err != nil {
 		return nil, s.Fail(err)
 	}
 	for _, f := range staged {
