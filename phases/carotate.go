@@ -45,11 +45,11 @@ type CARotation struct {
 	// Yes confirms prune.
 	Yes bool
 
-	spec    pki.CertSpec
-	bundle  []*x509.Certificate
-	key     crypto.Signer
-	next    crypto.Signer
-	stage   CAStage
+	spec   pki.CertSpec
+	bundle []*x509.Certificate
+	key    crypto.Signer
+	next   crypto.Signer
+	stage  CAStage
 }
 
 // CAStageError refuses a step the CA's stage does not allow (exit status 3).
