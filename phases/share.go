@@ -31,7 +31,7 @@ import (
 // --certificate-key" finds it (kubeadm's constants KubeadmCertsSecret, KubeadmCertsClusterRoleName,
 // NodeBootstrapTokenAuthGroup and DefaultCertTokenDuration).
 const (
-	KubeadmCertsSecret = "kubeadm-certs"
+	KubeadmCertsSecret = "kubeadm-certs" // #nosec G101 -- a Secret's name, not a credential
 	kubeadmCertsRole   = "kubeadm:kubeadm-certs"
 	bootstrapperGroup  = "system:bootstrappers:kubeadm:default-node-token"
 	// CertsTTL is how long the uploaded Secret lives: it is owned by a bootstrap token that expires then,

@@ -47,7 +47,7 @@ func MemTempDir(t testing.TB) string {
 	t.Helper()
 	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
 		if dir, err := os.MkdirTemp("/dev/shm", "k8scrypto-test-"); err == nil {
-			t.Cleanup(func() { os.RemoveAll(dir) })
+			t.Cleanup(func() { _ = os.RemoveAll(dir) })
 			return dir
 		}
 	}
@@ -80,7 +80,7 @@ func CopyTree(t testing.TB, src, dst string) {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(target, data, 0o600); err != nil {
+		if err := os.WriteFile(target, data, 0o600); err != nil { // #nosec G703 -- tests copy their own temporary trees
 			return err
 		}
 		if err := os.Chmod(target, info.Mode().Perm()); err != nil {
@@ -113,7 +113,7 @@ func (n *Node) Save() string {
 // SavedFile reads a file of the saved starting state (rel is relative to the node's directory).
 func (n *Node) SavedFile(rel string) []byte {
 	n.T.Helper()
-	data, err := os.ReadFile(filepath.Join(n.Saved, rel))
+	data, err := os.ReadFile(filepath.Join(n.Saved, rel)) // #nosec G304 -- a test's own saved tree
 	if err != nil {
 		n.T.Fatal(err)
 	}
