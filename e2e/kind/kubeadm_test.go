@@ -385,7 +385,11 @@ func renewRunningNode(ctx context.Context, t *testing.T, c *kindCluster, node no
 	if u := whoami(ctx, t, hostAdmin(t, c)); u.Username != "kubernetes-admin" {
 		t.Errorf("renewed admin.conf authenticates as %+v", u)
 	}
-	if _, err := runErr(ctx, node, nil, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz"); err != nil {
+	// /readyz turns ready only once every post-start hook of the restarted apiserver has: poll it.
+	if err := poll(ctx, func(ctx context.Context) error {
+		_, err := runErr(ctx, node, nil, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz")
+		return err
+	}); err != nil {
 		t.Errorf("kubectl with the renewed admin.conf in the node: %v", err)
 	}
 	restarted := time.Now()
