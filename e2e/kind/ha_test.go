@@ -159,20 +159,7 @@ func TestKindHA(t *testing.T) {
 	}
 
 	t.Run("etcd has three members, one per node", func(t *testing.T) {
-		pair, err := tls.X509KeyPair(files["apiserver-etcd-client.crt"], files["apiserver-etcd-client.key"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints:   []string{"https://" + ips[0] + ":2379"},
-			DialTimeout: 10 * time.Second,
-			TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool(t, files["etcd/ca.crt"]), MinVersion: tls.VersionTLS12},
-			Logger:      zap.NewNop(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
+		cli := etcdClient(t, files, ips[0])
 		ml, err := cli.MemberList(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -386,20 +373,7 @@ func rotateAcrossNodes(ctx context.Context, t *testing.T, c *kindCluster, ns []n
 			t.Errorf("Secret %s after the rotation: %v", name, err)
 		}
 	}
-	pair, err := tls.X509KeyPair(files["apiserver-etcd-client.crt"], files["apiserver-etcd-client.key"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"https://" + ips[0] + ":2379"},
-		DialTimeout: 10 * time.Second,
-		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool(t, files["etcd/ca.crt"]), MinVersion: tls.VersionTLS12},
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t, files, ips[0])
 	resp, err := cli.Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
@@ -443,4 +417,25 @@ func adminAt(t *testing.T, c *kindCluster, server string) *kubernetes.Clientset 
 		t.Fatal(err)
 	}
 	return cs
+}
+
+// etcdClient reaches the etcd member at ip with the apiserver's etcd client pair from files; it is closed
+// when the test ends.
+func etcdClient(t *testing.T, files map[string][]byte, ip string) *clientv3.Client {
+	t.Helper()
+	pair, err := tls.X509KeyPair(files["apiserver-etcd-client.crt"], files["apiserver-etcd-client.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"https://" + ip + ":2379"},
+		DialTimeout: 10 * time.Second,
+		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool(t, files["etcd/ca.crt"]), MinVersion: tls.VersionTLS12},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
