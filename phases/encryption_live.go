@@ -298,8 +298,15 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 	}
 	for _, e := range st.Entries {
 		if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
-			adv.Problems = append(adv.Problems, fmt.Sprintf("PLAINTEXT: %s are written unencrypted (identity is the first provider of their entry): make an encrypting provider first, with \"identity: {}\" kept last so what is stored stays readable, wait for the reload, then run %q",
-				strings.Join(e.Resources, ","), cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait")))
+			fix := fmt.Sprintf("run %q (it adds a new key after identity), then %q (it puts that key's provider first; identity stays last so what is stored stays readable), then %q",
+				cmd("encryption rotate prepare"), cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"),
+				cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
+			if e.Stage == encryption.StagePrepared {
+				fix = fmt.Sprintf("the new key is prepared after identity: run %q (it puts that key's provider first), then %q",
+					cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"),
+					cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
+			}
+			adv.Problems = append(adv.Problems, fmt.Sprintf("PLAINTEXT: %s are written unencrypted (identity is the first provider of their entry): %s", strings.Join(e.Resources, ","), fix))
 		}
 	}
 	if etcd != nil && etcd.Unreadable > 0 {

@@ -110,8 +110,14 @@ func TestAdviseEncryption(t *testing.T) {
 func TestPlaintextIsAProblem(t *testing.T) {
 	plain := encryption.Status{Stage: encryption.StageNone, Entries: []encryption.Entry{{Resources: []string{"secrets", "configmaps"}, Providers: []encryption.ProviderInfo{{Type: encryption.Identity}, {Type: encryption.Secretbox}}}}}
 	adv := AdviseEncryption(plain, nil, nil, StepArgs{})
-	if len(adv.Problems) != 1 || !strings.HasPrefix(adv.Problems[0], "PLAINTEXT: secrets,configmaps are written unencrypted") {
+	if len(adv.Problems) != 1 || !strings.HasPrefix(adv.Problems[0], "PLAINTEXT: secrets,configmaps are written unencrypted") ||
+		!strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate prepare"`) || !strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait"`) {
 		t.Errorf("identity first: %q", adv.Problems)
+	}
+	// Prepared already: the message names promote, not prepare again.
+	plain.Entries[0].Stage = encryption.StagePrepared
+	if adv := AdviseEncryption(plain, nil, nil, StepArgs{}); len(adv.Problems) != 1 || strings.Contains(adv.Problems[0], "rotate prepare") || !strings.Contains(adv.Problems[0], "rotate promote") {
+		t.Errorf("identity first, repair prepared: %q", adv.Problems)
 	}
 	for _, first := range []string{encryption.KMS, encryption.Secretbox} {
 		ok := encryption.Status{Stage: encryption.StageSteady, Entries: []encryption.Entry{{Resources: []string{"secrets"}, Providers: []encryption.ProviderInfo{{Type: first}, {Type: encryption.Identity}}}}}
