@@ -171,3 +171,16 @@ func checkPathFlags(paths ...pathFlag) error {
 	}
 	return nil
 }
+
+// checkList bounds a list input (pki.MaxListItems) and refuses control characters in its items: a usage
+// error naming the flag and the count.
+func checkList(flag string, items []string) error {
+	errs := []error{pki.CheckCount(flag, len(items), pki.MaxListItems)}
+	for _, it := range items {
+		errs = append(errs, pki.CheckText(flag, it))
+	}
+	if err := config.Invalid(errs...); err != nil {
+		return &UsageError{err}
+	}
+	return nil
+}

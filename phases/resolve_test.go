@@ -190,8 +190,12 @@ func TestControlCharactersRefusedBeforeAnyFile(t *testing.T) {
 			{"kubeadm config out", func(dir string, o *InitOptions) { o.KubeadmConfigOut = filepath.Join(dir, "kubeadm"+cc+".yaml") }, "--kubeadm-config-out"},
 			{"audit log", func(dir string, o *InitOptions) { o.AuditLog = filepath.Join(dir, "audit"+cc+".log") }, "--audit-log"},
 			{"node name", func(dir string, o *InitOptions) { o.Config.Flags.NodeName = "cp-1" + cc }, "nodeRegistration.name (--node-name)"},
-			{"SAN", func(dir string, o *InitOptions) { o.Config.Flags.APIServerCertSANs = []string{"api" + cc + ".example.com"} }, "apiServer.certSANs"},
-			{"control-plane endpoint", func(dir string, o *InitOptions) { o.Config.Flags.ControlPlaneEndpoint = "api" + cc + ".example.com:6443" }, "controlPlaneEndpoint (--control-plane-endpoint)"},
+			{"SAN", func(dir string, o *InitOptions) {
+				o.Config.Flags.APIServerCertSANs = []string{"api" + cc + ".example.com"}
+			}, "apiServer.certSANs"},
+			{"control-plane endpoint", func(dir string, o *InitOptions) {
+				o.Config.Flags.ControlPlaneEndpoint = "api" + cc + ".example.com:6443"
+			}, "controlPlaneEndpoint (--control-plane-endpoint)"},
 			{"DNS domain", func(dir string, o *InitOptions) { o.Config.Flags.ServiceDNSDomain = "cluster" + cc + ".local" }, "networking.dnsDomain (--service-dns-domain)"},
 		} {
 			for _, only := range phaseSets {
@@ -218,5 +222,32 @@ func TestControlCharactersRefusedBeforeAnyFile(t *testing.T) {
 	_, err := OpenSession(SessionOptions{CertDir: t.TempDir(), BackupDir: "/var/lib/k8s\ncrypto", Backups: true})
 	if ue := new(UsageError); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--backup-dir") {
 		t.Errorf("a newline in --backup-dir: %v", err)
+	}
+}
+
+// TestListInputsBounded: the resources to encrypt and to re-encrypt are bounded (pki.MaxListItems); past it,
+// a usage error with the count, before anything is written or sent.
+func TestListInputsBounded(t *testing.T) {
+	many := make([]string, pki.MaxListItems+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d.example.com", i)
+	}
+	want := fmt.Sprintf("%d entries, more than the %d allowed", pki.MaxListItems+1, pki.MaxListItems)
+	dir := t.TempDir()
+	_, err := Init(t.Context(), &Runner{Phases: InitPhases()}, Selection{}, InitOptions{
+		Config:        ConfigSource{Flags: config.Overrides{CertDir: filepath.Join(dir, "pki"), NodeName: "cp-1", AdvertiseAddress: "10.0.0.5"}},
+		KubeconfigDir: filepath.Join(dir, "kube"), AuditLog: filepath.Join(dir, "audit.log"), Encryption: EncryptionOptions{Resources: many},
+	})
+	if ue := new(UsageError); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--encrypt-resources: "+want) {
+		t.Errorf("init with %d resources: %v", len(many), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("a refused init wrote %s", entries[0].Name())
+	}
+	var o ReencryptOptions
+	o.API.Kubeconfig, o.Workers, o.PageSize, o.Resources = filepath.Join(dir, "admin.conf"), 1, 1, many
+	_, err = RunReencrypt(t.Context(), o)
+	if ue := new(UsageError); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--resources: "+want) {
+		t.Errorf("reencrypt with %d resources: %v", len(many), err)
 	}
 }

@@ -29,12 +29,14 @@ func invalid(field, value, reason string) *FieldError {
 }
 
 // MaxSANs bounds each list of extra SANs (apiServer.certSANs, etcd.local.serverCertSANs and peerCertSANs),
-// so that the certificate it goes into stays usable in a TLS handshake. The server sends its certificate
-// in one handshake message; Go clients before 1.22 (kubectl, kubelet and client-go programs built with
-// them) reject any handshake message over 64 KiB, Go today every one but the certificate message, and
-// OpenSSL's default certificate-list limit is 100 KiB. A SAN is at most 253 bytes (a DNS name), so 128 of
-// them plus kubeadm's own keep the certificate far under 64 KiB: TestMaxSANsCertificateFitsATLSHandshake
-// measures it (about 35 KiB, RSA-4096 signed) and completes a handshake with it.
+// so that the certificate it goes into stays usable in a TLS handshake. The server sends its certificate in
+// one handshake message: Go's crypto/tls rejects every handshake message over 64 KiB but the certificate
+// message (256 KiB since it gained that exception; 64 KiB in the older Go of many kubectl and client-go
+// programs still deployed), and OpenSSL's default certificate-list limit is 100 KiB. A SAN is at most 253
+// bytes (a DNS name), so 128 of them plus kubeadm's own, every name as long as it can be, make an apiserver
+// certificate of 34,403 bytes (RSA-2048; 34,915 with RSA-4096's longer key and signature): about half the
+// smallest of those limits. TestMaxSANsCertificateFitsATLSHandshake measures it and completes a TLS
+// handshake with it; 256 such SANs would pass 64 KiB.
 const MaxSANs = 128
 
 // MaxListItems bounds the other list inputs (resources to encrypt or re-encrypt, etcd endpoints): far more
