@@ -298,7 +298,7 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 	}
 	for _, e := range st.Entries {
 		if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
-			fix := fmt.Sprintf("run %q (it adds a new key after identity), then %q (it puts that key's provider first; identity stays last so what is stored stays readable), then %q",
+			fix := fmt.Sprintf("run %q (it adds a new key after identity), then %q (it puts that key's provider first; identity stays after it, so what is stored stays readable), then %q",
 				cmd("encryption rotate prepare"), cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"),
 				cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
 			if e.Stage == encryption.StagePrepared {
