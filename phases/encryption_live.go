@@ -341,6 +341,10 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 		adv.Next = fmt.Sprintf("%d value(s) are still under older keys: %q", etcd.NotUnderWriteKey, cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
 	case st.Stage == encryption.StagePromoted && etcd.Unreadable == 0:
 		adv.Next = fmt.Sprintf("every value is under the write key: %q", cmd("encryption rotate prune --yes", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), a.Etcd))
+	case st.Stage == encryption.StagePlaintext:
+		// Before the reencrypt counts below: rewriting now would store everything in plaintext again.
+		adv.Next = fmt.Sprintf("%q (it adds a key after identity), then %q once every apiserver has loaded the prepared file (it puts that key's provider first)",
+			cmd("encryption rotate prepare"), cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
 	case etcd != nil && etcd.NotUnderWriteKey > 0 && st.Stage != encryption.StagePromoted:
 		adv.Next = fmt.Sprintf("%d value(s) are not under the write key (stored before encryption was turned on, or under a read-only key): %q", etcd.NotUnderWriteKey, cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF")))
 	default:

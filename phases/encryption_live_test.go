@@ -114,6 +114,12 @@ func TestPlaintextIsAProblem(t *testing.T) {
 		!strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate prepare"`) || !strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait"`) {
 		t.Errorf("identity first: %q", adv.Problems)
 	}
+	// The next step of a plaintext file is the repair, not a reencrypt, even with values counted outside the
+	// write key (identity's).
+	plain.Stage = encryption.StagePlaintext
+	if adv := AdviseEncryption(plain, nil, &EtcdCounts{NotUnderWriteKey: 3}, StepArgs{}); !strings.HasPrefix(adv.Next, `"k8scrypto encryption rotate prepare"`) {
+		t.Errorf("next for a plaintext file: %q", adv.Next)
+	}
 	// Prepared already: the message names promote, not prepare again.
 	plain.Entries[0].Stage = encryption.StagePrepared
 	if adv := AdviseEncryption(plain, nil, nil, StepArgs{}); len(adv.Problems) != 1 || strings.Contains(adv.Problems[0], "rotate prepare") || !strings.Contains(adv.Problems[0], "rotate promote") {
