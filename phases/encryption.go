@@ -60,7 +60,7 @@ func ensureEncryptionConfig(d *Data) error {
 		}
 		for _, e := range encryption.Describe(cfg).Entries {
 			if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
-				d.Log.Warn("PLAINTEXT: the existing encryption config writes these resources unencrypted (identity is their first provider); see \"k8scrypto encryption status\" for the fix", "file", path, "resources", strings.Join(e.Resources, ","))
+				d.Log.Warn("PLAINTEXT: the existing encryption config writes these resources unencrypted (identity is their first provider); repair it with \"k8scrypto encryption rotate prepare\", then \"k8scrypto encryption rotate promote\" (see \"k8scrypto encryption status\")", "file", path, "resources", strings.Join(e.Resources, ","))
 			}
 		}
 		d.Reuse(r)

@@ -298,8 +298,15 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 	}
 	for _, e := range st.Entries {
 		if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
-			adv.Problems = append(adv.Problems, fmt.Sprintf("PLAINTEXT: %s are written unencrypted (identity is the first provider of their entry): make an encrypting provider first, with \"identity: {}\" kept last so what is stored stays readable, wait for the reload, then run %q",
-				strings.Join(e.Resources, ","), cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait")))
+			fix := fmt.Sprintf("run %q (it adds a new key after identity), then %q (it puts that key's provider first; identity stays after it, so what is stored stays readable), then %q",
+				cmd("encryption rotate prepare"), cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"),
+				cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
+			if e.Stage == encryption.StagePrepared {
+				fix = fmt.Sprintf("the new key is prepared after identity: run %q (it puts that key's provider first), then %q",
+					cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"),
+					cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
+			}
+			adv.Problems = append(adv.Problems, fmt.Sprintf("PLAINTEXT: %s are written unencrypted (identity is the first provider of their entry): %s", strings.Join(e.Resources, ","), fix))
 		}
 	}
 	if etcd != nil && etcd.Unreadable > 0 {
@@ -334,6 +341,10 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 		adv.Next = fmt.Sprintf("%d value(s) are still under older keys: %q", etcd.NotUnderWriteKey, cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
 	case st.Stage == encryption.StagePromoted && etcd.Unreadable == 0:
 		adv.Next = fmt.Sprintf("every value is under the write key: %q", cmd("encryption rotate prune --yes", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), a.Etcd))
+	case st.Stage == encryption.StagePlaintext:
+		// Before the reencrypt counts below: rewriting now would store everything in plaintext again.
+		adv.Next = fmt.Sprintf("%q (it adds a key after identity), then %q once every apiserver has loaded the prepared file (it puts that key's provider first)",
+			cmd("encryption rotate prepare"), cmd("encryption rotate promote", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF"), " --wait"))
 	case etcd != nil && etcd.NotUnderWriteKey > 0 && st.Stage != encryption.StagePromoted:
 		adv.Next = fmt.Sprintf("%d value(s) are not under the write key (stored before encryption was turned on, or under a read-only key): %q", etcd.NotUnderWriteKey, cmd("encryption reencrypt", orPlaceholder(a.Kubeconfig, " --kubeconfig ADMIN.CONF")))
 	default:

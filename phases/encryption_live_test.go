@@ -110,8 +110,20 @@ func TestAdviseEncryption(t *testing.T) {
 func TestPlaintextIsAProblem(t *testing.T) {
 	plain := encryption.Status{Stage: encryption.StageNone, Entries: []encryption.Entry{{Resources: []string{"secrets", "configmaps"}, Providers: []encryption.ProviderInfo{{Type: encryption.Identity}, {Type: encryption.Secretbox}}}}}
 	adv := AdviseEncryption(plain, nil, nil, StepArgs{})
-	if len(adv.Problems) != 1 || !strings.HasPrefix(adv.Problems[0], "PLAINTEXT: secrets,configmaps are written unencrypted") {
+	if len(adv.Problems) != 1 || !strings.HasPrefix(adv.Problems[0], "PLAINTEXT: secrets,configmaps are written unencrypted") ||
+		!strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate prepare"`) || !strings.Contains(adv.Problems[0], `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait"`) {
 		t.Errorf("identity first: %q", adv.Problems)
+	}
+	// The next step of a plaintext file is the repair, not a reencrypt, even with values counted outside the
+	// write key (identity's).
+	plain.Stage = encryption.StagePlaintext
+	if adv := AdviseEncryption(plain, nil, &EtcdCounts{NotUnderWriteKey: 3}, StepArgs{}); !strings.HasPrefix(adv.Next, `"k8scrypto encryption rotate prepare"`) {
+		t.Errorf("next for a plaintext file: %q", adv.Next)
+	}
+	// Prepared already: the message names promote, not prepare again.
+	plain.Entries[0].Stage = encryption.StagePrepared
+	if adv := AdviseEncryption(plain, nil, nil, StepArgs{}); len(adv.Problems) != 1 || strings.Contains(adv.Problems[0], "rotate prepare") || !strings.Contains(adv.Problems[0], "rotate promote") {
+		t.Errorf("identity first, repair prepared: %q", adv.Problems)
 	}
 	for _, first := range []string{encryption.KMS, encryption.Secretbox} {
 		ok := encryption.Status{Stage: encryption.StageSteady, Entries: []encryption.Entry{{Resources: []string{"secrets"}, Providers: []encryption.ProviderInfo{{Type: first}, {Type: encryption.Identity}}}}}

@@ -3,12 +3,14 @@ package phases
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/server/options/encryptionconfig"
@@ -167,5 +169,63 @@ func TestEncryptionConfigPhaseRunsAfterSA(t *testing.T) {
 	sa, enc := slices.Index(names, "sa"), slices.Index(names, "encryption-config")
 	if sa < 0 || enc != sa+1 {
 		t.Fatalf("phases = %v: encryption-config must follow sa", names)
+	}
+}
+
+// TestRotateRepairsPlaintextConfig: on the disk, through the envelope: a config whose Secrets entry has
+// identity first is a problem for status naming "encryption rotate prepare"; prepare then promote leave a
+// secretbox provider with a new key first and identity behind it, and status has no problem left.
+func TestRotateRepairsPlaintextConfig(t *testing.T) {
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "pki")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := EncryptionConfigPath(certDir)
+	if err := os.WriteFile(path, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - identity: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro := RotateOptions{CertDir: certDir, KubeconfigDir: filepath.Join(dir, "kube"), AuditLog: filepath.Join(dir, "audit.log"), BackupDir: filepath.Join(dir, "backups"), Now: pkitest.Now}
+	read := ReadOptions{Config: certDirOnly(certDir), KubeconfigDir: ro.KubeconfigDir, AuditLog: ro.AuditLog, Now: pkitest.Now}
+	status := func() *EncryptionStatusResult {
+		t.Helper()
+		res, err := EncryptionStatus(t.Context(), read, APIServer{}, Etcd{})
+		if res == nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if st := status(); len(st.Problems) != 1 || !strings.Contains(st.Problems[0], `"k8scrypto encryption rotate prepare --cert-dir `) {
+		t.Fatalf("status of a plaintext config: problems %q", st.Problems)
+	}
+	if _, err := EncryptionRotate(t.Context(), "promote", EncryptionRotateOptions{RotateOptions: ro, Config: certDirOnly(certDir)}); err == nil {
+		t.Fatal("promote before prepare was accepted")
+	} else if re := new(RefusedError); !errors.As(err, &re) {
+		t.Fatalf("promote before prepare: %v, want a refusal (exit 3)", err)
+	}
+	res, err := EncryptionRotate(t.Context(), "prepare", EncryptionRotateOptions{RotateOptions: ro, Config: certDirOnly(certDir), Rand: pkitest.Rand(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stage != encryption.StagePrepared || len(res.Changes) != 1 {
+		t.Fatalf("prepare: stage %s, changes %+v", res.Stage, res.Changes)
+	}
+	if st := status(); len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "rotate promote") || strings.Contains(st.Problems[0], "rotate prepare") {
+		t.Fatalf("status after prepare: problems %q (still plaintext until promote, which it names)", st.Problems)
+	}
+	ro.Now = ro.Now.Add(time.Minute) // a new backup directory
+	if _, err := EncryptionRotate(t.Context(), "promote", EncryptionRotateOptions{RotateOptions: ro, Config: certDirOnly(certDir)}); err != nil {
+		t.Fatal(err)
+	}
+	_, cfg, _, err := LoadEncryptionConfig(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := cfg.Resources[0].Providers
+	if len(ps) != 2 || ps[0].Secretbox == nil || ps[0].Secretbox.Keys[0].Name != res.Changes[0].Key.Name || ps[1].Identity == nil {
+		t.Fatalf("after promote: %+v; want the new secretbox key first, identity second", ps)
+	}
+	if st := status(); len(st.Problems) != 0 {
+		t.Errorf("status after the repair: problems %q", st.Problems)
 	}
 }

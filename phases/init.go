@@ -49,9 +49,19 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	if err != nil {
 		return Result{}, err
 	}
+	if err := checkPathFlags(pathFlag{"--kubeconfig-dir", o.KubeconfigDir}, pathFlag{"--kubeadm-config-out", o.KubeadmConfigOut}, pathFlag{"--audit-log", o.AuditLog},
+		pathFlag{"--kms-name", o.Encryption.KMSName}, pathFlag{"--kms-endpoint", o.Encryption.KMSEndpoint}); err != nil {
+		return Result{}, err
+	}
+	if err := checkList("--encrypt-resources", o.Encryption.Resources); err != nil {
+		return Result{}, err
+	}
 	d := NewData(cfg.PKI, o.Now, o.Keys, o.Log)
 	for _, w := range cfg.Kubeadm.Warnings {
 		d.Log.Warn(w, "config", o.Config.File)
+	}
+	for _, n := range cfg.Notices {
+		d.Log.Warn(n)
 	}
 	d.Kubeadm = cfg.Kubeadm
 	d.Rand = o.Rand

@@ -25,6 +25,9 @@ func RunReencrypt(ctx context.Context, o ReencryptOptions) (*ReencryptResult, er
 	if o.Workers < 1 || o.PageSize < 1 {
 		return nil, &UsageError{errors.New("--workers and --page-size must be at least 1")}
 	}
+	if err := checkList("--resources", o.Resources); err != nil {
+		return nil, err
+	}
 	cfg, err := o.Config.resolve(forMaintenance)
 	if err != nil {
 		return nil, err

@@ -48,6 +48,9 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	for _, n := range resolved.Notices {
+		o.Log.Warn(n)
+	}
 	cfg := resolved.PKI
 	o.Cfg, o.CheckSANs, o.Algorithm = cfg, resolved.SANsLoaded, cfg.Algorithm
 	switch {

@@ -1,7 +1,7 @@
 package phases
 
 import (
-	"fmt"
+	"errors"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/phases/config"
@@ -27,6 +27,9 @@ type Resolved struct {
 	SANsLoaded bool
 	// ExplicitAlgorithm: a key algorithm was asked for, by --encryption-algorithm or the configuration.
 	ExplicitAlgorithm bool
+	// Notices say what the configuration's resolution chose or changed by itself (config.Config.Notices);
+	// the commands that write certificates from it log them.
+	Notices []string
 }
 
 // configUse says how much of the configuration a command needs.
@@ -46,18 +49,31 @@ const (
 )
 
 func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
+	r, err := s.resolveValues(use)
+	// A malformed value is a usage error whatever its source (exit 2); the message is the same from each.
+	var invalid *config.InvalidError
+	if errors.As(err, &invalid) {
+		return nil, &UsageError{err}
+	}
+	return r, err
+}
+
+func (s ConfigSource) resolveValues(use configUse) (*Resolved, error) {
 	full := func() (*Resolved, error) {
 		c, err := config.Load(s.File, s.Flags, s.Hostname)
 		if err != nil {
 			return nil, err
 		}
-		return &Resolved{PKI: c.PKI, Kubeadm: c, SANsLoaded: true, ExplicitAlgorithm: true}, nil
+		return &Resolved{PKI: c.PKI, Kubeadm: c, SANsLoaded: true, ExplicitAlgorithm: true, Notices: c.Notices}, nil
 	}
 	switch {
 	case use == forInit:
 		return full()
 	case use == forReport:
 		if s.File == "" {
+			if err := config.Invalid(checkCertDirFlag(s.Flags.CertDir)); err != nil {
+				return nil, err
+			}
 			return &Resolved{PKI: DefaultPKIConfig(s.Flags.CertDir)}, nil
 		}
 		c, err := config.Load(s.File, config.Overrides{CertDir: s.Flags.CertDir}, s.Hostname)
@@ -68,16 +84,28 @@ func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
 	case use == forRenewal && s.sanFlagsSet(), s.File != "":
 		return full()
 	}
+	// Without a file, only the certificate directory, the algorithm and the permissions come from the
+	// flags; they are checked as the full configuration checks them, with the same messages.
 	r := &Resolved{PKI: DefaultPKIConfig(s.Flags.CertDir)}
 	r.PKI.StrictPermissions = s.Flags.StrictPermissions
+	var algErr error
 	if s.Flags.EncryptionAlgorithm != "" {
 		alg, err := pki.ParseAlgorithm(s.Flags.EncryptionAlgorithm)
 		if err != nil {
-			return nil, &UsageError{fmt.Errorf("--encryption-algorithm: %w", err)}
+			algErr = &pki.FieldError{Field: "encryptionAlgorithm", Reason: err.Error()}
 		}
 		r.PKI.Algorithm, r.ExplicitAlgorithm = alg, true
 	}
+	if err := config.Invalid(checkCertDirFlag(s.Flags.CertDir), algErr); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkCertDirFlag checks a --cert-dir given without a configuration file as the configuration's
+// certificatesDir is checked.
+func checkCertDirFlag(dir string) error {
+	return pki.CheckText("certificatesDir", dir)
 }
 
 // sanFlagsSet reports whether a flag that decides certificate SANs was given, which needs the full
@@ -125,4 +153,34 @@ func (s ConfigSource) RenewArgs() []string {
 	add("--apiserver-cert-extra-sans", strings.Join(o.APIServerCertSANs, ","))
 	add("--encryption-algorithm", o.EncryptionAlgorithm)
 	return args
+}
+
+// pathFlag is a path given by a flag (or its K8SCRYPTO_* variable, or the settings file) that no kubeadm
+// configuration field holds.
+type pathFlag struct{ flag, path string }
+
+// checkPathFlags refuses a path holding a control character as the configuration's own paths are refused
+// (pki.CheckText): a usage error naming the flag, before anything is written.
+func checkPathFlags(paths ...pathFlag) error {
+	var errs []error
+	for _, p := range paths {
+		errs = append(errs, pki.CheckText(p.flag, p.path))
+	}
+	if err := config.Invalid(errs...); err != nil {
+		return &UsageError{err}
+	}
+	return nil
+}
+
+// checkList bounds a list input (pki.MaxListItems) and refuses control characters in its items: a usage
+// error naming the flag and the count.
+func checkList(flag string, items []string) error {
+	errs := []error{pki.CheckCount(flag, len(items), pki.MaxListItems)}
+	for _, it := range items {
+		errs = append(errs, pki.CheckText(flag, it))
+	}
+	if err := config.Invalid(errs...); err != nil {
+		return &UsageError{err}
+	}
+	return nil
 }

@@ -64,6 +64,9 @@ func OpenSession(o SessionOptions) (*Session, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if err := checkPathFlags(pathFlag{"--kubeconfig-dir", o.KubeconfigDir}, pathFlag{"--audit-log", o.AuditLog}, pathFlag{"--backup-dir", o.BackupDir}); err != nil {
+		return nil, err
+	}
 	s := &Session{o: o}
 	var err error
 	if s.Audit, s.BackupRoot, err = openState(o.AuditLog, o.BackupDir, o.Backups, o.Log); err != nil {

@@ -46,44 +46,80 @@ type Config struct {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, value, why string) {
-		errs = append(errs, fmt.Errorf("%s: invalid value %q: %s", field, value, why))
+		errs = append(errs, invalid(field, value, why))
+	}
+	// Control characters first: the checks below would otherwise report them less clearly (or not at all,
+	// for a path).
+	text := func(field, value string) bool {
+		if err := CheckText(field, value); err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		return true
 	}
 	if c.CertDir == "" {
-		errs = append(errs, errors.New("certificatesDir: must not be empty"))
+		errs = append(errs, &FieldError{Field: "certificatesDir", Reason: "must not be empty"})
+	} else {
+		text("certificatesDir", c.CertDir)
 	}
-	if msgs := validation.IsDNS1123Subdomain(c.NodeName); len(msgs) > 0 {
-		bad("nodeRegistration.name", c.NodeName, strings.Join(msgs, "; "))
+	if text("nodeRegistration.name", c.NodeName) {
+		if msgs := validation.IsDNS1123Subdomain(c.NodeName); len(msgs) > 0 {
+			bad("nodeRegistration.name", c.NodeName, strings.Join(msgs, "; "))
+		}
 	}
 	if c.AdvertiseAddress == nil {
-		errs = append(errs, errors.New("localAPIEndpoint.advertiseAddress: must be an IP address"))
+		errs = append(errs, &FieldError{Field: "localAPIEndpoint.advertiseAddress", Reason: "must be an IP address"})
+	} else if err := CheckServerAddress("localAPIEndpoint.advertiseAddress", c.AdvertiseAddress); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BindPort < 1 || c.BindPort > 65535 {
 		bad("localAPIEndpoint.bindPort", fmt.Sprint(c.BindPort), "must be a port number between 1 and 65535")
 	}
-	if err := validateServiceSubnet(c.ServiceSubnet); err != nil {
-		bad("networking.serviceSubnet", c.ServiceSubnet, err.Error())
-	}
-	if msgs := validation.IsDNS1123Subdomain(c.DNSDomain); len(msgs) > 0 {
-		bad("networking.dnsDomain", c.DNSDomain, strings.Join(msgs, "; "))
-	}
-	if c.ControlPlaneEndpoint != "" {
-		if _, _, err := SplitEndpoint(c.ControlPlaneEndpoint); err != nil {
-			bad("controlPlaneEndpoint", c.ControlPlaneEndpoint, err.Error())
+	if text("networking.serviceSubnet", c.ServiceSubnet) {
+		if err := validateServiceSubnet(c.ServiceSubnet); err != nil {
+			bad("networking.serviceSubnet", c.ServiceSubnet, err.Error())
 		}
 	}
-	for field, sans := range map[string][]string{
-		"apiServer.certSANs":        c.APIServerCertSANs,
-		"etcd.local.serverCertSANs": c.EtcdServerCertSANs,
-		"etcd.local.peerCertSANs":   c.EtcdPeerCertSANs,
+	if text("networking.dnsDomain", c.DNSDomain) {
+		if msgs := validation.IsDNS1123Subdomain(c.DNSDomain); len(msgs) > 0 {
+			bad("networking.dnsDomain", c.DNSDomain, strings.Join(msgs, "; "))
+		}
+	}
+	if c.ControlPlaneEndpoint != "" && text("controlPlaneEndpoint", c.ControlPlaneEndpoint) {
+		if host, _, err := SplitEndpoint(c.ControlPlaneEndpoint); err != nil {
+			bad("controlPlaneEndpoint", c.ControlPlaneEndpoint, err.Error())
+		} else if ip := netutils.ParseIPSloppy(host); ip != nil {
+			if err := CheckSANAddress("controlPlaneEndpoint", ip); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, l := range []struct {
+		field string
+		sans  []string
+	}{
+		{"apiServer.certSANs", c.APIServerCertSANs},
+		{"etcd.local.serverCertSANs", c.EtcdServerCertSANs},
+		{"etcd.local.peerCertSANs", c.EtcdPeerCertSANs},
 	} {
-		for _, san := range sans {
-			if !validSAN(san) {
-				bad(field, san, "not an IP address or an RFC 1123 DNS name (wildcards like *.example.com are allowed): correct it or remove it")
+		if err := CheckCount(l.field, len(l.sans), MaxSANs); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, san := range l.sans {
+			switch ip := netutils.ParseIPSloppy(san); {
+			case !text(l.field, san):
+			case ip != nil:
+				if err := CheckSANAddress(l.field, ip); err != nil {
+					errs = append(errs, err)
+				}
+			case !validSAN(san):
+				bad(l.field, san, "not an IP address or an RFC 1123 DNS name (wildcards like *.example.com are allowed): correct it or remove it")
 			}
 		}
 	}
 	if _, err := ParseAlgorithm(string(c.Algorithm)); err != nil {
-		errs = append(errs, fmt.Errorf("encryptionAlgorithm: %w", err))
+		errs = append(errs, &FieldError{Field: "encryptionAlgorithm", Reason: err.Error()})
 	}
 	if c.CertValidity <= 0 {
 		bad("certificateValidityPeriod", c.CertValidity.String(), "must be positive")

@@ -220,7 +220,7 @@ func writeTemp(f File) (*os.File, string, error) {
 	if err := fault(OpWrite, tmpPath); err != nil {
 		return fail(err)
 	}
-	if _, err := fh.Write(f.Data); err != nil {
+	if _, err := sys.Write(fh, f.Data); err != nil {
 		return fail(err)
 	}
 	return fh, tmpPath, nil
@@ -435,21 +435,32 @@ func AbsPath(p string) string {
 }
 
 // abort undoes a partly applied replacement and returns cause. The journal is first turned into a rollback
-// journal, so that a crash during the undo is finished in the same direction by Recover.
+// journal, so that a crash during the undo is finished in the same direction by Recover. When that cannot be
+// written (a full or read-only file system fails the rollback journal as it failed the replacement), the
+// undo is made all the same and then the forward journal removed: left in place, it would make the next run
+// complete a replacement this one reported as failed, and report a full disk as an interrupted run. Only a
+// crash during that undo can then leave a mix, which is what the rollback journal was for.
 func abort(jpath string, entries []journalEntry, cause error) error {
+	rollback := true
 	if jpath != "" {
 		jdata, _ := json.Marshal(journal{Rollback: true, Entries: entries}) // plain strings: cannot fail
 		if err := WriteFileAtomic(jpath, jdata, ModeKey); err != nil {
-			// The forward journal is still in place and every temp file not yet renamed still exists.
-			return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run completes it)", cause, err)
+			rollback = false
+			if uerr := undo(entries); uerr != nil {
+				// The forward journal is still in place and every temp file not yet renamed still exists.
+				return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run completes it)", cause, errors.Join(err, uerr))
+			}
 		}
 	}
-	if err := undo(entries); err != nil {
-		return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run retries the undo)", cause, err)
+	if rollback {
+		if err := undo(entries); err != nil {
+			return fmt.Errorf("%w (undoing the replacement failed too: %v; the next k8scrypto run retries the undo)", cause, err)
+		}
 	}
 	if jpath != "" {
-		// Best effort: the undo is complete, so a rollback journal that survives only makes the next run
-		// repeat it, which finds nothing left to undo; cause is the error worth reporting.
+		// The undo is complete. A rollback journal that survives only makes the next run repeat it, which
+		// finds nothing left to undo; a forward one that survives finds no temp file left to rename, and
+		// only ends the transaction again. cause is the error worth reporting.
 		_ = remove(jpath)
 	}
 	_ = syncDirsOf(entries) // best effort: the undo is complete in any case
@@ -457,33 +468,35 @@ func abort(jpath string, entries []journalEntry, cause error) error {
 }
 
 // undo puts every target back as it was before a replacement, judging from what is on disk, so that it can
-// be repeated after a crash: a target with a kept previous version gets it back; a target that did not exist
-// before is removed once its temp file is gone (then it was renamed into place); leftover temps are removed.
+// be repeated after a crash: a target whose temp file still exists was never replaced and is left alone (no
+// call that could fail again: a rename is what failed on a full disk); a replaced target gets its kept
+// previous version back, or is removed when it did not exist before; leftover temps and kept links are
+// removed.
 func undo(entries []journalEntry) error {
 	var errs []error
 	for _, e := range entries {
 		_, tmpErr := os.Lstat(e.Temp)
-		renamed := errors.Is(tmpErr, fs.ErrNotExist)
+		if renamed := errors.Is(tmpErr, fs.ErrNotExist); !renamed {
+			// The target was never replaced; a temp or kept link left behind is removed by the next Recover.
+			_ = os.Remove(e.Temp)
+			if e.Old != "" {
+				_ = os.Remove(e.Old)
+			}
+			continue
+		}
 		if e.Old != "" {
 			if _, err := os.Lstat(e.Old); err == nil {
-				// When the target was not replaced yet, both names are links to one file and the rename is a
-				// no-op; Old is removed below either way.
 				if err := rename(e.Old, e.Target); err != nil {
 					errs = append(errs, err)
 					continue
 				}
+				_ = os.Remove(e.Old) // gone with the rename, unless both names were one file already
 			}
-			// The target is restored; a kept link left behind is removed by the next Recover.
-			_ = os.Remove(e.Old)
-		} else if renamed {
-			if err := remove(e.Target); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			// Restored, or restored before a crash (the kept link is gone with the rename).
+			continue
 		}
-		if !renamed {
-			// The target was never replaced; a temp left behind is removed by the next Recover.
-			_ = os.Remove(e.Temp)
+		if err := remove(e.Target); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

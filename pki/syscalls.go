@@ -3,11 +3,14 @@ package pki
 import "os"
 
 // syscalls are the file layer's system calls whose order makes a write durable: the fsync of a file or a
-// directory, and the mkdir, link, rename and remove that change a directory. Every such call of the file
-// layer goes through sys, so that a test can swap in a recording implementation and check the order (a
-// file fsynced before the rename that publishes it, its directory fsynced after), which no test of the
-// files' contents can see.
+// directory, and the mkdir, link, rename and remove that change a directory, and the write of a file's
+// data. Every such call of the file layer goes through sys, so that a test can swap in a recording
+// implementation and check the order (a file fsynced before the rename that publishes it, its directory
+// fsynced after), which no test of the files' contents can see, or a failing one (a full or read-only
+// file system at the write or the rename).
 type syscalls interface {
+	// Write writes a temp file's data.
+	Write(f *os.File, b []byte) (int, error)
 	// Fsync flushes an open file, or an open directory's entries, to stable storage.
 	Fsync(f *os.File) error
 	Mkdir(path string, mode os.FileMode) error
@@ -19,6 +22,7 @@ type syscalls interface {
 // osCalls is the real implementation.
 type osCalls struct{}
 
+func (osCalls) Write(f *os.File, b []byte) (int, error)   { return f.Write(b) }
 func (osCalls) Fsync(f *os.File) error                    { return f.Sync() }
 func (osCalls) Mkdir(path string, mode os.FileMode) error { return os.Mkdir(path, mode) }
 func (osCalls) Link(oldPath, newPath string) error        { return os.Link(oldPath, newPath) }

@@ -91,6 +91,14 @@ Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K
 			return nil
 		},
 	}
+	// A malformed flag value is a usage error (exit 2) worded as the same value from K8SCRYPTO_* or the
+	// settings file is: one message and one exit code whatever the source (issue 15).
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		if ive := new(pflag.InvalidValueError); errors.As(err, &ive) {
+			return flagValueError(ive.GetFlag().Name, ive.GetValue(), ive.Unwrap())
+		}
+		return usageError{err}
+	})
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print more progress on stderr")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors on stderr")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "result format: text, json or yaml")
@@ -137,7 +145,7 @@ func bindSettings(cmd *cobra.Command, settingsFile string) error {
 			err = f.Value.Set(v.GetString(f.Name))
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("K8SCRYPTO_%s (or settings key %q): %w", strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")), f.Name, err))
+			errs = append(errs, flagValueError(f.Name, fmt.Sprint(v.Get(f.Name)), err))
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
@@ -183,6 +191,12 @@ func unknownSettings(cmd *cobra.Command, v *viper.Viper, settingsFile string) er
 		errs = append(errs, fmt.Errorf("environment variable %s names no k8scrypto flag%s", name, didYouMean(suggest.Nearest(name, every))))
 	}
 	return errors.Join(errs...)
+}
+
+// flagValueError is a malformed value of a flag, whether from the command line, K8SCRYPTO_* or the settings
+// file: the message names all three.
+func flagValueError(name, value string, cause error) error {
+	return usageError{fmt.Errorf("--%s (%s, settings key %q): invalid value %q: %w", name, envName(name), name, value, cause)}
 }
 
 // envName is the K8SCRYPTO_* variable of a flag.

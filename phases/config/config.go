@@ -62,6 +62,64 @@ type Config struct {
 	PKI *pki.Config
 	// Warnings are about documents of the file that neither k8scrypto nor kubeadm uses; the command logs them.
 	Warnings []string
+	// Notices say what k8scrypto chose or changed itself: an advertise address it picked, a node name or SAN
+	// it lower-cased, a node name taken from the host name. The command logs them (never silently).
+	Notices []string
+}
+
+// InvalidError is a configuration that cannot be used as given, whichever its source (the file, a flag,
+// a K8SCRYPTO_* variable or the settings file, which all reach Load as the same values): a file that does
+// not decode or a value that does not validate. The same value gets the same message from every source,
+// and the command exits 2 (a usage error).
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// fieldFlags are the flags that set a configuration field; an error about the field names both, so that the
+// message is the same whether the value came from the file, the flag, its K8SCRYPTO_* variable or the
+// settings file.
+var fieldFlags = map[string]string{
+	"certificatesDir":                   "--cert-dir",
+	"nodeRegistration.name":             "--node-name",
+	"localAPIEndpoint.advertiseAddress": "--advertise-address",
+	"controlPlaneEndpoint":              "--control-plane-endpoint",
+	"networking.serviceSubnet":          "--service-cidr",
+	"networking.dnsDomain":              "--service-dns-domain",
+	"apiServer.certSANs":                "--apiserver-cert-extra-sans",
+	"encryptionAlgorithm":               "--encryption-algorithm",
+}
+
+// Invalid returns errs (nil ones dropped) as one *InvalidError, each *pki.FieldError naming the flag that
+// also sets its field; nil when there is none.
+func Invalid(errs ...error) error {
+	var out []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var list []error
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			list = j.Unwrap()
+		} else {
+			list = []error{err}
+		}
+		for _, e := range list {
+			var fe *pki.FieldError
+			if errors.As(e, &fe) {
+				if flag, ok := fieldFlags[fe.Field]; ok {
+					c := *fe
+					c.Field += " (" + flag + ")"
+					e = &c
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return &InvalidError{errors.Join(out...)}
 }
 
 // Load reads path ("" for none), applies overrides, defaults and validates. hostname is injected for tests
@@ -74,7 +132,7 @@ func Load(path string, o Overrides, hostname func() (string, error)) (*Config, e
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
 		if err := cfg.decode(data); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, &InvalidError{fmt.Errorf("config %s: %w", path, err)}
 		}
 	}
 	if hostname == nil {
@@ -331,26 +389,42 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 	v1beta4.SetObjectDefaults_InitConfiguration(in)
 	v1beta4.SetObjectDefaults_ClusterConfiguration(cl)
 
-	// Host-dependent defaults, as kubeadm resolves them at run time.
+	// Host-dependent defaults, as kubeadm resolves them at run time. A control character is refused before
+	// anything normalizes the value (a trailing newline would otherwise be trimmed away unseen).
+	var errs []error
 	if in.NodeRegistration.Name == "" {
 		h, err := hostname()
 		if err != nil {
 			return fmt.Errorf("nodeRegistration.name is not set and the host name is unknown: %w", err)
 		}
 		in.NodeRegistration.Name = h
+		c.Notices = append(c.Notices, fmt.Sprintf("nodeRegistration.name is not set: using the host name %q (set --node-name to choose)", h))
 	}
-	in.NodeRegistration.Name = strings.ToLower(strings.TrimSpace(in.NodeRegistration.Name))
-	// Like kubeadm's SetAPIEndpointDynamicDefaults, an unspecified address (0.0.0.0, ::) means "pick one":
-	// it must never end up in a certificate.
-	if ip := netutils.ParseIPSloppy(in.LocalAPIEndpoint.AdvertiseAddress); in.LocalAPIEndpoint.AdvertiseAddress == "" || (ip != nil && ip.IsUnspecified()) {
+	if err := pki.CheckText("nodeRegistration.name", in.NodeRegistration.Name); err != nil {
+		return Invalid(err)
+	}
+	if n := strings.ToLower(strings.TrimSpace(in.NodeRegistration.Name)); n != in.NodeRegistration.Name {
+		// kubeadm lower-cases the node name too (a Node's name must be lower case); the certificates carry it.
+		c.Notices = append(c.Notices, fmt.Sprintf("nodeRegistration.name %q is used as %q: node names are lower case", in.NodeRegistration.Name, n))
+		in.NodeRegistration.Name = n
+	}
+	// An empty address means "pick one", as kubeadm's SetAPIEndpointDynamicDefaults picks it: the address of
+	// the default route's interface, which is said. Given explicitly, the unspecified address (0.0.0.0, ::) is
+	// refused with the others no server can be reached at (pki.CheckServerAddress): kubeadm would pick one
+	// silently, and the certificates would carry an address nobody chose.
+	if in.LocalAPIEndpoint.AdvertiseAddress == "" {
 		ip, err := utilnet.ChooseHostInterface()
 		if err != nil {
 			return fmt.Errorf("localAPIEndpoint.advertiseAddress is not set and no default interface was found (%v): set --advertise-address", err)
 		}
 		in.LocalAPIEndpoint.AdvertiseAddress = ip.String()
+		c.Notices = append(c.Notices, fmt.Sprintf("localAPIEndpoint.advertiseAddress is not set: using %s, the address of the default route's interface, in the certificates (set --advertise-address to choose)", ip))
 	}
 	for i, s := range cl.APIServer.CertSANs {
-		cl.APIServer.CertSANs[i] = strings.ToLower(s)
+		if l := strings.ToLower(s); l != s {
+			c.Notices = append(c.Notices, fmt.Sprintf("apiServer.certSANs %q is used as %q: DNS names are case-insensitive and certificates carry them in lower case", s, l))
+			cl.APIServer.CertSANs[i] = l
+		}
 	}
 
 	// kubeadm requires an absolute certificatesDir; k8scrypto accepts a relative one (--cert-dir ./pki) and
@@ -383,11 +457,13 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 		p.EtcdPeerCertSANs = cl.Etcd.Local.PeerCertSANs
 	}
 	if p.AdvertiseAddress == nil {
-		return fmt.Errorf("localAPIEndpoint.advertiseAddress: invalid value %q: not an IP address", in.LocalAPIEndpoint.AdvertiseAddress)
+		if err := pki.CheckText("localAPIEndpoint.advertiseAddress", in.LocalAPIEndpoint.AdvertiseAddress); err != nil {
+			return Invalid(err)
+		}
+		return Invalid(&pki.FieldError{Field: "localAPIEndpoint.advertiseAddress", Value: in.LocalAPIEndpoint.AdvertiseAddress, Quote: true, Reason: "not an IP address"})
 	}
-	var errs []error
 	if cl.ControlPlaneEndpoint != strings.ToLower(cl.ControlPlaneEndpoint) {
-		errs = append(errs, fmt.Errorf("controlPlaneEndpoint: invalid value %q: must be lower case", cl.ControlPlaneEndpoint))
+		errs = append(errs, &pki.FieldError{Field: "controlPlaneEndpoint", Value: cl.ControlPlaneEndpoint, Quote: true, Reason: "must be lower case"})
 	}
 	if cl.Etcd.Local != nil && cl.Etcd.External != nil {
 		errs = append(errs, errors.New("etcd: set either local or external, not both"))
@@ -395,10 +471,20 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 	if cl.Etcd.External != nil && len(cl.Etcd.External.Endpoints) == 0 {
 		errs = append(errs, errors.New("etcd.external.endpoints: at least one endpoint must be specified"))
 	}
-	if err := p.Validate(); err != nil {
-		errs = append(errs, err)
+	if cl.Etcd.External != nil {
+		errs = append(errs, pki.CheckCount("etcd.external.endpoints", len(cl.Etcd.External.Endpoints), pki.MaxListItems))
+		for _, f := range []struct{ field, value string }{
+			{"etcd.external.caFile", cl.Etcd.External.CAFile}, {"etcd.external.certFile", cl.Etcd.External.CertFile},
+			{"etcd.external.keyFile", cl.Etcd.External.KeyFile},
+		} {
+			errs = append(errs, pki.CheckText(f.field, f.value))
+		}
+		for _, ep := range cl.Etcd.External.Endpoints {
+			errs = append(errs, pki.CheckText("etcd.external.endpoints", ep))
+		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	errs = append(errs, p.Validate())
+	if err := Invalid(errs...); err != nil {
 		return err
 	}
 	c.PKI = p

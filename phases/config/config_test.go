@@ -120,19 +120,16 @@ func TestExternalEtcd(t *testing.T) {
 	}
 }
 
-// TestUnspecifiedAdvertiseAddress: kubeadm treats 0.0.0.0 and :: like an unset address and picks the
-// default interface's; it never puts them into a certificate.
+// TestUnspecifiedAdvertiseAddress: kubeadm treats 0.0.0.0 and :: like an unset address and silently picks
+// the default interface's; k8scrypto refuses them given explicitly (issue 15: an address nobody chose must
+// not end up in the certificates unsaid), naming the field, as a usage error. An unset address is picked
+// and said (TestWhatLoadChoosesIsSaid).
 func TestUnspecifiedAdvertiseAddress(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0", "::"} {
-		cfg, err := load(t, "", config.Overrides{AdvertiseAddress: addr})
-		if err != nil {
-			if !strings.Contains(err.Error(), "advertiseAddress") {
-				t.Errorf("%s: error %q does not name the field", addr, err)
-			}
-			continue
-		}
-		if cfg.PKI.AdvertiseAddress.IsUnspecified() {
-			t.Errorf("%s was used as the advertise address", addr)
+		_, err := load(t, "", config.Overrides{AdvertiseAddress: addr})
+		var invalid *config.InvalidError
+		if !errors.As(err, &invalid) || !strings.Contains(err.Error(), "localAPIEndpoint.advertiseAddress (--advertise-address)") || !strings.Contains(err.Error(), "unspecified address") {
+			t.Errorf("%s: %v; want an InvalidError naming the field", addr, err)
 		}
 	}
 }
@@ -228,5 +225,48 @@ func TestRelativeCertDirBecomesAbsolute(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "pki"); cfg.PKI.CertDir != want {
 		t.Errorf("CertDir = %q, want %q", cfg.PKI.CertDir, want)
+	}
+}
+
+// TestWhatLoadChoosesIsSaid: a node name or SAN k8scrypto lower-cases, a node name taken from the host
+// name and an advertise address it picks are each said (Notices, which the commands log as warnings), with
+// the value used; what is given as used says nothing.
+func TestWhatLoadChoosesIsSaid(t *testing.T) {
+	host := func() (string, error) { return "Node-7", nil }
+	c, err := config.Load("", config.Overrides{CertDir: t.TempDir(), NodeName: "CP-1", AdvertiseAddress: "10.0.0.5", APIServerCertSANs: []string{"API.Example.com", "ok.example.com"}}, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`nodeRegistration.name "CP-1" is used as "cp-1"`, `apiServer.certSANs "API.Example.com" is used as "api.example.com"`}
+	if len(c.Notices) != len(want) {
+		t.Errorf("notices %q, want %d", c.Notices, len(want))
+	}
+	for i, w := range want {
+		if i < len(c.Notices) && !strings.HasPrefix(c.Notices[i], w) {
+			t.Errorf("notice %q, want %q", c.Notices[i], w)
+		}
+	}
+	if c.PKI.NodeName != "cp-1" || c.PKI.APIServerCertSANs[0] != "api.example.com" {
+		t.Errorf("node name %q, SANs %q", c.PKI.NodeName, c.PKI.APIServerCertSANs)
+	}
+	c, err = config.Load("", config.Overrides{CertDir: t.TempDir(), NodeName: "cp-1", AdvertiseAddress: "10.0.0.5"}, host)
+	if err != nil || len(c.Notices) != 0 {
+		t.Errorf("nothing chosen: %v, notices %q", err, c.Notices)
+	}
+	// No node name: the host name, lower-cased, both said.
+	c, err = config.Load("", config.Overrides{CertDir: t.TempDir(), AdvertiseAddress: "10.0.0.5"}, host)
+	if err != nil || len(c.Notices) != 2 || !strings.Contains(c.Notices[0], `using the host name "Node-7"`) || !strings.Contains(c.Notices[1], `"Node-7" is used as "node-7"`) {
+		t.Errorf("from the host name: %v, notices %q", err, c.Notices)
+	}
+	// No advertise address: the default route's, said with the address used.
+	c, err = config.Load("", config.Overrides{CertDir: t.TempDir(), NodeName: "cp-1"}, host)
+	if err != nil {
+		if !strings.Contains(err.Error(), "set --advertise-address") {
+			t.Errorf("no default route: %v", err)
+		}
+		t.Skipf("this host has no default route: %v", err)
+	}
+	if len(c.Notices) != 1 || !strings.Contains(c.Notices[0], "using "+c.PKI.AdvertiseAddress.String()+", the address of the default route's interface") {
+		t.Errorf("picked %s, notices %q", c.PKI.AdvertiseAddress, c.Notices)
 	}
 }

@@ -20,7 +20,12 @@ const (
 	StageUnordered Stage = "unordered"
 	// StageInconsistent: rotatable entries are in different stages (edited by hand mid-rotation).
 	StageInconsistent Stage = "inconsistent"
-	// StageNone: no entry encrypts with local keys (kms or identity first); there is nothing to rotate here.
+	// StagePlaintext: an entry writes plaintext (identity is its first provider) and no repair is staged:
+	// prepare adds a key after identity, promote puts it first. Entries in stage steady or unordered may be
+	// beside it (prepare rotates them at the same time).
+	StagePlaintext Stage = "plaintext"
+	// StageNone: no entry encrypts with local keys and none writes plaintext (a KMS plugin first): there is
+	// nothing to rotate here, and nothing wrong.
 	StageNone Stage = "none"
 )
 
@@ -35,8 +40,10 @@ func (s Stage) Next() string {
 		return `"k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune --yes --kubeconfig ADMIN.CONF --etcd-endpoints URL"`
 	case StageInconsistent:
 		return "make every resources entry's first provider hold its keys in the same stage (or restore the file from a backup)"
+	case StagePlaintext:
+		return `"k8scrypto encryption rotate prepare" (it adds a new key after identity; apiservers can read with it, still writing plaintext), then "k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it puts that provider first: new writes are encrypted), then "k8scrypto encryption reencrypt" to encrypt what is stored`
 	}
-	return "nothing: no resources entry encrypts with a local key (rotate a kms key in the KMS plugin)"
+	return "nothing: every resources entry encrypts with a KMS plugin, which is fine (rotate its key in the KMS plugin)"
 }
 
 // Key roles.
@@ -115,15 +122,32 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 			}
 			e.Providers = append(e.Providers, pi)
 		}
-		if len(rc.Providers) > 0 && len(KeysOf(rc.Providers[0])) > 0 {
+		switch {
+		case len(rc.Providers) > 0 && len(KeysOf(rc.Providers[0])) > 0:
 			e.Stage = entryStage(KeysOf(rc.Providers[0]))
+		case plaintextEntry(rc.Providers):
+			e.Stage = StagePlaintext
+			if repairStaged(rc.Providers) {
+				e.Stage = StagePrepared
+			}
+		}
+		if e.Stage != "" {
 			stages = append(stages, e.Stage)
 		}
 		st.Entries = append(st.Entries, e)
 	}
+	only := func(allowed ...Stage) bool {
+		return !slices.ContainsFunc(stages, func(s Stage) bool { return !slices.Contains(allowed, s) })
+	}
 	switch {
 	case len(stages) == 0:
 		st.Stage = StageNone
+	case slices.Contains(stages, StagePlaintext) && only(StagePlaintext, StageSteady, StageUnordered):
+		// prepare repairs the plaintext entries and rotates the others in one step
+		st.Stage = StagePlaintext
+	case slices.Contains(stages, StagePromoted) && only(StagePromoted, StageSteady):
+		// a repaired entry is steady after promote (one key), beside the rotated entries it was prepared with
+		st.Stage = StagePromoted
 	case slices.ContainsFunc(stages, func(s Stage) bool { return s != stages[0] }):
 		st.Stage = StageInconsistent
 	default:
@@ -135,6 +159,21 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 	}
 	st.Warnings = append(st.Warnings, CheckKeyIdentity(cfg)...)
 	return st
+}
+
+// plaintextEntry says whether an entry writes plaintext: identity is its first provider.
+func plaintextEntry(ps []apiserverv1.ProviderConfiguration) bool {
+	return len(ps) > 0 && ProviderType(ps[0]) == Identity
+}
+
+// repairStaged says whether a plaintext entry has had its repair prepared: the provider after identity
+// holds local keys, the first of which is k8scrypto's newest (prepare put it there).
+func repairStaged(ps []apiserverv1.ProviderConfiguration) bool {
+	if len(ps) < 2 {
+		return false
+	}
+	keys := KeysOf(ps[1])
+	return len(keys) > 0 && newestKey(keys) == 0
 }
 
 // entryStage reads the stage from the keys of a first provider.
@@ -243,8 +282,13 @@ func rotatable(cfg *apiserverv1.EncryptionConfiguration, fn func(entry int, p *a
 // loads the result can decrypt with it while the old key still encrypts. Allowed in stage steady or
 // unordered, also when the current key is not AES-256 (prepare is how such a key is rotated out; see
 // keysize.go). cfg is not modified.
+//
+// An entry that writes plaintext (identity first, stage plaintext) is repaired the same way: the new key
+// goes right after identity, first in the local-key provider there, else in a new secretbox provider, so
+// that every apiserver can read with it while still writing plaintext; promote then puts that provider
+// first. identity stays, so what is stored in plaintext stays readable until reencrypt has rewritten it.
 func Prepare(cfg *apiserverv1.EncryptionConfiguration, now time.Time, rnd io.Reader) (*apiserverv1.EncryptionConfiguration, []Change, error) {
-	if err := allow(cfg, "prepare", StageSteady, StageUnordered); err != nil {
+	if err := allow(cfg, "prepare", StageSteady, StageUnordered, StagePlaintext); err != nil {
 		return nil, nil, err
 	}
 	out := cfg.DeepCopy()
@@ -262,6 +306,24 @@ func Prepare(cfg *apiserverv1.EncryptionConfiguration, now time.Time, rnd io.Rea
 	if err != nil {
 		return nil, nil, err
 	}
+	for i := range out.Resources {
+		ps := out.Resources[i].Providers
+		if !plaintextEntry(ps) {
+			continue
+		}
+		key, err := NewKey(out, now, rnd)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(ps) > 1 && len(KeysOf(ps[1])) > 0 {
+			setKeys(&ps[1], slices.Insert(slices.Clone(KeysOf(ps[1])), 0, key))
+		} else {
+			ps = slices.Insert(ps, 1, apiserverv1.ProviderConfiguration{Secretbox: &apiserverv1.SecretboxConfiguration{Keys: []apiserverv1.Key{key}}})
+			out.Resources[i].Providers = ps
+		}
+		changes = append(changes, Change{Entry: i, Provider: ProviderType(ps[1]), Key: KeyInfo{Name: key.Name, Fingerprint: Fingerprint(key.Secret), Role: RoleRead}})
+	}
+	slices.SortStableFunc(changes, func(a, b Change) int { return a.Entry - b.Entry })
 	return out, changes, Validate(out)
 }
 
@@ -293,6 +355,18 @@ func promote(cfg *apiserverv1.EncryptionConfiguration) (*apiserverv1.EncryptionC
 		changes = append(changes, Change{Entry: i, Provider: ProviderType(*p), Key: KeyInfo{Name: k.Name, Fingerprint: Fingerprint(k.Secret), Role: RoleWrite}})
 		return nil
 	})
+	// A repaired plaintext entry: the provider prepare filled after identity goes first, identity second.
+	for i := range out.Resources {
+		ps := out.Resources[i].Providers
+		if !plaintextEntry(ps) || !repairStaged(ps) {
+			continue
+		}
+		p := ps[1]
+		out.Resources[i].Providers = slices.Insert(slices.Delete(ps, 1, 2), 0, p)
+		k := KeysOf(p)[0]
+		changes = append(changes, Change{Entry: i, Provider: ProviderType(p), Key: KeyInfo{Name: k.Name, Fingerprint: Fingerprint(k.Secret), Role: RoleWrite}})
+	}
+	slices.SortStableFunc(changes, func(a, b Change) int { return a.Entry - b.Entry })
 	return out, changes, Validate(out)
 }
 

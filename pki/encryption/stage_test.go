@@ -3,6 +3,7 @@ package encryption
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,11 +227,13 @@ func TestSeveralEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(added) != 2 || added[0].Entry != 0 || added[1].Entry != 2 || added[0].Key.Name == added[1].Key.Name {
-		t.Fatalf("added = %+v: want a distinct new key in entries 0 and 2", added)
+	// The identity-first entry (events, written in plaintext) is repaired with the others.
+	if len(added) != 3 || added[0].Entry != 0 || added[1].Entry != 1 || added[2].Entry != 2 ||
+		added[0].Key.Name == added[1].Key.Name || added[1].Key.Name == added[2].Key.Name || added[0].Key.Name == added[2].Key.Name {
+		t.Fatalf("added = %+v: want a distinct new key in entries 0, 1 and 2", added)
 	}
 	st := Describe(prepared)
-	if st.Stage != StagePrepared || st.Entries[1].Stage != "" {
+	if st.Stage != StagePrepared || st.Entries[1].Stage != StagePrepared {
 		t.Fatalf("status = %+v", st)
 	}
 	// Hand-edit: promote only the first entry.
@@ -247,5 +250,100 @@ func TestSeveralEntries(t *testing.T) {
 	}
 	if got := WriteKey(prepared); got != "aescbc:key-20250101T000000Z-aaaaaaaa,identity,secretbox:cm" {
 		t.Errorf("WriteKey = %s", got)
+	}
+}
+
+// TestPrepareRepairsPlaintext: an entry whose first provider is identity writes plaintext. prepare adds a
+// new key right after identity (a new secretbox provider, or first in the local-key provider already
+// there), so every apiserver can read with it while still writing plaintext; promote puts that provider
+// first, identity kept second so what is stored stays readable. A KMS plugin first is fine: nothing to do.
+func TestPrepareRepairsPlaintext(t *testing.T) {
+	identity := apiserverv1.ProviderConfiguration{Identity: &apiserverv1.IdentityConfiguration{}}
+	old := apiserverv1.ProviderConfiguration{Secretbox: &apiserverv1.SecretboxConfiguration{Keys: []apiserverv1.Key{{Name: "k", Secret: key32}}}}
+	for _, tc := range []struct {
+		name      string
+		providers []apiserverv1.ProviderConfiguration
+		// want is the providers' types after promote, and keys the first provider's key count.
+		want []string
+		keys int
+	}{
+		{"identity alone", []apiserverv1.ProviderConfiguration{identity}, []string{Secretbox, Identity}, 1},
+		{"identity then secretbox", []apiserverv1.ProviderConfiguration{identity, old}, []string{Secretbox, Identity}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &apiserverv1.EncryptionConfiguration{Resources: []apiserverv1.ResourceConfiguration{{Resources: []string{"secrets"}, Providers: tc.providers}}}
+			st := Describe(cfg)
+			if st.Stage != StagePlaintext || !strings.Contains(st.Next, `"k8scrypto encryption rotate prepare"`) || !strings.Contains(st.Next, `"k8scrypto encryption rotate promote`) {
+				t.Fatalf("stage %s, next %q: want plaintext, naming prepare and promote", st.Stage, st.Next)
+			}
+			if _, _, err := Promote(cfg); err == nil {
+				t.Fatal("promote before prepare was accepted")
+			}
+			prepared, added, err := Prepare(cfg, pkitest.Now, pkitest.Rand(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := prepared.Resources[0].Providers
+			if len(added) != 1 || ProviderType(ps[0]) != Identity || KeysOf(ps[1])[0].Name != added[0].Key.Name {
+				t.Fatalf("prepare: %+v, added %+v: want identity still first, the new key first after it", ps, added)
+			}
+			if WriteKey(prepared) != Identity || Describe(prepared).Stage != StagePrepared {
+				t.Fatalf("after prepare: write key %s, stage %s; want identity (nothing encrypted before every apiserver can read it), prepared", WriteKey(prepared), Describe(prepared).Stage)
+			}
+			promoted, changes, err := Promote(prepared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = promoted.Resources[0].Providers
+			var types []string
+			for _, p := range ps {
+				types = append(types, ProviderType(p))
+			}
+			if !slices.Equal(types, tc.want) || len(KeysOf(ps[0])) != tc.keys || KeysOf(ps[0])[0].Name != added[0].Key.Name {
+				t.Fatalf("promote: providers %v (first with %d keys), want %v with %d, the new key first", types, len(KeysOf(ps[0])), tc.want, tc.keys)
+			}
+			if len(changes) != 1 || changes[0].Key.Role != RoleWrite || changes[0].Key.Name != added[0].Key.Name {
+				t.Errorf("promote changes = %+v", changes)
+			}
+			if w := WriteKey(promoted); w != Secretbox+":"+added[0].Key.Name {
+				t.Errorf("write key after promote = %s", w)
+			}
+			if err := Validate(promoted); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	kms := &apiserverv1.EncryptionConfiguration{Resources: []apiserverv1.ResourceConfiguration{{Resources: []string{"secrets"}, Providers: []apiserverv1.ProviderConfiguration{
+		{KMS: &apiserverv1.KMSConfiguration{APIVersion: "v2", Name: "vault", Endpoint: "unix:///run/kms.sock"}}, identity}}}}
+	if st := Describe(kms); st.Stage != StageNone || !strings.Contains(st.Next, "KMS plugin, which is fine") {
+		t.Errorf("KMS first: stage %s, next %q", st.Stage, st.Next)
+	}
+}
+
+// TestRepairBesideARotation: a plaintext entry beside an entry with local keys: one prepare repairs the one
+// and rotates the other, one promote finishes both, and prune (the rotated entry's old key) is allowed.
+func TestRepairBesideARotation(t *testing.T) {
+	cfg := cfgWithKeys("key-20250101T000000Z-aaaaaaaa")
+	cfg.Resources = append(cfg.Resources, apiserverv1.ResourceConfiguration{Resources: []string{"configmaps"}, Providers: []apiserverv1.ProviderConfiguration{{Identity: &apiserverv1.IdentityConfiguration{}}}})
+	if st := Describe(cfg); st.Stage != StagePlaintext {
+		t.Fatalf("stage %s, want plaintext", st.Stage)
+	}
+	prepared, _, err := Prepare(cfg, pkitest.Now, pkitest.Rand(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted, _, err := Promote(prepared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := Describe(promoted); st.Stage != StagePromoted {
+		t.Fatalf("after promote: stage %s, want promoted", st.Stage)
+	}
+	pruned, removed, err := Prune(promoted)
+	if err != nil || len(removed) != 1 || removed[0].Entry != 0 {
+		t.Fatalf("prune: %v, removed %+v", err, removed)
+	}
+	if st := Describe(pruned); st.Stage != StageSteady || ProviderType(pruned.Resources[1].Providers[0]) != Secretbox {
+		t.Errorf("after prune: %+v", st)
 	}
 }
