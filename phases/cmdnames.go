@@ -1,6 +1,8 @@
 package phases
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -74,4 +76,38 @@ func NewStepArgs(src ConfigSource, api APIServer, etcd Etcd) StepArgs {
 		}
 	}
 	return a
+}
+
+// encryptionNext says what to run in an encryption config's rotation stage.
+func encryptionNext(s encryption.Stage) string {
+	switch s {
+	case encryption.StageSteady, encryption.StageUnordered:
+		return `"k8scrypto encryption rotate prepare" when the key is due`
+	case encryption.StagePrepared:
+		return `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it waits until the apiserver has loaded this file)`
+	case encryption.StagePromoted:
+		return `"k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune --yes --kubeconfig ADMIN.CONF --etcd-endpoints URL"`
+	case encryption.StageInconsistent:
+		return "make every resources entry's first provider hold its keys in the same stage (or restore the file from a backup)"
+	}
+	return "nothing: no resources entry encrypts with a local key (rotate a kms key in the KMS plugin)"
+}
+
+// describeEncryption is the encryption config's stage and keys (encryption.Describe) with the next command.
+func describeEncryption(cfg *encryption.Config) encryption.Status {
+	st := encryption.Describe(cfg)
+	st.Next = encryptionNext(st.Stage)
+	return st
+}
+
+// backupError adds to a backup root's error (pki.BackupRootError, pki.OpenBackupRootError) the flag that
+// chooses another.
+func backupError(err error) error {
+	if e := new(pki.BackupRootError); errors.As(err, &e) {
+		return fmt.Errorf("%w (give a --backup-dir this user can create and write)", err)
+	}
+	if e := new(pki.OpenBackupRootError); errors.As(err, &e) {
+		return fmt.Errorf("%w or give another --backup-dir", err)
+	}
+	return err
 }

@@ -58,7 +58,7 @@ func ensureEncryptionConfig(d *Data) error {
 		if diff := encryptionDiff(cfg, d.Encryption); diff != "" {
 			d.Log.Warn("keeping the existing encryption config, which differs from the requested one; change it with \"k8scrypto encryption rotate\" or by hand", "file", path, "difference", diff)
 		}
-		for _, e := range encryption.Describe(cfg).Entries {
+		for _, e := range describeEncryption(cfg).Entries {
 			if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
 				d.Log.Warn("PLAINTEXT: the existing encryption config writes these resources unencrypted (identity is their first provider); see \"k8scrypto encryption status\" for the fix", "file", path, "resources", strings.Join(e.Resources, ","))
 			}
@@ -83,7 +83,7 @@ func ensureEncryptionConfig(d *Data) error {
 
 // encryptionResult describes the file without its keys: provider and resources, the write key's name.
 func encryptionResult(cfg *encryption.Config) FileResult {
-	st := encryption.Describe(cfg)
+	st := describeEncryption(cfg)
 	var parts []string
 	for _, e := range st.Entries {
 		if len(e.Providers) == 0 {
