@@ -78,28 +78,6 @@ func NewStepArgs(src ConfigSource, api APIServer, etcd Etcd) StepArgs {
 	return a
 }
 
-// encryptionNext says what to run in an encryption config's rotation stage.
-func encryptionNext(s encryption.Stage) string {
-	switch s {
-	case encryption.StageSteady, encryption.StageUnordered:
-		return `"k8scrypto encryption rotate prepare" when the key is due`
-	case encryption.StagePrepared:
-		return `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it waits until the apiserver has loaded this file)`
-	case encryption.StagePromoted:
-		return `"k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune --yes --kubeconfig ADMIN.CONF --etcd-endpoints URL"`
-	case encryption.StageInconsistent:
-		return "make every resources entry's first provider hold its keys in the same stage (or restore the file from a backup)"
-	}
-	return "nothing: no resources entry encrypts with a local key (rotate a kms key in the KMS plugin)"
-}
-
-// describeEncryption is the encryption config's stage and keys (encryption.Describe) with the next command.
-func describeEncryption(cfg *encryption.Config) encryption.Status {
-	st := encryption.Describe(cfg)
-	st.Next = encryptionNext(st.Stage)
-	return st
-}
-
 // backupError adds to a backup root's error (pki.BackupRootError, pki.OpenBackupRootError) the flag that
 // chooses another.
 func backupError(err error) error {

@@ -50,7 +50,7 @@ func ensureEncryptionConfig(d *Data) error {
 			return err
 		}
 		// k8scrypto manages AES-256 only: adopting a shorter aescbc/aesgcm key would leave it unrotated.
-		if err := encryption.CheckKeySizes(cfg); err != nil {
+		if err := checkKeySizes(cfg); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		r := encryptionResult(cfg)

@@ -109,6 +109,9 @@ func (r *EncryptionKeys) Check(ctx context.Context, step string) error {
 		se.Status.Next = encryptionNext(se.Status.Stage)
 		return &RefusedError{err}
 	}
+	if we := new(encryption.WriteKeyError); errors.As(err, &we) {
+		return writeKeyError(we)
+	}
 	if err != nil {
 		return err
 	}

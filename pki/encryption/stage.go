@@ -61,7 +61,8 @@ type Status struct {
 	Stage   Stage   `json:"stage"`
 	Next    string  `json:"next"` // what to run next: filled by the caller, which knows the commands
 	Entries []Entry `json:"entries"`
-	// Warnings name keys k8scrypto does not manage (aescbc/aesgcm keys that are not AES-256) and the fix.
+	// Warnings name keys k8scrypto does not manage (aescbc/aesgcm keys that are not AES-256) and keys not
+	// told apart, with the fix: filled by the caller, which knows the commands.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -114,10 +115,6 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 	default:
 		st.Stage = stages[0]
 	}
-	if err := CheckKeySizes(cfg); err != nil {
-		st.Warnings = strings.Split(err.Error(), "\n")
-	}
-	st.Warnings = append(st.Warnings, CheckKeyIdentity(cfg)...)
 	return st
 }
 
