@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,9 @@ func ensureEncryptionConfig(d *Data) error {
 		return nil
 	}
 	cfg, err := encryption.Build(d.Encryption, d.Now, d.Rand)
+	if ke := new(encryption.KMSOptionsError); errors.As(err, &ke) {
+		err = kmsFlagsError(ke)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

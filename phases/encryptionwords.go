@@ -66,3 +66,11 @@ func writeKeyError(e *encryption.WriteKeyError) error {
 	}
 	return fmt.Errorf("%w: %s", e, fix)
 }
+
+// kmsFlagsError words a KMS option error with the flags that set the options.
+func kmsFlagsError(e *encryption.KMSOptionsError) error {
+	if e.Provider == encryption.KMS {
+		return errors.New("--encryption-provider kms needs --kms-name and --kms-endpoint unix:///path/to/plugin.sock")
+	}
+	return fmt.Errorf("--kms-name and --kms-endpoint apply only to --encryption-provider kms, not %s", e.Provider)
+}
