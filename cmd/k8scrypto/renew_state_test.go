@@ -3,10 +3,8 @@ package main
 import (
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -277,111 +275,5 @@ func TestAuditLineContent(t *testing.T) {
 	}
 }
 
-// TestRecoveryBeforeReadingCommands: a renewal killed half-way through its replacement (one file renamed,
-// the journal in place) is completed before anything else by any command that can take the lock, and
-// recorded: a "recover" line per completed file, and the killed run's own lines from its audit intent.
-// A dry run never writes and says the replacement is pending; a command that cannot take the lock (held
-// here; a monitoring user without write access is the same) reports it, naming the command that finishes it.
-func TestRecoveryBeforeReadingCommands(t *testing.T) {
-	c := newRenewCluster(t, pki.ECDSAP256, "")
-	now := pkitest.Now.Add(250 * renewDay)
-	args := []string{"renew", "certs", "apiserver", "etcd-server", "admin.conf"}
-	// Find the step that renames the second target into place.
-	crashAt, n, renames := 0, 0, 0
-	{
-		probe := cloneCluster(t, c)
-		restore := pki.SetFaultHook(func(op pki.Op, path string) error {
-			n++
-			d := filepath.Dir(path)
-			target := d == probe.certDir || d == filepath.Join(probe.certDir, "etcd") || d == probe.kubeDir
-			if op == pki.OpRename && target && !strings.HasPrefix(filepath.Base(path), ".") {
-				if renames++; renames == 2 {
-					crashAt = n
-				}
-			}
-			return nil
-		})
-		code, _, stderr := probe.run(now, args...)
-		restore()
-		if code != 0 || crashAt == 0 {
-			t.Fatalf("probe: exit %d, crash step %d: %s", code, crashAt, stderr)
-		}
-	}
-	out, err := c.helper(now, []string{"RENEW_TEST_CRASH_AT=" + strconv.Itoa(crashAt)}, args...).CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 86 {
-		t.Fatalf("the helper did not die at step %d: %v %s", crashAt, err, out)
-	}
-	if found := pki.Interrupted(c.certDir); len(found) == 0 {
-		t.Fatal("no journal after the crash")
-	}
-	interrupted := fileHashes(t, c.certDir, c.kubeDir)
-	unchanged := func(label string) {
-		t.Helper()
-		if !sameHashes(interrupted, fileHashes(t, c.certDir, c.kubeDir)) {
-			t.Errorf("%s changed files", label)
-		}
-	}
-	paths := []string{"--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir, "--audit-log", c.auditLog}
-
-	code, _, stderr := c.runArgs(now, append([]string{"renew", "certs", "--dry-run"}, paths...)...)
-	if code != 1 || !strings.Contains(stderr, "left a replacement pending in "+c.certDir) || !strings.Contains(stderr, `run "k8scrypto renew certs" as root`) ||
-		!strings.Contains(stderr, "--dry-run writes nothing") || strings.Contains(stderr, "--force") {
-		t.Errorf("dry run: exit %d %s", code, stderr)
-	}
-	unchanged("renew --dry-run")
-
-	lock, err := pki.AcquireLock(c.certDir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, stdout, stderr := c.runArgs(now, append([]string{"certs", "check-expiration", "--lock-timeout", "100ms"}, paths...)...)
-	if code != 1 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "left a replacement pending") ||
-		!strings.Contains(stderr, `run "k8scrypto renew certs" as root`) || !strings.Contains(stderr, "another k8scrypto run holds") {
-		t.Errorf("check-expiration without the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
-	}
-	unchanged("check-expiration without the lock")
-	code, _, stderr = c.runArgs(now, append([]string{"sa", "status", "--lock-timeout", "100ms"}, paths...)...)
-	if code != 1 || !strings.Contains(stderr, "left a replacement pending") {
-		t.Errorf("sa status without the lock: exit %d %s", code, stderr)
-	}
-	unchanged("sa status without the lock")
-	lock.Release()
-
-	code, stdout, stderr = c.runArgs(now, append([]string{"certs", "check-expiration"}, paths...)...)
-	if code != 0 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "completed an interrupted replacement") {
-		t.Fatalf("check-expiration with the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
-	}
-	if left := phases.PendingRecovery(c.certDir, c.kubeDir); len(left) > 0 {
-		t.Fatalf("not recovered: %v", left)
-	}
-	// Every file is the new one, and the audit log says so.
-	recovered := map[string]pki.AuditEvent{}
-	renewed := map[string]pki.AuditEvent{}
-	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
-		switch {
-		case ev.Operation == pki.AuditRecover:
-			recovered[ev.File] = ev
-		case ev.Operation == pki.AuditRenew && ev.Time.Equal(now):
-			renewed[ev.File] = ev
-		}
-	}
-	if len(recovered) == 0 {
-		t.Fatal("no recover line")
-	}
-	for p, ev := range recovered {
-		serial, sha := phases.FileIdentity(p)
-		if ev.Outcome != "ok" || ev.SHA256 != sha || ev.Serial != serial || sha == "" || ev.User == "" || ev.Host == "" || !strings.Contains(ev.Detail, "rolled forward") {
-			t.Errorf("recover line %+v; file has serial %q sha256 %q", ev, serial, sha)
-		}
-	}
-	for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
-		serial, sha := phases.FileIdentity(p)
-		ev, ok := renewed[p]
-		if !ok || ev.Outcome != "ok" || ev.Serial != serial || ev.SHA256 != sha || !strings.Contains(ev.Detail, "by a later run") {
-			t.Errorf("%s: the killed run's renew line %+v (found %v); file has serial %s", p, ev, ok, serial)
-		}
-	}
-	if readPEMCert(t, filepath.Join(c.certDir, "apiserver.crt")).NotBefore.Before(now.Add(-time.Hour)) {
-		t.Error("apiserver.crt is not the renewed one")
-	}
-}
+// TestRecoveryBeforeReadingCommands (a killed renewal completed first by the commands that read, and
+// reported by those that cannot take the lock) runs against phases, in phases/recovery_test.go.
