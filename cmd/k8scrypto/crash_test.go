@@ -272,7 +272,7 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 	}
 	// Kills at the first temp file land mid-transaction nearly always; the window after the journal is a
 	// millisecond on tmpfs, so a kill there is logged, not required (the in-process abort walk in
-	// hardening_test.go stops a run at every step after the commit point deterministically).
+	// phases/crash_test.go stops a run at every step after the commit point deterministically).
 	t.Logf("%d kills interrupted a transaction; %d after its commit point", total.midWrite, total.rolledForward)
 }
 
