@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -25,7 +24,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,61 +111,6 @@ func (n *node) mustRun(now time.Time, args ...string) string {
 	return stdout
 }
 
-// errInjected is what the fault hook returns; the CLI must report it.
-var errInjected = errors.New("injected fault")
-
-// runFault runs a command with the fault hook failing its nth file-system step: with err, or, when abort is
-// set, by stopping the run right there (runtime.Goexit: deferred calls run, as the kernel closes files and
-// releases the lock of a killed process, but nothing else; temp files and journals stay). It returns the
-// exit code (-1 after an abort) and the failed step's operation and path.
-func (n *node) runFault(now time.Time, nth int, err error, abort bool, args ...string) (code int, stderr string, op string) {
-	n.t.Helper()
-	e, _, errBuf := testEnv(now)
-	calls := 0
-	restore := pki.SetFaultHook(func(o pki.Op, path string) error {
-		if calls++; calls == nth {
-			op = fmt.Sprintf("%s %s", o, strings.TrimPrefix(path, n.Dir+"/"))
-			if abort {
-				runtime.Goexit()
-			}
-			return err
-		}
-		return nil
-	})
-	defer restore()
-	done := make(chan int, 1)
-	go func() {
-		aborted := true
-		defer func() {
-			if aborted {
-				done <- -1
-			}
-		}()
-		c := run(n.args(args...), e)
-		aborted = false
-		done <- c
-	}()
-	select {
-	case code = <-done:
-	case <-time.After(time.Minute):
-		n.t.Fatalf("step %d (%s): the run neither finished nor stopped (was the hook called from another goroutine?)", nth, op)
-	}
-	return code, errBuf.String(), op
-}
-
-// countSteps counts the file-system steps of an uninterrupted run, which must succeed.
-func (n *node) countSteps(now time.Time, args ...string) int {
-	n.t.Helper()
-	steps := 0
-	restore := pki.SetFaultHook(func(pki.Op, string) error { steps++; return nil })
-	code, _, stderr := n.run(now, args...)
-	restore()
-	if code != 0 {
-		n.t.Fatalf("%v: exit %d: %s", args, code, stderr)
-	}
-	return steps
-}
-
 // checkConsistent and checkProtected are phasestest's checks, on this node.
 func (n *node) checkConsistent(label string, now time.Time, complete bool) {
 	n.t.Helper()
@@ -197,14 +140,6 @@ func encryptionSecrets(cfg *encryption.Config) []string {
 		}
 	}
 	return out
-}
-
-// afterCommit reports whether a failed step ("<op> <path>") can be bookkeeping that follows the commit
-// point: the audit log, or removing a file the committed change made obsolete and syncing its directory.
-// Only there may an error leave the node changed (and then the change must be complete).
-func afterCommit(op string) bool {
-	kind, path, _ := strings.Cut(op, " ")
-	return path == "audit.log" || kind == string(pki.OpRemove) || kind == string(pki.OpSyncDir)
 }
 
 // Key hygiene.
