@@ -1,9 +1,12 @@
 package phases
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/certshare"
 	"k8scrypto.dev/k8scrypto/pki/encryption"
 	"k8scrypto.dev/k8scrypto/pki/sakeys"
 )
@@ -74,4 +77,42 @@ func NewStepArgs(src ConfigSource, api APIServer, etcd Etcd) StepArgs {
 		}
 	}
 	return a
+}
+
+// backupError adds to a backup root's error (pki.BackupRootError, pki.OpenBackupRootError) the flag that
+// chooses another.
+func backupError(err error) error {
+	if e := new(pki.BackupRootError); errors.As(err, &e) {
+		return fmt.Errorf("%w (give a --backup-dir this user can create and write)", err)
+	}
+	if e := new(pki.OpenBackupRootError); errors.As(err, &e) {
+		return fmt.Errorf("%w or give another --backup-dir", err)
+	}
+	return err
+}
+
+// bundleError completes a bundle that cannot be opened (certshare.BundleError) with the command and flags
+// that concern it.
+func bundleError(err error) error {
+	be := new(certshare.BundleError)
+	if !errors.As(err, &be) {
+		return err
+	}
+	switch be.Problem {
+	case certshare.NotABundle:
+		return fmt.Errorf(`%w (not a bundle written by "k8scrypto certs export")`, err)
+	case certshare.SealedWithKey:
+		return fmt.Errorf("%w: open it with --key-file, not --passphrase-file", err)
+	case certshare.SealedWithPassphrase:
+		return fmt.Errorf("%w: open it with --passphrase-file, not --key-file", err)
+	}
+	return err
+}
+
+// wrongKeyError names the flag that gave a key the kubeadm-certs Secret does not open with.
+func wrongKeyError(err error) error {
+	if errors.Is(err, certshare.ErrWrongKey) {
+		return fmt.Errorf("%w (a wrong --certificate-key, or data altered or uploaded with another key)", err)
+	}
+	return err
 }

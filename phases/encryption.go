@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -50,7 +51,7 @@ func ensureEncryptionConfig(d *Data) error {
 			return err
 		}
 		// k8scrypto manages AES-256 only: adopting a shorter aescbc/aesgcm key would leave it unrotated.
-		if err := encryption.CheckKeySizes(cfg); err != nil {
+		if err := checkKeySizes(cfg); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		r := encryptionResult(cfg)
@@ -58,7 +59,7 @@ func ensureEncryptionConfig(d *Data) error {
 		if diff := encryptionDiff(cfg, d.Encryption); diff != "" {
 			d.Log.Warn("keeping the existing encryption config, which differs from the requested one; change it with \"k8scrypto encryption rotate\" or by hand", "file", path, "difference", diff)
 		}
-		for _, e := range encryption.Describe(cfg).Entries {
+		for _, e := range describeEncryption(cfg).Entries {
 			if len(e.Providers) > 0 && e.Providers[0].Type == encryption.Identity {
 				d.Log.Warn("PLAINTEXT: the existing encryption config writes these resources unencrypted (identity is their first provider); repair it with \"k8scrypto encryption rotate prepare\", then \"k8scrypto encryption rotate promote\" (see \"k8scrypto encryption status\")", "file", path, "resources", strings.Join(e.Resources, ","))
 			}
@@ -67,6 +68,9 @@ func ensureEncryptionConfig(d *Data) error {
 		return nil
 	}
 	cfg, err := encryption.Build(d.Encryption, d.Now, d.Rand)
+	if ke := new(encryption.KMSOptionsError); errors.As(err, &ke) {
+		err = kmsFlagsError(ke)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -83,7 +87,7 @@ func ensureEncryptionConfig(d *Data) error {
 
 // encryptionResult describes the file without its keys: provider and resources, the write key's name.
 func encryptionResult(cfg *encryption.Config) FileResult {
-	st := encryption.Describe(cfg)
+	st := describeEncryption(cfg)
 	var parts []string
 	for _, e := range st.Entries {
 		if len(e.Providers) == 0 {

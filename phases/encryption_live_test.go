@@ -98,7 +98,7 @@ func TestAdviseEncryption(t *testing.T) {
 		{"steady, plaintext left", encryption.StageSteady, loaded, &EtcdCounts{NotUnderWriteKey: 2}, `2 value(s) are not under the write key`, 0},
 		{"unreadable", encryption.StageSteady, loaded, &EtcdCounts{Unreadable: 3, UnreadablePlaintext: 1}, `rotate prepare`, 2},
 	} {
-		adv := AdviseEncryption(encryption.Status{Stage: tc.stage, Next: tc.stage.Next()}, tc.api, tc.etcd, args)
+		adv := AdviseEncryption(encryption.Status{Stage: tc.stage, Next: encryptionNext(tc.stage)}, tc.api, tc.etcd, args)
 		if !strings.Contains(adv.Next, tc.next) || len(adv.Problems) != tc.problems {
 			t.Errorf("%s: next %q, problems %q; want next with %q and %d problems", tc.name, adv.Next, adv.Problems, tc.next, tc.problems)
 		}

@@ -114,7 +114,7 @@ func Reencrypt(ctx context.Context, req ReencryptRequest) (ReencryptResult, erro
 	if len(resources) == 0 {
 		resources = []string{encryption.DefaultResource}
 	}
-	if st := encryption.Describe(cfg); st.Stage == encryption.StagePrepared {
+	if st := describeEncryption(cfg); st.Stage == encryption.StagePrepared {
 		log.Warn("the encryption config is prepared, not promoted: objects are rewritten under the old key; run \"k8scrypto encryption rotate promote\" first", "file", path)
 	}
 	retry := "k8scrypto encryption reencrypt" + req.Args.Cluster + req.Args.Kubeconfig + " --wait"

@@ -106,7 +106,11 @@ func (r *EncryptionKeys) Check(ctx context.Context, step string) error {
 		err = fmt.Errorf("internal error: unknown step %q", step)
 	}
 	if se := new(encryption.StageError); errors.As(err, &se) {
+		se.Status.Next = encryptionNext(se.Status.Stage)
 		return &RefusedError{err}
+	}
+	if we := new(encryption.WriteKeyError); errors.As(err, &we) {
+		return writeKeyError(we)
 	}
 	if err != nil {
 		return err
@@ -134,7 +138,7 @@ func (r *EncryptionKeys) Check(ctx context.Context, step string) error {
 	if r.data, err = encryption.Marshal(next); err != nil {
 		return fmt.Errorf("%s: the rotated configuration does not validate: %w", r.path, err)
 	}
-	st := encryption.Describe(next)
+	st := describeEncryption(next)
 	r.res = &EncryptionRotateResult{APIVersion: ResultAPIVersion, Kind: "EncryptionRotateResult", Step: step, File: r.path, DryRun: r.o.DryRun,
 		Changes: changes, Stage: st.Stage, Next: st.Next}
 	return nil

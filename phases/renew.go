@@ -266,7 +266,7 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	// Back up every file about to be replaced, before touching any.
 	backups, err := pki.NewBackupSet(o.BackupRoot, o.Now)
 	if err != nil {
-		return res, fmt.Errorf("%w; nothing was renewed", err)
+		return res, fmt.Errorf("%w; nothing was renewed", backupError(err))
 	}
 	for _, p := range issued {
 		for _, f := range files {
@@ -276,7 +276,7 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 			saved, err := backups.Save(f.Path)
 			if err != nil {
 				backups.Discard()
-				return res, fmt.Errorf("%w; nothing was renewed (give a writable --backup-dir)", err)
+				return res, fmt.Errorf("%w; nothing was renewed (give a writable --backup-dir)", backupError(err))
 			}
 			if saved != "" {
 				p.item.Backups = append(p.item.Backups, saved)

@@ -109,7 +109,7 @@ func backUp(s *Session, files []string) (copies []string, events []pki.AuditEven
 		dst, err := bs.Save(p)
 		if err != nil {
 			bs.Discard()
-			return nil, nil, err
+			return nil, nil, backupError(err)
 		}
 		if dst != "" {
 			copies = append(copies, dst)

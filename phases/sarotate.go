@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -71,9 +72,20 @@ func (r *SAKeys) Read() (err error) {
 	return err
 }
 
+// saRepair continues a key file's error (sakeys.FileError) with the command that repairs it.
+var saRepair = map[sakeys.Problem]string{
+	sakeys.KeyMissing:     `: create the pair with "k8scrypto init phase sa" first`,
+	sakeys.PubMissing:     `, or run "k8scrypto init phase sa" to derive it from ` + sakeys.KeyName,
+	sakeys.NextUnreadable: `: remove it and run "k8scrypto sa rotate prepare" again`,
+	sakeys.NextNotInPub:   `: remove ` + sakeys.NextName + ` and run "k8scrypto sa rotate prepare" again`,
+}
+
 // readSAKeys reads the service-account key files, with the command their stage calls for next.
 func readSAKeys(certDir string) (*sakeys.State, error) {
 	st, err := sakeys.Read(certDir)
+	if fe := new(sakeys.FileError); errors.As(err, &fe) {
+		return nil, fmt.Errorf("%w%s", err, saRepair[fe.Problem])
+	}
 	if err != nil {
 		return nil, err
 	}

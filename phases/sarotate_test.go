@@ -141,3 +141,67 @@ func TestSAStepsOutOfOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestEncryptionStepsOutOfOrder: an encryption rotation step the file's stage does not allow is refused with
+// exit status 3 and a message naming the stage and the command to run next (pki/encryption gives the stage;
+// the command is named here).
+func TestEncryptionStepsOutOfOrder(t *testing.T) {
+	o := saNode(t)
+	cfg := "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - secretbox:\n      keys:\n      - name: key1\n        secret: " + strings.Repeat("A", 43) + "=\n  - identity: {}\n"
+	if err := os.WriteFile(filepath.Join(o.CertDir, EncryptionFileName), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rotate := func(step string) error {
+		_, err := EncryptionRotate(context.Background(), step, EncryptionRotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir), Rand: pkitest.Rand(1), Yes: true, Unsafe: true})
+		return err
+	}
+	for _, tc := range []struct{ done, op, stage, next string }{
+		{"", "promote", "steady", `next: "k8scrypto encryption rotate prepare" when the key is due`},
+		{"prepare", "prepare", "prepared", `next: "k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait"`},
+		{"promote", "promote", "promoted", `next: "k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune`},
+	} {
+		if tc.done != "" {
+			if err := rotate(tc.done); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := rotate(tc.op)
+		var refused *RefusedError
+		if !errors.As(err, &refused) || refused.ExitCode() != 3 {
+			t.Fatalf("%s: err = %v, want a refusal with exit status 3", tc.op, err)
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, tc.op+" refused: the encryption config is in stage "+tc.stage) || !strings.Contains(msg, tc.next) {
+			t.Errorf("message: %s", msg)
+		}
+	}
+}
+
+// TestSAKeyFileErrorsNameTheRepair: a key file that stops the rotation is reported with what is wrong
+// (pki/sakeys) and the command that repairs it (named here).
+func TestSAKeyFileErrorsNameTheRepair(t *testing.T) {
+	other := pkitest.MustKey(pki.ECDSAP256, "spare-d")
+	otherPEM, _ := pki.EncodePrivateKey(other)
+	for _, tc := range []struct {
+		name string
+		edit func(certDir string) error
+		want string
+	}{
+		{"no sa.key", func(d string) error { return os.Remove(filepath.Join(d, SAKeyFile)) }, `sa.key does not exist: create the pair with "k8scrypto init phase sa" first`},
+		{"no sa.pub", func(d string) error { return os.Remove(filepath.Join(d, SAPubFile)) }, `sa.pub does not exist: restore it from a backup, or run "k8scrypto init phase sa" to derive it from sa.key`},
+		{"corrupt sa.key.next", func(d string) error { return os.WriteFile(filepath.Join(d, SANextFile), []byte("x"), 0o600) },
+			`; it is the key staged by an unfinished prepare: remove it and run "k8scrypto sa rotate prepare" again`},
+		{"sa.key.next not in sa.pub", func(d string) error { return os.WriteFile(filepath.Join(d, SANextFile), otherPEM, 0o600) },
+			`(hand-edited, or sa.pub was restored): remove sa.key.next and run "k8scrypto sa rotate prepare" again`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := saNode(t)
+			if err := tc.edit(o.CertDir); err != nil {
+				t.Fatal(err)
+			}
+			_, err := SARotate(context.Background(), "promote", SARotateOptions{RotateOptions: o, Config: certDirOnly(o.CertDir)})
+			if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to end %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -125,7 +125,8 @@ func (s *Session) Record(events ...pki.AuditEvent) error {
 
 // Backups starts this run's backup directory under the backup root (created on its first copy).
 func (s *Session) Backups() (*pki.BackupSet, error) {
-	return pki.NewBackupSet(s.BackupRoot, s.o.Now)
+	bs, err := pki.NewBackupSet(s.BackupRoot, s.o.Now)
+	return bs, backupError(err)
 }
 
 // openState opens the audit log and, when wantBackups is set, resolves the backup root. An explicit

@@ -312,7 +312,8 @@ func FetchCerts(ctx context.Context, client dynamic.Interface, keyHex string) (c
 		}
 		data[name] = b
 	}
-	return certshare.OpenSecretData(data, key)
+	files, err := certshare.OpenSecretData(data, key)
+	return files, wrongKeyError(err)
 }
 
 // SharedConflictError refuses to install shared files over different ones already on the node: a

@@ -100,7 +100,7 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 			return nil, err
 		}
 		if files, err = certshare.OpenBundle(data, o.Secret); err != nil {
-			return nil, err
+			return nil, bundleError(err)
 		}
 		if len(o.Pins) > 0 {
 			if err := CheckCAPin(files, o.Pins); err != nil {

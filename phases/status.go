@@ -98,7 +98,7 @@ func EncryptionStatus(ctx context.Context, o ReadOptions, api APIServer, etcd Et
 	if err != nil {
 		return nil, err
 	}
-	res := &EncryptionStatusResult{APIVersion: ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: encryption.Describe(ec)}
+	res := &EncryptionStatusResult{APIVersion: ResultAPIVersion, Kind: "EncryptionStatus", File: path, Status: describeEncryption(ec)}
 	if mode, loose := pki.LooseSecretMode(path); loose {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s holds the encryption keys and is mode %04o: others can read it; chmod 600 %s", path, mode, path))
 	}

@@ -42,11 +42,34 @@ func NewBackupSet(root string, now time.Time) (*BackupSet, error) {
 			return &BackupSet{Root: root, Dir: dir}, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("backup directory %s: %w (give a --backup-dir this user can create and write)", root, err)
+			return nil, &BackupRootError{Root: root, Err: err}
 		}
 		dir = filepath.Join(root, fmt.Sprintf("%s-%d", stamp, i))
 	}
 	return nil, fmt.Errorf("backup directory %s: %d backups already exist for %s; remove some", root, maxBackupsPerSecond, stamp)
+}
+
+// BackupRootError is a backup root that cannot be looked into (permissions, a file in the way). The
+// command layer adds how to choose another.
+type BackupRootError struct {
+	Root string
+	Err  error
+}
+
+func (e *BackupRootError) Error() string {
+	return fmt.Sprintf("backup directory %s: %v", e.Root, e.Err)
+}
+func (e *BackupRootError) Unwrap() error { return e.Err }
+
+// OpenBackupRootError refuses to copy File into a backup root that others can write to (Mode): the copies
+// hold keys, and could be swapped or redirected there. The command layer adds how to choose another root.
+type OpenBackupRootError struct {
+	File, Root string
+	Mode       fs.FileMode
+}
+
+func (e *OpenBackupRootError) Error() string {
+	return fmt.Sprintf("refusing to back up %s into %s, which is group- or world-writable (mode %04o): make it writable by its owner only (chmod go-w %s)", e.File, e.Root, e.Mode, e.Root)
 }
 
 // maxBackupsPerSecond bounds the names NewBackupSet tries for one second.
@@ -86,7 +109,7 @@ func (b *BackupSet) Save(path string) (string, error) {
 	if info, err := os.Stat(b.Root); err != nil {
 		return "", err
 	} else if perm := info.Mode().Perm(); perm&0o022 != 0 {
-		return "", fmt.Errorf("refusing to back up %s into %s, which is group- or world-writable (mode %04o): make it writable by its owner only (chmod go-w %s) or give another --backup-dir", abs, b.Root, perm, b.Root)
+		return "", &OpenBackupRootError{File: abs, Root: b.Root, Mode: perm}
 	}
 	if !b.swept {
 		b.swept = true

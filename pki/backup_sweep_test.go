@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,8 +49,8 @@ func TestBackupSweepsLeftoverTemps(t *testing.T) {
 	}
 }
 
-// TestNewBackupSetUnusableRoot: a backup root that cannot be looked into fails at once with an error naming
-// it; NewBackupSet used to loop for ever on any error but "does not exist". A regular file in the path is
+// TestNewBackupSetUnusableRoot: a backup root that cannot be looked into fails at once with a
+// *BackupRootError naming it; NewBackupSet used to loop for ever on any error but "does not exist". A regular file in the path is
 // used because it stops root too (a 0500 directory does not).
 func TestNewBackupSetUnusableRoot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
@@ -61,7 +62,9 @@ func TestNewBackupSetUnusableRoot(t *testing.T) {
 		go func() { _, err := pki.NewBackupSet(root, pkitest.Now); done <- err }()
 		select {
 		case err := <-done:
-			if err == nil || !strings.Contains(err.Error(), "backup directory "+root) || !strings.Contains(err.Error(), "--backup-dir") {
+			// The error carries the root (the command layer adds the flag that chooses another).
+			var be *pki.BackupRootError
+			if !errors.As(err, &be) || be.Root != root || !strings.Contains(err.Error(), "backup directory "+root) {
 				t.Errorf("%s: error %v", root, err)
 			}
 		case <-time.After(30 * time.Second):

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,10 +11,8 @@ import (
 )
 
 func newCACommand(e *env, g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "ca",
-		Short: "Renew a CA with its own key, or rotate it to a new key with overlap",
-		Long: `The CAs' whole life, for ca, front-proxy-ca and etcd-ca:
+	cmd := groupCommand("ca", "Renew a CA with its own key, or rotate it to a new key with overlap", newCARenewCommand(e, g), newCARotateCommand(e, g))
+	cmd.Long = `The CAs' whole life, for ca, front-proxy-ca and etcd-ca:
 
   k8scrypto ca renew [ca|front-proxy-ca|etcd-ca|all]   a new certificate for the same key, subject and
                                                        SubjectKeyId: everything it signed stays valid; also
@@ -24,11 +21,7 @@ func newCACommand(e *env, g *globals) *cobra.Command {
   k8scrypto ca rotate promote --ca NAME                the new key signs; every certificate it signs is re-issued
   k8scrypto ca rotate prune --ca NAME --yes            the old CA is no longer trusted
 
-Copy the files to every control-plane node and restart what reads them between steps (each step says what).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newCARenewCommand(e, g), newCARotateCommand(e, g))
+Copy the files to every control-plane node and restart what reads them between steps (each step says what).`
 	return cmd
 }
 
@@ -46,39 +39,12 @@ an expired CA is recovered (then "k8scrypto renew certs" renews what its old end
 		Args:      cobra.MatchAll(cobra.MaximumNArgs(3), cobra.OnlyValidArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := phases.CARenew(cmd.Context(), args, f.options(e, g), f.source(e), e.rand)
-			if res != nil {
-				if perr := printCARenew(e.stdout, g.output, *res); perr != nil {
-					return perr
-				}
-			}
-			return err
+			return report(g, e.stdout, res, err)
 		},
 	}
 	f.add(cmd.Flags())
-	cmd.Flags().StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+phases.DefaultBackupDir+", or the per-user state directory without root)")
-	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be renewed")
+	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed")
 	return cmd
-}
-
-func printCARenew(w io.Writer, format string, r phases.CARenewResult) error {
-	if format != "text" {
-		return printStructured(w, format, r)
-	}
-	verb := "renewed"
-	if r.DryRun {
-		verb = "would renew"
-	}
-	for _, c := range r.CAs {
-		fmt.Fprintf(w, "%s %s (%s): serial %s, valid until %s, same key and SubjectKeyId %s\n", verb, c.Name, c.Path, c.Serial, c.NotAfter.Format("2006-01-02"), c.SubjectKeyID)
-		for _, p := range c.Embedding {
-			fmt.Fprintf(w, "  %s %s (certificate-authority-data)\n", map[bool]string{true: "would update", false: "updated"}[r.DryRun], p)
-		}
-	}
-	if len(r.Backups) > 0 {
-		fmt.Fprintf(w, "backed up to %s\n", strings.Join(r.Backups, ", "))
-	}
-	_, err := fmt.Fprintf(w, "next: %s\n", r.Next)
-	return err
 }
 
 func newCARotateCommand(e *env, g *globals) *cobra.Command {
@@ -97,48 +63,17 @@ every file it would write.`,
 	}
 	f.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVar(&name, "ca", "", "the CA to rotate: ca, front-proxy-ca or etcd-ca (required)")
-	cmd.PersistentFlags().StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+phases.DefaultBackupDir+", or the per-user state directory without root); the copies hold keys")
-	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; list the files the step would write")
-	for _, s := range []struct{ use, short string }{
-		{"prepare", "Make a new CA key and trust its certificate beside the old one, which still signs"},
-		{"promote", "Make the new CA the signer and re-issue every certificate it signs"},
-		{"prune", "Stop trusting the old CA (needs --yes)"},
-	} {
-		step := s.use
-		sub := &cobra.Command{
-			Use:   step,
-			Short: s.short,
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runCARotate(cmd.Context(), e, g, f, name, step)
-			},
+	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write")
+	f.addSteps(cmd, [3]string{
+		"Make a new CA key and trust its certificate beside the old one, which still signs",
+		"Make the new CA the signer and re-issue every certificate it signs",
+		"Stop trusting the old CA (needs --yes)",
+	}, "confirm that every component runs with certificates of the new CA", func(ctx context.Context, step string) error {
+		if name == "" {
+			return usageError{fmt.Errorf("--ca is required: one of %s", strings.Join(phases.CANames, ", "))}
 		}
-		if step == "prune" {
-			sub.Flags().BoolVar(&f.yes, "yes", false, "confirm that every component runs with certificates of the new CA")
-		}
-		cmd.AddCommand(sub)
-	}
+		res, err := phases.CARotate(ctx, step, phases.CARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Name: name, Keys: e.keys, Rand: e.rand, Yes: f.yes})
+		return g.show(e.stdout, res, err)
+	})
 	return cmd
-}
-
-func runCARotate(ctx context.Context, e *env, g *globals, f *rotateFlags, name, step string) error {
-	if name == "" {
-		return usageError{fmt.Errorf("--ca is required: one of %s", strings.Join(phases.CANames, ", "))}
-	}
-	res, err := phases.CARotate(ctx, step, phases.CARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Name: name, Keys: e.keys, Rand: e.rand, Yes: f.yes})
-	if err != nil {
-		return err
-	}
-	if g.output != "text" {
-		return printStructured(e.stdout, g.output, res)
-	}
-	verb := map[bool]string{true: "would write", false: "wrote"}[res.DryRun]
-	for _, p := range res.Files {
-		fmt.Fprintf(e.stdout, "%s %s\n", verb, p)
-	}
-	if len(res.Backups) > 0 {
-		fmt.Fprintf(e.stdout, "backed up to %s\n", strings.Join(res.Backups, ", "))
-	}
-	_, err = fmt.Fprintf(e.stdout, "stage: %s\nrestart: %s\nnext: %s\n", res.Stage, res.Restart, res.Next)
-	return err
 }

@@ -2,29 +2,20 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/util/duration"
 
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
 )
 
 func newCertsCommand(e *env, g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "certs",
-		Short: "Certificate commands",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
 	// kubeadm's spelling, "certs renew", for the same command.
 	renew := newRenewCertsCommand(e, g)
 	renew.Use = "renew [all|NAME...]"
 	renew.Short = `Renew the certificates that are due (the same as "k8scrypto renew certs")`
-	cmd.AddCommand(newCheckExpirationCommand(e, g), renew, newCertsExportCommand(e, g), newCertsImportCommand(e, g))
-	return cmd
+	return groupCommand("certs", "Certificate commands", newCheckExpirationCommand(e, g), renew, newCertsExportCommand(e, g), newCertsImportCommand(e, g))
 }
 
 type expirationFlags struct {
@@ -86,59 +77,11 @@ func runCheckExpiration(e *env, g *globals, f *expirationFlags) error {
 		},
 		FailWithin: f.failWithin, MetricsFile: f.metricsFile,
 	})
-	if info == nil {
-		return err
-	}
-	if perr := printExpiration(e.stdout, g.output, *info); perr != nil {
-		return perr
-	}
-	for _, w := range info.Warnings {
-		g.log.Warn(w)
-	}
-	return err
-}
-
-// printExpiration prints kubeadm's check-expiration table, or the versioned object.
-func printExpiration(w io.Writer, format string, info phases.ExpirationInfo) error {
-	if format != "text" {
-		return printStructured(w, format, info)
-	}
-	yesNo := func(b bool) string {
-		if b {
-			return "yes"
-		}
-		return "no"
-	}
-	residual := func(r phases.CertificateExpiration) string {
-		return duration.HumanDuration(time.Duration(r.ResidualTime) * time.Second)
-	}
-	t := newTable(w)
-	fmt.Fprintln(t, "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED")
-	for _, r := range info.Certificates {
-		switch {
-		case r.Missing:
-			fmt.Fprintf(t, "!MISSING! %s\t\t\t\t\n", r.Name)
-		case r.Error != "":
-			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\t\n", r.Name)
-		case r.Problem != "":
-			fmt.Fprintf(t, "!INVALID! %s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), r.CAName, yesNo(r.ExternallyManaged))
-		default:
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), r.CAName, yesNo(r.ExternallyManaged))
+	perr := report(g, e.stdout, info, err)
+	if info != nil {
+		for _, w := range info.Warnings {
+			g.log.Warn(w)
 		}
 	}
-	fmt.Fprintln(t)
-	fmt.Fprintln(t, "CERTIFICATE AUTHORITY\tEXPIRES\tRESIDUAL TIME\tEXTERNALLY MANAGED")
-	for _, r := range info.CertificateAuthorities {
-		switch {
-		case r.Missing:
-			fmt.Fprintf(t, "!MISSING! %s\t\t\t\n", r.Name)
-		case r.Error != "":
-			fmt.Fprintf(t, "!UNREADABLE! %s\t\t\t\n", r.Name)
-		case r.Problem != "":
-			fmt.Fprintf(t, "!INVALID! %s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), yesNo(r.ExternallyManaged))
-		default:
-			fmt.Fprintf(t, "%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.Format("Jan 02, 2006 15:04 MST"), residual(r), yesNo(r.ExternallyManaged))
-		}
-	}
-	return t.Flush()
+	return perr
 }

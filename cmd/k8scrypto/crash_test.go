@@ -1,8 +1,10 @@
 package main
 
 // The SIGKILL test: the real binary, killed with kill -9 at random moments of "init" and "renew certs
-// --force", dozens of times. Unlike the in-process fault walk (hardening_test.go), nothing here is
-// simulated: the kernel stops the process wherever it is, between or inside system calls.
+// --force", dozens of times. It stays a binary-level test on purpose: unlike the in-process fault walk
+// against the envelope (phases/crash_test.go, which stops a run with runtime.Goexit at a file-system step),
+// nothing here is simulated: the kernel stops the process wherever it is, between or inside system calls,
+// closes its files and drops its lock, and only a real process shows what that leaves behind.
 
 import (
 	"bytes"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"k8scrypto.dev/k8scrypto/phases/phasestest"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
@@ -227,7 +230,7 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 				n.checkProtected(label+", right after", before, nil)
 				// Protected files the killed run put in place must survive recovery.
 				placed := map[string]string{}
-				for _, p := range protectedFiles {
+				for _, p := range phasestest.ProtectedFiles {
 					if s, ok := afterKill[p]; ok {
 						placed[p] = s.SHA256
 					}
@@ -269,7 +272,7 @@ func TestSIGKILLDuringInitAndRenew(t *testing.T) {
 	}
 	// Kills at the first temp file land mid-transaction nearly always; the window after the journal is a
 	// millisecond on tmpfs, so a kill there is logged, not required (the in-process abort walk in
-	// hardening_test.go stops a run at every step after the commit point deterministically).
+	// phases/crash_test.go stops a run at every step after the commit point deterministically).
 	t.Logf("%d kills interrupted a transaction; %d after its commit point", total.midWrite, total.rolledForward)
 }
 

@@ -1,46 +1,18 @@
 package main
 
 import (
+	"context"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"k8scrypto.dev/k8scrypto/phases"
 )
 
-// encryptionFlags are the inputs of the encryption-config init phase.
-type encryptionFlags struct {
-	provider            string
-	resources           []string
-	allowPlaintextReads bool
-	kmsName             string
-	kmsEndpoint         string
-	kmsTimeout          time.Duration
-}
-
-func addEncryptionFlags(fs *pflag.FlagSet, f *encryptionFlags) {
-	fs.StringVar(&f.provider, "encryption-provider", phases.DefaultEncryptionProvider, "encryption-at-rest provider: "+strings.Join(phases.EncryptionProviders(), ", ")+" (kms means KMS v2)")
-	fs.StringSliceVar(&f.resources, "encrypt-resources", nil, "resources to encrypt besides secrets, as the apiserver names them (configmaps, *.apps, *.*, ...)")
-	fs.BoolVar(&f.allowPlaintextReads, "allow-plaintext-reads", false, "keep identity last so values stored before encryption was turned on stay readable until \"k8scrypto encryption reencrypt\"")
-	fs.StringVar(&f.kmsName, "kms-name", "", "KMS v2 provider name (with --encryption-provider kms)")
-	fs.StringVar(&f.kmsEndpoint, "kms-endpoint", "", "KMS v2 plugin socket, unix:///path (with --encryption-provider kms)")
-	fs.DurationVar(&f.kmsTimeout, "kms-timeout", 0, "KMS v2 call timeout (0: the apiserver's default, 3s)")
-}
-
-func (f *encryptionFlags) options() phases.EncryptionOptions {
-	return phases.EncryptionOptions{
-		Provider: f.provider, Resources: f.resources, AllowPlaintextReads: f.allowPlaintextReads,
-		KMSName: f.kmsName, KMSEndpoint: f.kmsEndpoint, KMSTimeout: f.kmsTimeout,
-	}
-}
-
 func newEncryptionCommand(e *env, g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "encryption",
-		Short: "Inspect, rotate and re-encrypt with the encryption-at-rest configuration",
-		Long: `Inspect and rotate the kube-apiserver's encryption-at-rest configuration, <cert-dir>/` + phases.EncryptionFileName + `,
+	cmd := groupCommand("encryption", "Inspect, rotate and re-encrypt with the encryption-at-rest configuration",
+		newEncryptionStatusCommand(e, g), newEncryptionRotateCommand(e, g), newReencryptCommand(e, g))
+	cmd.Long = `Inspect and rotate the kube-apiserver's encryption-at-rest configuration, <cert-dir>/` + phases.EncryptionFileName + `,
 and rewrite stored objects with its current key.
 
 A key rotation is four steps, each safe with --encryption-provider-config-automatic-reload=true
@@ -51,33 +23,82 @@ A key rotation is four steps, each safe with --encryption-provider-config-automa
   4. k8scrypto encryption rotate prune --yes --kubeconfig $K --etcd-endpoints $E   remove the old keys
 Copy the file to every control-plane node between steps. Each step refuses (exit 3) until the apiserver runs
 the file the previous step wrote (--wait waits for its reload), and prune until etcd holds nothing under the
-keys it removes.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newEncryptionStatusCommand(e, g), newEncryptionRotateCommand(e, g), newReencryptCommand(e, g))
+keys it removes.`
 	return cmd
 }
 
-// etcdFlags locate etcd for counting stored values.
-type etcdFlags struct {
-	endpoints []string
-	cacert    string
-	cert      string
-	key       string
-	prefix    string
-	pageSize  int64
+func newEncryptionStatusCommand(e *env, g *globals) *cobra.Command {
+	var f clusterFlags
+	var etcd etcdFlags
+	var api apiserverFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the providers, keys (by fingerprint), rotation stage, what the apiserver runs and what etcd stores, and the next safe step",
+		Long: `Print the encryption config's providers, its key names in order with a short fingerprint of each (the first
+16 hex digits of the SHA-256 of the key; never the key), the rotation stage and the next step that is safe.
+
+With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs. With
+--etcd-endpoints it also reads every stored value of the configured resources straight from etcd (at one
+revision, page by page; only each value's prefix is looked at) and counts them by the key that encrypted them
+(k8s:enc:<provider>:v1:<key>:) and as plaintext. The "Next:" line follows from what was measured.
+
+Exit status 1 when something needs the operator: values no apiserver using this file can read, an apiserver
+whose latest reload failed, or one that runs another version of the file (wait for the reload).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := phases.EncryptionStatus(cmd.Context(), f.read(e, g), api.apiServer(), etcd.etcd())
+			return report(g, e.stdout, res, err)
+		},
+	}
+	f.add(cmd.Flags())
+	etcd.add(cmd.Flags())
+	api.add(cmd.Flags(), "also report whether that kube-apiserver runs this file (from its /metrics)")
+	return cmd
 }
 
-func (f *etcdFlags) add(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&f.endpoints, "etcd-endpoints", nil, "etcd client URLs; when set, count stored values per key straight from etcd")
-	fs.StringVar(&f.cacert, "etcd-cacert", "", "etcd CA certificate (default <cert-dir>/etcd/ca.crt)")
-	fs.StringVar(&f.cert, "etcd-cert", "", "etcd client certificate (default <cert-dir>/apiserver-etcd-client.crt)")
-	fs.StringVar(&f.key, "etcd-key", "", "etcd client key (default <cert-dir>/apiserver-etcd-client.key)")
-	fs.StringVar(&f.prefix, "etcd-prefix", "/registry", "kube-apiserver --etcd-prefix")
-	fs.Int64Var(&f.pageSize, "etcd-page-size", 500, "keys read per etcd request")
-}
-
-func (f *etcdFlags) etcd() phases.Etcd {
-	return phases.Etcd{Endpoints: f.endpoints, CACert: f.cacert, Cert: f.cert, Key: f.key, Prefix: f.prefix, PageSize: f.pageSize}
+func newEncryptionRotateCommand(e *env, g *globals) *cobra.Command {
+	var f rotateFlags
+	var unsafe bool
+	var etcd etcdFlags
+	var api apiserverFlags
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate the encryption key in three stages: prepare, promote, prune",
+		Long: `Rotate the encryption key of the first provider of every resources entry that encrypts with a local key
+(secretbox, aescbc, aesgcm), one stage per command. Each stage refuses to run out of order and says which stage
+the file is in; the file is backed up under --backup-dir before every change and written atomically (0600)
+under the certificate directory's lock. The stage is read from the file alone: see "k8scrypto encryption status".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	f.add(cmd.PersistentFlags())
+	f.addWriteFlags(cmd.PersistentFlags(), "the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change")
+	steps := f.addSteps(cmd, [3]string{
+		"Add a new key second: every apiserver can decrypt with it, none encrypts with it yet",
+		"Move the newest key first: new writes use it, older keys still decrypt",
+		"Remove every key but the first; values still stored under them become unreadable (needs --yes)",
+	}, "confirm that reencrypt has rewritten every object under the first key", func(ctx context.Context, step string) error {
+		res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{
+			RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: unsafe, API: api.apiServer(), Etcd: etcd.etcd(),
+		})
+		return g.show(e.stdout, res, err)
+	})
+	promote, prune := steps["promote"], steps["prune"]
+	promote.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
+(or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which
+file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead.`
+	api.add(promote.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
+	api.addWait(promote.Flags())
+	prune.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
+unreadable, so prune needs proof that nothing uses those keys any more, and refuses (exit 3) without it:
+  --kubeconfig      the apiserver runs the promoted file, so it writes with the new key only (--wait waits
+                    for its reload);
+  --etcd-endpoints  counted after that, no stored value is under a removed key.
+Run "k8scrypto encryption reencrypt" first. ` + phases.UnsafePruneFlag + ` skips both proofs, for a cluster whose
+etcd cannot be reached: every value not yet rewritten is then lost.`
+	api.add(prune.Flags(), "required: the kube-apiserver must run the promoted file (from its /metrics)")
+	api.addWait(prune.Flags())
+	prune.Flags().BoolVar(&unsafe, strings.TrimPrefix(phases.UnsafePruneFlag, "--"), false, "DANGEROUS: prune without proof that no stored value and no apiserver still uses the old keys")
+	etcd.add(prune.Flags())
+	return cmd
 }

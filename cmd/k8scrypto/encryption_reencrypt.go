@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -81,41 +77,9 @@ func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) er
 	if bar != nil {
 		o.Progress = bar.draw
 	}
-	res, runErr := phases.RunReencrypt(ctx, o)
+	res, err := phases.RunReencrypt(ctx, o)
 	if bar != nil {
 		bar.finish()
 	}
-	if res == nil {
-		return runErr
-	}
-	var perr error
-	if g.output != "text" {
-		perr = printStructured(e.stdout, g.output, res)
-	} else {
-		perr = printReencryptSummary(e.stdout, *res)
-	}
-	return errors.Join(runErr, perr)
-}
-
-func printReencryptSummary(w io.Writer, r phases.ReencryptResult) error {
-	t := newTable(w)
-	fmt.Fprintln(t, "RESOURCE\tLISTED\tREWRITTEN\tUNCHANGED\tSKIPPED\tGONE\tCONFLICTS\tERRORS")
-	for _, rs := range r.Resources {
-		fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", rs.Resource, rs.Listed, rs.Rewritten, rs.Unchanged, rs.Skipped, rs.Gone, rs.Conflicts, rs.Errors)
-	}
-	if err := t.Flush(); err != nil {
-		return err
-	}
-	for _, s := range r.ErrorSamples {
-		fmt.Fprintf(w, "error: %s\n", s)
-	}
-	if r.CheckpointDiscarded != "" {
-		fmt.Fprintf(w, "checkpoint discarded: %s\n", r.CheckpointDiscarded)
-	}
-	fmt.Fprintf(w, "%d object(s) rewritten under %s, %d unchanged (already under it), %d skipped (checkpoint), %d errors in %s (%.0f objects/s)\n",
-		r.Rewritten, r.Target, r.Unchanged, r.Skipped, r.Errors, r.Duration.Round(time.Millisecond), r.PerSecond)
-	if r.Etcd != nil {
-		fmt.Fprintf(w, "etcd: %d value(s) left under older keys, %d unreadable\n", r.Etcd.NotUnderWriteKey, r.Etcd.Unreadable)
-	}
-	return nil
+	return report(g, e.stdout, res, err)
 }

@@ -2,38 +2,25 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/util/duration"
 
 	"k8scrypto.dev/k8scrypto/phases"
 )
 
 type renewFlags struct {
-	clusterFlags
+	rotateFlags
 	threshold   time.Duration
 	force       bool
 	rotateKeys  bool
-	backupDir   string
 	keepBackups int
 	onRenew     string
-	dryRun      bool
 }
 
 func newRenewCommand(e *env, g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "renew",
-		Short: "Renew certificates that are due",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newRenewCertsCommand(e, g))
-	return cmd
+	return groupCommand("renew", "Renew certificates that are due", newRenewCertsCommand(e, g))
 }
 
 func newRenewCertsCommand(e *env, g *globals) *cobra.Command {
@@ -94,10 +81,9 @@ certificates are renewed even when one cannot be.`,
 	fl.DurationVar(&f.threshold, "threshold", 0, "renew a certificate when its remaining lifetime is under this (0: a third of its lifetime)")
 	fl.BoolVar(&f.force, "force", false, "renew the selected certificates whether or not they are due")
 	fl.BoolVar(&f.rotateKeys, "rotate-keys", true, "make a new key for each renewed certificate (false: keep the current key)")
-	fl.StringVar(&f.backupDir, "backup-dir", "", "where replaced files are copied, in a <UTC time>/ subdirectory (default "+phases.DefaultBackupDir+", or the per-user state directory without root)")
 	fl.IntVar(&f.keepBackups, "keep-backups", 10, "number of backup directories to keep")
 	fl.StringVar(&f.onRenew, "on-renew", "", "shell command (sh -c) to run when something was renewed, e.g. to restart the static pods; $K8SCRYPTO_RENEWED lists the renewed names (comma-separated), $K8SCRYPTO_RENEWED_BACKUP the backup directory")
-	fl.BoolVar(&f.dryRun, "dry-run", false, "write nothing; report what is due")
+	f.addWriteFlags(fl, "replaced files are copied", "", "write nothing; report what is due")
 	return cmd
 }
 
@@ -109,54 +95,7 @@ func runRenew(ctx context.Context, e *env, g *globals, f *renewFlags, names []st
 		},
 		Config: f.source(e), AuditLog: f.auditLog, BackupDir: f.backupDir, LockTimeout: f.lockTimeout,
 		OnRenew: f.onRenew, HookOutput: e.stderr,
-		Report: func(res phases.RenewResult) error { return printRenewResult(e.stdout, g.output, g.quiet, res) },
+		Report: func(res phases.RenewResult) error { return g.print(e.stdout, res) },
 	})
-	return err
-}
-
-// printRenewResult prints the result. With -q the text lists only what was renewed or needs attention, and
-// nothing when nothing did, so that cron mails only then.
-func printRenewResult(w io.Writer, format string, quiet bool, r phases.RenewResult) error {
-	if format != "text" {
-		return printStructured(w, format, r)
-	}
-	quietRow := func(it phases.RenewItem) bool {
-		return quiet && (it.Action == phases.RenewNotDue || it.Action == phases.RenewSkipped || (it.Action == phases.RenewMissing && !it.Required))
-	}
-	if !slices.ContainsFunc(r.Certificates, func(it phases.RenewItem) bool { return !quietRow(it) }) {
-		return nil
-	}
-	if r.DryRun {
-		fmt.Fprintln(w, "Dry run: nothing was written.")
-	}
-	t := newTable(w)
-	fmt.Fprintln(t, "CERTIFICATE\tACTION\tEXPIRES\tRESIDUAL TIME\tDETAIL")
-	counts := map[string]int{}
-	for _, it := range r.Certificates {
-		counts[it.Action]++
-		if quietRow(it) {
-			continue
-		}
-		expires, residual := "", ""
-		if !it.NotAfter.IsZero() {
-			expires = it.NotAfter.Format("Jan 02, 2006 15:04 MST")
-			residual = duration.HumanDuration(it.NotAfter.Sub(r.Time))
-		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", it.Name, it.Action, expires, residual, it.Reason)
-	}
-	if err := t.Flush(); err != nil {
-		return err
-	}
-	var parts []string
-	for _, a := range []string{phases.RenewRenewed, phases.RenewWouldRenew, phases.RenewNotDue, phases.RenewSkipped, phases.RenewMissing, phases.RenewFailed} {
-		if counts[a] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", counts[a], a))
-		}
-	}
-	line := strings.Join(parts, ", ")
-	if r.BackupDir != "" {
-		line += "; replaced files backed up in " + r.BackupDir
-	}
-	_, err := fmt.Fprintln(w, line)
 	return err
 }

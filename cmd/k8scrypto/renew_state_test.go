@@ -3,10 +3,8 @@ package main
 import (
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,99 +176,8 @@ func TestRenewCertsKeepsTenBackupsByDefault(t *testing.T) {
 	}
 }
 
-// TestRenewCertsHookRetried: a failed --on-renew is run again by the next run although nothing is due
-// then, with the same names; once it succeeds it is not run again.
-func TestRenewCertsHookRetried(t *testing.T) {
-	c := newRenewCluster(t, pki.ECDSAP256, "")
-	now := pkitest.Now.Add(renewDay)
-	out := filepath.Join(c.dir, "hook.out")
-	code, _, stderr := c.run(now, "renew", "certs", "apiserver", "--force", "--on-renew", "exit 3")
-	if code != 1 || !strings.Contains(stderr, "--on-renew failed (the next run runs it again)") {
-		t.Fatalf("failing hook: exit %d %s", code, stderr)
-	}
-	marker := filepath.Join(c.backupDir, phases.HookPendingName)
-	if _, err := os.Stat(marker); err != nil {
-		t.Fatalf("no pending marker: %v", err)
-	}
-	// Without --on-renew the marker stays, with a warning.
-	code, _, stderr = c.run(now.Add(renewDay), "renew", "certs")
-	if code != 0 || !strings.Contains(stderr, "--on-renew command did not succeed") {
-		t.Errorf("run without a hook: exit %d %s", code, stderr)
-	}
-	hook := `echo "$K8SCRYPTO_RENEWED|$K8SCRYPTO_RENEWED_BACKUP" >> ` + out
-	code, _, stderr = c.run(now.Add(2*renewDay), "renew", "certs", "--on-renew", hook)
-	if code != 0 {
-		t.Fatalf("retry: exit %d %s", code, stderr)
-	}
-	got, _ := os.ReadFile(out)
-	if want := "apiserver|" + filepath.Join(c.backupDir, now.UTC().Format(pki.BackupTimeFormat)) + "\n"; string(got) != want {
-		t.Errorf("hook saw %q, want %q", got, want)
-	}
-	if _, err := os.Stat(marker); !os.IsNotExist(err) {
-		t.Errorf("marker left after the hook succeeded: %v", err)
-	}
-	if code, _, _ = c.run(now.Add(3*renewDay), "renew", "certs", "--on-renew", hook); code != 0 {
-		t.Fatal(code)
-	}
-	if again, _ := os.ReadFile(out); string(again) != string(got) {
-		t.Errorf("the hook ran again with nothing renewed: %q", again)
-	}
-}
-
-// TestRenewCertsHookRunsWhenAuditFails: the certificates are committed but the audit log cannot be
-// written: the hook must still restart the control plane, both errors are reported (exit 1), and the next
-// run records the lines from the audit intent left in the certificate directory.
-func TestRenewCertsHookRunsWhenAuditFails(t *testing.T) {
-	c := newRenewCluster(t, pki.ECDSAP256, "")
-	now := pkitest.Now.Add(renewDay)
-	out := filepath.Join(c.dir, "hook.out")
-	broken := false
-	restore := pki.SetFaultHook(func(op pki.Op, path string) error {
-		if !broken && op == pki.OpRename && filepath.Base(path) == "apiserver.crt" {
-			// Committing: from now on the audit log cannot be appended to (a directory took its place).
-			broken = true
-			os.Rename(c.auditLog, c.auditLog+".saved")
-			os.Mkdir(c.auditLog, 0o700)
-		}
-		return nil
-	})
-	code, _, stderr := c.run(now, "renew", "certs", "apiserver", "--force", "--on-renew", "touch "+out)
-	restore()
-	if !broken {
-		t.Fatal("the fault hook never saw the commit")
-	}
-	if code != 1 || !strings.Contains(stderr, "the certificates were renewed, but audit log") {
-		t.Errorf("exit %d, stderr %s", code, stderr)
-	}
-	if _, err := os.Stat(out); err != nil {
-		t.Errorf("--on-renew did not run: %v", err)
-	}
-	cert := readPEMCert(t, filepath.Join(c.certDir, "apiserver.crt"))
-	if !cert.NotBefore.After(pkitest.Now) {
-		t.Fatal("apiserver was not renewed")
-	}
-	if _, err := os.Stat(filepath.Join(c.certDir, phases.AuditIntentName)); err != nil {
-		t.Fatalf("no audit intent left for the next run: %v", err)
-	}
-	os.Remove(c.auditLog)
-	os.Rename(c.auditLog+".saved", c.auditLog)
-	if code, _, stderr := c.run(now.Add(renewDay), "renew", "certs"); code != 0 {
-		t.Fatalf("next run: exit %d %s", code, stderr)
-	}
-	found := false
-	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
-		if ev.Operation == pki.AuditRenew && ev.Serial == cert.SerialNumber.String() && ev.SHA256 == pki.Fingerprint(cert.Raw) &&
-			ev.Outcome == "ok" && strings.Contains(ev.Detail, "by a later run") && ev.Time.Equal(now) {
-			found = true
-		}
-	}
-	if !found {
-		t.Error("the next run did not record the renew line of the certificate in place")
-	}
-	if _, err := os.Stat(filepath.Join(c.certDir, phases.AuditIntentName)); !os.IsNotExist(err) {
-		t.Errorf("audit intent left: %v", err)
-	}
-}
+// The --on-renew hook's retry and the audit intent after a failed audit log are envelope behaviour, tested
+// against RenewCerts in phases (renewcerts_test.go).
 
 // TestAuditLineContent checks every field of the lines init and renew write against the files on disk:
 // create lines of a new PKI, reuse lines of a second init, renew and rotate lines of a renewal with new
@@ -368,111 +275,5 @@ func TestAuditLineContent(t *testing.T) {
 	}
 }
 
-// TestRecoveryBeforeReadingCommands: a renewal killed half-way through its replacement (one file renamed,
-// the journal in place) is completed before anything else by any command that can take the lock, and
-// recorded: a "recover" line per completed file, and the killed run's own lines from its audit intent.
-// A dry run never writes and says the replacement is pending; a command that cannot take the lock (held
-// here; a monitoring user without write access is the same) reports it, naming the command that finishes it.
-func TestRecoveryBeforeReadingCommands(t *testing.T) {
-	c := newRenewCluster(t, pki.ECDSAP256, "")
-	now := pkitest.Now.Add(250 * renewDay)
-	args := []string{"renew", "certs", "apiserver", "etcd-server", "admin.conf"}
-	// Find the step that renames the second target into place.
-	crashAt, n, renames := 0, 0, 0
-	{
-		probe := cloneCluster(t, c)
-		restore := pki.SetFaultHook(func(op pki.Op, path string) error {
-			n++
-			d := filepath.Dir(path)
-			target := d == probe.certDir || d == filepath.Join(probe.certDir, "etcd") || d == probe.kubeDir
-			if op == pki.OpRename && target && !strings.HasPrefix(filepath.Base(path), ".") {
-				if renames++; renames == 2 {
-					crashAt = n
-				}
-			}
-			return nil
-		})
-		code, _, stderr := probe.run(now, args...)
-		restore()
-		if code != 0 || crashAt == 0 {
-			t.Fatalf("probe: exit %d, crash step %d: %s", code, crashAt, stderr)
-		}
-	}
-	out, err := c.helper(now, []string{"RENEW_TEST_CRASH_AT=" + strconv.Itoa(crashAt)}, args...).CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 86 {
-		t.Fatalf("the helper did not die at step %d: %v %s", crashAt, err, out)
-	}
-	if found := pki.Interrupted(c.certDir); len(found) == 0 {
-		t.Fatal("no journal after the crash")
-	}
-	interrupted := fileHashes(t, c.certDir, c.kubeDir)
-	unchanged := func(label string) {
-		t.Helper()
-		if !sameHashes(interrupted, fileHashes(t, c.certDir, c.kubeDir)) {
-			t.Errorf("%s changed files", label)
-		}
-	}
-	paths := []string{"--cert-dir", c.certDir, "--kubeconfig-dir", c.kubeDir, "--audit-log", c.auditLog}
-
-	code, _, stderr := c.runArgs(now, append([]string{"renew", "certs", "--dry-run"}, paths...)...)
-	if code != 1 || !strings.Contains(stderr, "left a replacement pending in "+c.certDir) || !strings.Contains(stderr, `run "k8scrypto renew certs" as root`) ||
-		!strings.Contains(stderr, "--dry-run writes nothing") || strings.Contains(stderr, "--force") {
-		t.Errorf("dry run: exit %d %s", code, stderr)
-	}
-	unchanged("renew --dry-run")
-
-	lock, err := pki.AcquireLock(c.certDir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, stdout, stderr := c.runArgs(now, append([]string{"certs", "check-expiration", "--lock-timeout", "100ms"}, paths...)...)
-	if code != 1 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "left a replacement pending") ||
-		!strings.Contains(stderr, `run "k8scrypto renew certs" as root`) || !strings.Contains(stderr, "another k8scrypto run holds") {
-		t.Errorf("check-expiration without the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
-	}
-	unchanged("check-expiration without the lock")
-	code, _, stderr = c.runArgs(now, append([]string{"sa", "status", "--lock-timeout", "100ms"}, paths...)...)
-	if code != 1 || !strings.Contains(stderr, "left a replacement pending") {
-		t.Errorf("sa status without the lock: exit %d %s", code, stderr)
-	}
-	unchanged("sa status without the lock")
-	lock.Release()
-
-	code, stdout, stderr = c.runArgs(now, append([]string{"certs", "check-expiration"}, paths...)...)
-	if code != 0 || !strings.HasPrefix(stdout, "CERTIFICATE ") || !strings.Contains(stderr, "completed an interrupted replacement") {
-		t.Fatalf("check-expiration with the lock: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
-	}
-	if left := phases.PendingRecovery(c.certDir, c.kubeDir); len(left) > 0 {
-		t.Fatalf("not recovered: %v", left)
-	}
-	// Every file is the new one, and the audit log says so.
-	recovered := map[string]pki.AuditEvent{}
-	renewed := map[string]pki.AuditEvent{}
-	for _, ev := range pkitest.AuditLines(t, c.auditLog) {
-		switch {
-		case ev.Operation == pki.AuditRecover:
-			recovered[ev.File] = ev
-		case ev.Operation == pki.AuditRenew && ev.Time.Equal(now):
-			renewed[ev.File] = ev
-		}
-	}
-	if len(recovered) == 0 {
-		t.Fatal("no recover line")
-	}
-	for p, ev := range recovered {
-		serial, sha := phases.FileIdentity(p)
-		if ev.Outcome != "ok" || ev.SHA256 != sha || ev.Serial != serial || sha == "" || ev.User == "" || ev.Host == "" || !strings.Contains(ev.Detail, "rolled forward") {
-			t.Errorf("recover line %+v; file has serial %q sha256 %q", ev, serial, sha)
-		}
-	}
-	for _, p := range []string{filepath.Join(c.certDir, "apiserver.crt"), filepath.Join(c.certDir, "etcd", "server.crt"), filepath.Join(c.kubeDir, "admin.conf")} {
-		serial, sha := phases.FileIdentity(p)
-		ev, ok := renewed[p]
-		if !ok || ev.Outcome != "ok" || ev.Serial != serial || ev.SHA256 != sha || !strings.Contains(ev.Detail, "by a later run") {
-			t.Errorf("%s: the killed run's renew line %+v (found %v); file has serial %s", p, ev, ok, serial)
-		}
-	}
-	if readPEMCert(t, filepath.Join(c.certDir, "apiserver.crt")).NotBefore.Before(now.Add(-time.Hour)) {
-		t.Error("apiserver.crt is not the renewed one")
-	}
-}
+// TestRecoveryBeforeReadingCommands (a killed renewal completed first by the commands that read, and
+// reported by those that cannot take the lock) runs against phases, in phases/recovery_test.go.

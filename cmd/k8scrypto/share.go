@@ -2,11 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"k8scrypto.dev/k8scrypto/phases"
 )
@@ -28,17 +25,7 @@ out. Without --certificate-key a key is made and printed once, on stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: f.options(e, g), Rand: e.rand})
-			if err != nil {
-				return err
-			}
-			if g.output != "text" {
-				return printStructured(e.stdout, g.output, res)
-			}
-			fmt.Fprintf(e.stdout, "stored %s (%s), expires %s\n", res.Secret, strings.Join(res.Entries, ", "), res.Expires)
-			if res.Key != "" {
-				fmt.Fprintf(e.stdout, "certificate key: %s\n", res.Key)
-			}
-			return nil
+			return g.show(e.stdout, res, err)
 		},
 	}
 	f.add(cmd.Flags())
@@ -68,7 +55,7 @@ whole install (exit 3). Then run "k8scrypto init" on this node for its own certi
 			}
 			res, err := phases.InstallShared(cmd.Context(), phases.InstallSharedOptions{Config: f.source(e), RotateOptions: f.options(e, g),
 				Kubeconfig: f.kubeconfig, Key: f.key, Pins: f.pins})
-			return printInstall(e.stdout, g.output, res, err)
+			return g.show(e.stdout, res, err)
 		},
 	}
 	f.add(dl.Flags())
@@ -85,23 +72,6 @@ type installFlags struct {
 	kubeconfig, key string
 	pins            []string
 	bundle          bundleFlags
-}
-
-// bundleFlags name the secret of an offline bundle: exactly one of a passphrase file and a key file.
-type bundleFlags struct {
-	passphraseFile, keyFile string
-}
-
-func (b *bundleFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&b.passphraseFile, "passphrase-file", "", "file whose first line is the passphrase (Argon2id: 3 passes, 64 MiB, 4 lanes)")
-	fs.StringVar(&b.keyFile, "key-file", "", "file holding a raw 32-byte key as 64 hex digits")
-}
-
-func (b *bundleFlags) secret() (phases.BundleSecret, error) {
-	if (b.passphraseFile == "") == (b.keyFile == "") {
-		return phases.BundleSecret{}, usageError{fmt.Errorf("give exactly one of --passphrase-file and --key-file")}
-	}
-	return phases.ReadBundleSecret(b.passphraseFile, b.keyFile)
 }
 
 func newCertsExportCommand(e *env, g *globals) *cobra.Command {
@@ -125,14 +95,7 @@ tampered, truncated or wrongly keyed bundle and writes nothing. An existing --ou
 				return err
 			}
 			res, err := phases.RunExport(phases.ExportOptions{Config: f.source(e), Out: out, Secret: secret, Rand: e.rand})
-			if err != nil {
-				return err
-			}
-			if g.output != "text" {
-				return printStructured(e.stdout, g.output, res)
-			}
-			_, err = fmt.Fprintf(e.stdout, "wrote %s (format %d, 0600): %s\n", res.File, res.Format, strings.Join(res.Entries, ", "))
-			return err
+			return g.show(e.stdout, res, err)
 		},
 	}
 	f.add(cmd.Flags())
@@ -161,7 +124,7 @@ crash-safe transaction with audit lines, refusing (exit 3) to replace a differen
 			}
 			res, err := phases.InstallShared(cmd.Context(), phases.InstallSharedOptions{Config: f.source(e), RotateOptions: f.options(e, g),
 				Bundle: in, Secret: secret, Pins: f.pins})
-			return printInstall(e.stdout, g.output, res, err)
+			return g.show(e.stdout, res, err)
 		},
 	}
 	f.add(cmd.Flags())
@@ -169,22 +132,4 @@ crash-safe transaction with audit lines, refusing (exit 3) to replace a differen
 	cmd.Flags().StringSliceVar(&f.pins, "ca-cert-hash", nil, "sha256:HEX pin of the cluster CA's public key; when given, a bundle of another cluster is refused")
 	f.bundle.add(cmd.Flags())
 	return cmd
-}
-
-func printInstall(w io.Writer, format string, res *phases.InstallSharedResult, err error) error {
-	if err != nil || res == nil {
-		return err
-	}
-	if format != "text" {
-		return printStructured(w, format, res)
-	}
-	verb := map[bool]string{true: "would write", false: "wrote"}[res.DryRun]
-	for _, p := range res.Written {
-		fmt.Fprintf(w, "%s %s\n", verb, p)
-	}
-	for _, p := range res.Kept {
-		fmt.Fprintf(w, "kept %s (identical)\n", p)
-	}
-	_, err = fmt.Fprintf(w, "from %s\nnext: %s\n", res.Source, res.Next)
-	return err
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
 )
 
@@ -21,6 +22,11 @@ type versionInfo struct {
 	Platform   string `json:"platform"`
 }
 
+// Text is the one line of the version.
+func (v versionInfo) Text(bool) phases.Text {
+	return phases.Text{{Line: fmt.Sprintf("k8scrypto %s (kubeadm %s, %s, %s)", v.Version, v.Kubeadm, v.GoVersion, v.Platform)}}
+}
+
 func newVersionCommand(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -32,11 +38,7 @@ func newVersionCommand(e *env, g *globals) *cobra.Command {
 				Version: version, Kubeadm: config.KubernetesVersion,
 				GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
 			}
-			if g.output != "text" {
-				return printStructured(e.stdout, g.output, info)
-			}
-			_, err := fmt.Fprintf(e.stdout, "k8scrypto %s (kubeadm %s, %s, %s)\n", info.Version, info.Kubeadm, info.GoVersion, info.Platform)
-			return err
+			return g.print(e.stdout, info)
 		},
 	}
 }

@@ -104,7 +104,20 @@ func SealBundle(files Files, secret BundleSecret, rnd io.Reader) ([]byte, error)
 }
 
 // BundleError is a bundle that cannot be opened; it says why without quoting any of its content.
-type BundleError struct{ Reason string }
+type BundleError struct {
+	Reason string
+	// Problem, when set, is one the caller completes with its own command and flag names.
+	Problem BundleProblem
+}
+
+// BundleProblem is a BundleError whose fix names the caller's commands or flags.
+type BundleProblem int
+
+const (
+	NotABundle           BundleProblem = iota + 1 // not a k8scrypto bundle at all
+	SealedWithKey                                 // opened with a passphrase, sealed with a raw key
+	SealedWithPassphrase                          // opened with a raw key, sealed with a passphrase
+)
 
 func (e *BundleError) Error() string { return "not a usable k8scrypto bundle: " + e.Reason }
 
@@ -115,30 +128,30 @@ func OpenBundle(data []byte, secret BundleSecret) (Files, error) {
 	}
 	switch {
 	case len(data) == 0:
-		return nil, &BundleError{"the file is empty"}
+		return nil, &BundleError{Reason: "the file is empty"}
 	case len(data) < len(bundleMagic) || !bytes.Equal(data[:len(bundleMagic)], []byte(bundleMagic)):
-		return nil, &BundleError{"it does not start with " + bundleMagic + " (not a bundle written by \"k8scrypto certs export\")"}
+		return nil, &BundleError{Reason: "it does not start with " + bundleMagic, Problem: NotABundle}
 	case len(data) < len(bundleMagic)+1:
-		return nil, &BundleError{"it is truncated (no version)"}
+		return nil, &BundleError{Reason: "it is truncated (no version)"}
 	case data[16] > BundleVersion:
-		return nil, &BundleError{fmt.Sprintf("it is format version %d, newer than this k8scrypto reads (%d): use the k8scrypto that exported it, or a newer one", data[16], BundleVersion)}
+		return nil, &BundleError{Reason: fmt.Sprintf("it is format version %d, newer than this k8scrypto reads (%d): use the k8scrypto that exported it, or a newer one", data[16], BundleVersion)}
 	case data[16] == 0:
-		return nil, &BundleError{"format version 0 does not exist (the header is damaged)"}
+		return nil, &BundleError{Reason: "format version 0 does not exist (the header is damaged)"}
 	case len(data) < headerSize+chacha20poly1305.Overhead:
-		return nil, &BundleError{fmt.Sprintf("it is truncated (%d bytes; the header and tag alone take %d)", len(data), headerSize+chacha20poly1305.Overhead)}
+		return nil, &BundleError{Reason: fmt.Sprintf("it is truncated (%d bytes; the header and tag alone take %d)", len(data), headerSize+chacha20poly1305.Overhead)}
 	}
 	h := data[:headerSize]
 	switch h[17] {
 	case kdfRawKey:
 		if len(secret.Key) == 0 {
-			return nil, &BundleError{"it was sealed with a raw key: open it with --key-file, not --passphrase-file"}
+			return nil, &BundleError{Reason: "it was sealed with a raw key", Problem: SealedWithKey}
 		}
 	case kdfArgon2id:
 		if len(secret.Passphrase) == 0 {
-			return nil, &BundleError{"it was sealed with a passphrase: open it with --passphrase-file, not --key-file"}
+			return nil, &BundleError{Reason: "it was sealed with a passphrase", Problem: SealedWithPassphrase}
 		}
 	default:
-		return nil, &BundleError{fmt.Sprintf("unknown key derivation %d (the header is damaged)", h[17])}
+		return nil, &BundleError{Reason: fmt.Sprintf("unknown key derivation %d (the header is damaged)", h[17])}
 	}
 	key, err := bundleKey(h, secret)
 	if err != nil {
@@ -150,11 +163,11 @@ func OpenBundle(data []byte, secret BundleSecret) (Files, error) {
 	}
 	plain, err := aead.Open(nil, h[43:headerSize], data[headerSize:], h)
 	if err != nil {
-		return nil, &BundleError{"it does not authenticate: a wrong key or passphrase, or the file was altered or truncated"}
+		return nil, &BundleError{Reason: "it does not authenticate: a wrong key or passphrase, or the file was altered or truncated"}
 	}
 	var p bundlePayload
 	if err := json.Unmarshal(plain, &p); err != nil || p.Files == nil {
-		return nil, &BundleError{"its content is not a file set (written by another program?)"}
+		return nil, &BundleError{Reason: "its content is not a file set (written by another program?)"}
 	}
 	return Files(p.Files), nil
 }
@@ -166,7 +179,7 @@ func bundleKey(h []byte, secret BundleSecret) ([]byte, error) {
 	}
 	t, m, threads := binary.BigEndian.Uint32(h[18:22]), binary.BigEndian.Uint32(h[22:26]), h[26]
 	if t == 0 || t > maxArgon2Time || m < 8*uint32(threads) || m > maxArgon2Memory || threads == 0 {
-		return nil, &BundleError{fmt.Sprintf("Argon2id parameters out of range (time %d, memory %d KiB, threads %d)", t, m, threads)}
+		return nil, &BundleError{Reason: fmt.Sprintf("Argon2id parameters out of range (time %d, memory %d KiB, threads %d)", t, m, threads)}
 	}
 	return argon2.IDKey(secret.Passphrase, h[27:43], t, m, threads, chacha20poly1305.KeySize), nil
 }

@@ -128,8 +128,8 @@ func SealSecretData(files Files, key []byte, rnd io.Reader) (map[string][]byte, 
 }
 
 // ErrWrongKey is an entry that does not decrypt: the key is not the one the Secret was sealed with, or
-// the entry was altered.
-var ErrWrongKey = errors.New("the data does not decrypt with this key (a wrong --certificate-key, or data altered or uploaded with another key)")
+// the entry was altered (the caller names the flag that gave the key).
+var ErrWrongKey = errors.New("the data does not decrypt with this key")
 
 // OpenSecretData decrypts every entry, or none: one entry that does not decrypt fails the whole Secret, as
 // kubeadm's download does.

@@ -135,7 +135,7 @@ func TestBundleRefusals(t *testing.T) {
 		{"not a bundle", []byte("apiVersion: v1\nkind: Secret\n"), secret, "does not start with K8SCRYPTO-BUNDLE"},
 		{"newer version", newer, secret, "version 2, newer than this k8scrypto reads (1)"},
 		{"wrong key", data, BundleSecret{Key: bytes.Repeat([]byte{1}, KeySize)}, "does not authenticate"},
-		{"passphrase for a keyed bundle", data, BundleSecret{Passphrase: []byte("x")}, "--key-file"},
+		{"passphrase for a keyed bundle", data, BundleSecret{Passphrase: []byte("x")}, "it was sealed with a raw key"},
 		{"both", data, BundleSecret{Key: testKey, Passphrase: []byte("x")}, "exactly one"},
 		{"short key", data, BundleSecret{Key: testKey[:16]}, "32 bytes"},
 	} {
@@ -150,7 +150,7 @@ func TestBundleRefusals(t *testing.T) {
 	if _, err := OpenBundle(pp, BundleSecret{Passphrase: []byte("wrong")}); err == nil || !strings.Contains(err.Error(), "does not authenticate") {
 		t.Errorf("wrong passphrase: %v", err)
 	}
-	if _, err := OpenBundle(pp, secret); err == nil || !strings.Contains(err.Error(), "--passphrase-file") {
+	if be := new(BundleError); !errors.As(err2(OpenBundle(pp, secret)), &be) || be.Problem != SealedWithPassphrase {
 		t.Errorf("key for a passphrase bundle: %v", err)
 	}
 	// Hostile Argon2id parameters are refused before any memory is taken.
@@ -208,3 +208,6 @@ func TestCollectAndCheck(t *testing.T) {
 		t.Error("an external etcd's CA is not shared")
 	}
 }
+
+// err2 is the error of a two-result call.
+func err2[T any](_ T, err error) error { return err }

@@ -142,6 +142,17 @@ func Resources(extra []string) []string {
 	return out
 }
 
+// KMSOptionsError is a KMS name or endpoint given for a local-key Provider, or a kms Provider without both.
+// The caller names its options.
+type KMSOptionsError struct{ Provider string }
+
+func (e *KMSOptionsError) Error() string {
+	if e.Provider == KMS {
+		return "the kms provider needs a KMS name and an endpoint unix:///path/to/plugin.sock"
+	}
+	return "a KMS name and endpoint apply only to the kms provider, not " + e.Provider
+}
+
 // Build makes a new configuration with one fresh key (none for kms). rnd supplies the key and the name's
 // random part; nil means crypto/rand. The result is validated as the apiserver validates it.
 func Build(o Options, now time.Time, rnd io.Reader) (*apiserverv1.EncryptionConfiguration, error) {
@@ -156,7 +167,7 @@ func Build(o Options, now time.Time, rnd io.Reader) (*apiserverv1.EncryptionConf
 	switch provider {
 	case Secretbox, AESCBC, AESGCM:
 		if o.KMSName != "" || o.KMSEndpoint != "" {
-			return nil, fmt.Errorf("--kms-name and --kms-endpoint apply only to --encryption-provider kms, not %s", provider)
+			return nil, &KMSOptionsError{Provider: provider}
 		}
 		key, err := NewKey(nil, now, rnd)
 		if err != nil {
@@ -165,7 +176,7 @@ func Build(o Options, now time.Time, rnd io.Reader) (*apiserverv1.EncryptionConf
 		p = providerWithKeys(provider, []apiserverv1.Key{key})
 	case KMS:
 		if o.KMSName == "" || o.KMSEndpoint == "" {
-			return nil, errors.New("--encryption-provider kms needs --kms-name and --kms-endpoint unix:///path/to/plugin.sock")
+			return nil, &KMSOptionsError{Provider: provider}
 		}
 		kms := &apiserverv1.KMSConfiguration{APIVersion: "v2", Name: o.KMSName, Endpoint: o.KMSEndpoint}
 		if o.KMSTimeout != 0 {

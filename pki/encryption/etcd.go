@@ -34,7 +34,7 @@ type EtcdOptions struct {
 // it, for the one command that counts keys.
 func DialEtcd(o EtcdOptions) (RangeFunc, func() error, error) {
 	if len(o.Endpoints) == 0 {
-		return nil, nil, errors.New("no etcd endpoints (--etcd-endpoints https://127.0.0.1:2379)")
+		return nil, nil, errors.New("no etcd endpoints (such as https://127.0.0.1:2379)")
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
@@ -50,7 +50,7 @@ func DialEtcd(o EtcdOptions) (RangeFunc, func() error, error) {
 	tr := &http.Transport{TLSHandshakeTimeout: o.Timeout, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 2}
 	if o.CACert != "" || o.Cert != "" || o.Key != "" {
 		if o.CACert == "" || o.Cert == "" || o.Key == "" {
-			return nil, nil, errors.New("--etcd-cacert, --etcd-cert and --etcd-key go together")
+			return nil, nil, errors.New("the etcd CA certificate, client certificate and client key go together")
 		}
 		// Bounded reads of regular files only: a FIFO named by mistake would hang the command.
 		pem, err := pki.ReadFile(o.CACert, pki.MaxPEMSize)

@@ -2,7 +2,6 @@ package encryption
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -50,28 +49,6 @@ func KeySizeProblems(cfg *apiserverv1.EncryptionConfiguration) []KeySizeProblem 
 	return out
 }
 
-// rotateAway is how an operator replaces a short key with k8scrypto's commands.
-const rotateAway = `rotate it out: "k8scrypto encryption rotate prepare" adds a 32-byte key, then "rotate promote", "encryption reencrypt" and "rotate prune --yes"`
-
-// CheckKeySizes is the policy for adopting an existing file (init): every aescbc and aesgcm key must be
-// KeySize bytes. The error names each key and the fix.
-func CheckKeySizes(cfg *apiserverv1.EncryptionConfiguration) error {
-	problems := KeySizeProblems(cfg)
-	if len(problems) == 0 {
-		return nil
-	}
-	var errs []error
-	for _, p := range problems {
-		fix := rotateAway
-		if p.Provider > 0 {
-			// Rotation only touches the first provider; a later one is read-only and goes by hand.
-			fix = `remove it by hand once "k8scrypto encryption status --etcd-endpoints ..." shows no stored value uses it`
-		}
-		errs = append(errs, fmt.Errorf("%s: k8scrypto manages AES-256 keys only; %s", p, fix))
-	}
-	return errors.Join(errs...)
-}
-
 // checkWriteKeys refuses a rotation result whose write key (the first key of a rotatable entry's first
 // provider) is not KeySize bytes: promote and prune must not leave a short key as the one new data uses.
 func checkWriteKeys(op string, cfg *apiserverv1.EncryptionConfiguration) error {
@@ -85,31 +62,46 @@ func checkWriteKeys(op string, cfg *apiserverv1.EncryptionConfiguration) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	fix := `remove that key from the file (nothing is written with it yet), then run "k8scrypto encryption rotate prepare", which adds a 32-byte key`
-	if op == "prune" {
-		fix = `k8scrypto cannot rotate away from it at this stage: add a 32-byte key second by hand and move it first once every apiserver has loaded the file, or restore the file from a backup`
-	}
-	return fmt.Errorf("%s refused: the write key would not be AES-256, which is all k8scrypto manages (%s): %s", op, strings.Join(bad, "; "), fix)
+	return &WriteKeyError{Op: op, Keys: bad}
+}
+
+// WriteKeyError refuses a promote or prune (Op) that would leave a key that is not AES-256 as the write
+// key; Keys describe those keys (KeySizeProblem, never the secret). The caller adds the fix, which names
+// its commands.
+type WriteKeyError struct {
+	Op   string
+	Keys []string
+}
+
+func (e *WriteKeyError) Error() string {
+	return fmt.Sprintf("%s refused: the write key would not be AES-256, which is all k8scrypto manages (%s)", e.Op, strings.Join(e.Keys, "; "))
+}
+
+// KeyIdentityProblem is one finding of CheckKeyIdentity. DuplicateName is two keys of one name, which the
+// caller says how to repair (a rename through its rotation command).
+type KeyIdentityProblem struct {
+	Message       string
+	DuplicateName bool
 }
 
 // CheckKeyIdentity finds keys that are not told apart: two keys of one provider with the same name (the
 // apiserver reads every value of that name with the first one's secret, so values written with the other
 // are unreadable), and one secret under two names (a rotation that changed nothing but the name). Each
 // finding names the keys and the secret's fingerprint, never the secret.
-func CheckKeyIdentity(cfg *apiserverv1.EncryptionConfiguration) []string {
-	var out []string
+func CheckKeyIdentity(cfg *apiserverv1.EncryptionConfiguration) []KeyIdentityProblem {
+	var out []KeyIdentityProblem
 	for i, rc := range cfg.Resources {
 		for j, p := range rc.Providers {
 			names := map[string]bool{}
 			secrets := map[string]string{}
 			for _, k := range KeysOf(p) {
 				if names[k.Name] {
-					out = append(out, fmt.Sprintf("resources[%d].providers[%d] %s has two keys named %q: the apiserver decrypts every value with that name using the first one, so values written with the other are unreadable; rename one with \"k8scrypto encryption rotate prepare\" and drop the duplicate", i, j, ProviderType(p), k.Name))
+					out = append(out, KeyIdentityProblem{DuplicateName: true, Message: fmt.Sprintf("resources[%d].providers[%d] %s has two keys named %q: the apiserver decrypts every value with that name using the first one, so values written with the other are unreadable", i, j, ProviderType(p), k.Name)})
 				}
 				names[k.Name] = true
 				fp := Fingerprint(k.Secret)
 				if other, ok := secrets[fp]; ok && fp != "" {
-					out = append(out, fmt.Sprintf("resources[%d].providers[%d] %s holds the same secret (fingerprint %s) under the names %q and %q: a rotation between them changes nothing", i, j, ProviderType(p), fp, other, k.Name))
+					out = append(out, KeyIdentityProblem{Message: fmt.Sprintf("resources[%d].providers[%d] %s holds the same secret (fingerprint %s) under the names %q and %q: a rotation between them changes nothing", i, j, ProviderType(p), fp, other, k.Name)})
 				}
 				secrets[fp] = k.Name
 			}

@@ -2,6 +2,7 @@ package encryption
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
@@ -23,46 +24,35 @@ func aesConfig(typ string, keys ...apiserverv1.Key) *apiserverv1.EncryptionConfi
 	}}}
 }
 
-// TestKeySizePolicy: a 16- or 24-byte aescbc/aesgcm key (which the apiserver accepts) is refused for
-// adoption with a message naming the provider, the key and the fix, without the secret; 32-byte keys and
-// secretbox pass; status reports it as a warning instead.
-func TestKeySizePolicy(t *testing.T) {
+// TestKeySizeProblems: a 16- or 24-byte aescbc/aesgcm key (which the apiserver accepts) is a problem
+// naming the entry, provider, key and size, without the secret; 32-byte keys and secretbox are not. The
+// policy's wording and fix are phases' (TestKeySizePolicy there).
+func TestKeySizeProblems(t *testing.T) {
 	for _, typ := range []string{AESCBC, AESGCM} {
 		for _, size := range []int{16, 24} {
 			cfg := aesConfig(typ, apiserverv1.Key{Name: "short", Secret: secretOf(size)})
 			if err := Validate(cfg); err != nil {
 				t.Fatalf("%s %d bytes: the apiserver accepts it, but Validate says %v", typ, size, err)
 			}
-			err := CheckKeySizes(cfg)
-			if err == nil {
-				t.Fatalf("%s key of %d bytes accepted", typ, size)
+			ps := KeySizeProblems(cfg)
+			if len(ps) != 1 || ps[0] != (KeySizeProblem{Entry: 0, Provider: 0, Type: typ, Name: "short", Size: size}) {
+				t.Fatalf("%s key of %d bytes: problems %v", typ, size, ps)
 			}
-			for _, w := range []string{typ, `"short"`, "32", "AES-256", "rotate prepare", "rotate prune"} {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%s/%d: error %q does not mention %q", typ, size, err, w)
+			for _, w := range []string{typ, `"short"`, "32", "AES-256"} {
+				if !strings.Contains(ps[0].String(), w) {
+					t.Errorf("%s/%d: %q does not mention %q", typ, size, ps[0], w)
 				}
 			}
-			if strings.Contains(err.Error(), secretOf(size)) {
-				t.Errorf("error quotes the secret: %v", err)
-			}
-			st := Describe(cfg)
-			if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], `"short"`) {
-				t.Errorf("status warnings = %q, want one naming the key", st.Warnings)
+			if strings.Contains(ps[0].String(), secretOf(size)) {
+				t.Errorf("problem quotes the secret: %v", ps[0])
 			}
 		}
-		if err := CheckKeySizes(aesConfig(typ, apiserverv1.Key{Name: "ok", Secret: secretOf(32)})); err != nil {
-			t.Errorf("32-byte %s key refused: %v", typ, err)
+		if ps := KeySizeProblems(aesConfig(typ, apiserverv1.Key{Name: "ok", Secret: secretOf(32)})); len(ps) != 0 {
+			t.Errorf("32-byte %s key: %v", typ, ps)
 		}
 	}
-	sb := aesConfig(Secretbox, apiserverv1.Key{Name: "ok", Secret: secretOf(32)})
-	if err := CheckKeySizes(sb); err != nil || len(Describe(sb).Warnings) != 0 {
-		t.Errorf("secretbox: %v", err)
-	}
-	// A short key in a later (read-only) provider cannot be rotated out: the fix says so.
-	mixed := aesConfig(Secretbox, apiserverv1.Key{Name: "ok", Secret: secretOf(32)})
-	mixed.Resources[0].Providers[1] = providerWithKeys(AESCBC, []apiserverv1.Key{{Name: "old", Secret: secretOf(16)}})
-	if err := CheckKeySizes(mixed); err == nil || !strings.Contains(err.Error(), "providers[1]") || !strings.Contains(err.Error(), "by hand") {
-		t.Errorf("short key in a later provider: %v", err)
+	if ps := KeySizeProblems(aesConfig(Secretbox, apiserverv1.Key{Name: "ok", Secret: secretOf(32)})); len(ps) != 0 {
+		t.Errorf("secretbox: %v", ps)
 	}
 }
 
@@ -85,8 +75,8 @@ func TestShortKeyRotatesOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("prune: %v", err)
 	}
-	if err := CheckKeySizes(pruned); err != nil {
-		t.Fatalf("after the rotation: %v", err)
+	if ps := KeySizeProblems(pruned); len(ps) != 0 {
+		t.Fatalf("after the rotation: %v", ps)
 	}
 	if keys := firstKeys(pruned); len(keys) != 1 || keys[0].Name != added[0].Key.Name {
 		t.Errorf("keys after the rotation: %v", names(keys))
@@ -94,7 +84,8 @@ func TestShortKeyRotatesOut(t *testing.T) {
 }
 
 // TestRotationNeverMakesAShortKeyTheWriteKey: promote refuses to move a short (hand-added) newest key
-// first, and prune refuses to keep a short write key as the only key; both name the key and a fix.
+// first, and prune refuses to keep a short write key as the only key; both are a *WriteKeyError naming the
+// key (phases adds the fix).
 func TestRotationNeverMakesAShortKeyTheWriteKey(t *testing.T) {
 	prepared := aesConfig(AESGCM,
 		apiserverv1.Key{Name: "key-20250101T000000Z-aaaaaaaa", Secret: secretOf(32)},
@@ -106,7 +97,10 @@ func TestRotationNeverMakesAShortKeyTheWriteKey(t *testing.T) {
 	if err == nil || out != nil {
 		t.Fatal("promote made a 16-byte key the write key")
 	}
-	for _, w := range []string{"promote refused", "aesgcm", "key-20260101T000000Z-bbbbbbbb", "16 bytes", "rotate prepare"} {
+	if we := new(WriteKeyError); !errors.As(err, &we) || we.Op != "promote" {
+		t.Errorf("promote: %v, want a *WriteKeyError", err)
+	}
+	for _, w := range []string{"promote refused", "aesgcm", "key-20260101T000000Z-bbbbbbbb", "16 bytes"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("promote error %q does not mention %q", err, w)
 		}
@@ -115,7 +109,7 @@ func TestRotationNeverMakesAShortKeyTheWriteKey(t *testing.T) {
 		apiserverv1.Key{Name: "key-20260101T000000Z-bbbbbbbb", Secret: secretOf(16)},
 		apiserverv1.Key{Name: "key-20250101T000000Z-aaaaaaaa", Secret: secretOf(32)})
 	_, _, err = Prune(promoted)
-	if err == nil || !strings.Contains(err.Error(), "prune refused") || !strings.Contains(err.Error(), "key-20260101T000000Z-bbbbbbbb") || !strings.Contains(err.Error(), "by hand") {
+	if we := new(WriteKeyError); !errors.As(err, &we) || we.Op != "prune" || !strings.Contains(err.Error(), "prune refused") || !strings.Contains(err.Error(), "key-20260101T000000Z-bbbbbbbb") {
 		t.Errorf("prune kept a 16-byte write key: %v", err)
 	}
 	if err != nil && strings.Contains(err.Error(), secretOf(16)) {

@@ -29,23 +29,6 @@ const (
 	StageNone Stage = "none"
 )
 
-// Next says what to run in a stage.
-func (s Stage) Next() string {
-	switch s {
-	case StageSteady, StageUnordered:
-		return `"k8scrypto encryption rotate prepare" when the key is due`
-	case StagePrepared:
-		return `"k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it waits until the apiserver has loaded this file)`
-	case StagePromoted:
-		return `"k8scrypto encryption reencrypt --kubeconfig ADMIN.CONF --wait --etcd-endpoints URL", then "k8scrypto encryption rotate prune --yes --kubeconfig ADMIN.CONF --etcd-endpoints URL"`
-	case StageInconsistent:
-		return "make every resources entry's first provider hold its keys in the same stage (or restore the file from a backup)"
-	case StagePlaintext:
-		return `"k8scrypto encryption rotate prepare" (it adds a new key after identity; apiservers can read with it, still writing plaintext), then "k8scrypto encryption rotate promote --kubeconfig ADMIN.CONF --wait" (it puts that provider first: new writes are encrypted), then "k8scrypto encryption reencrypt" to encrypt what is stored`
-	}
-	return "nothing: every resources entry encrypts with a KMS plugin, which is fine (rotate its key in the KMS plugin)"
-}
-
 // Key roles.
 const (
 	RoleWrite = "write" // encrypts new writes (first key of the first provider)
@@ -81,9 +64,10 @@ type Entry struct {
 // Status describes a whole file.
 type Status struct {
 	Stage   Stage   `json:"stage"`
-	Next    string  `json:"next"`
+	Next    string  `json:"next"` // what to run next: filled by the caller, which knows the commands
 	Entries []Entry `json:"entries"`
-	// Warnings name keys k8scrypto does not manage (aescbc/aesgcm keys that are not AES-256) and the fix.
+	// Warnings name keys k8scrypto does not manage (aescbc/aesgcm keys that are not AES-256) and keys not
+	// told apart, with the fix: filled by the caller, which knows the commands.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -153,11 +137,6 @@ func Describe(cfg *apiserverv1.EncryptionConfiguration) Status {
 	default:
 		st.Stage = stages[0]
 	}
-	st.Next = st.Stage.Next()
-	if err := CheckKeySizes(cfg); err != nil {
-		st.Warnings = strings.Split(err.Error(), "\n")
-	}
-	st.Warnings = append(st.Warnings, CheckKeyIdentity(cfg)...)
 	return st
 }
 
@@ -214,7 +193,8 @@ func newestKey(keys []apiserverv1.Key) int {
 	return best
 }
 
-// StageError is a rotation step run in the wrong stage (the command layer gives it exit status 3).
+// StageError is a rotation step run in the wrong stage (the command layer gives it exit status 3). Its
+// message ends with Status.Next, which the caller fills: it knows the commands.
 type StageError struct {
 	Op     string
 	Status Status

@@ -157,15 +157,14 @@ func TestStagesRefuseToRunOutOfOrder(t *testing.T) {
 		cfg   *apiserverv1.EncryptionConfiguration
 		op    op
 		stage Stage
-		next  string
 	}{
-		{"promote steady", steady, promote, StageSteady, "rotate prepare"},
-		{"prune steady", steady, prune, StageSteady, "rotate prepare"},
-		{"prepare prepared", prepared, prepare, StagePrepared, "rotate promote"},
-		{"prune prepared", prepared, prune, StagePrepared, "rotate promote"},
-		{"prepare promoted", promoted, prepare, StagePromoted, "reencrypt"},
-		{"promote promoted", promoted, promote, StagePromoted, "reencrypt"},
-		{"promote unordered", cfgWithKeys("key2", "key1"), promote, StageUnordered, "rotate prepare"},
+		{"promote steady", steady, promote, StageSteady},
+		{"prune steady", steady, prune, StageSteady},
+		{"prepare prepared", prepared, prepare, StagePrepared},
+		{"prune prepared", prepared, prune, StagePrepared},
+		{"prepare promoted", promoted, prepare, StagePromoted},
+		{"promote promoted", promoted, promote, StagePromoted},
+		{"promote unordered", cfgWithKeys("key2", "key1"), promote, StageUnordered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := mustMarshal(t, tc.cfg)
@@ -175,8 +174,9 @@ func TestStagesRefuseToRunOutOfOrder(t *testing.T) {
 				t.Fatalf("err = %v, want a StageError", err)
 			}
 			msg := err.Error()
-			if se.Status.Stage != tc.stage || !strings.Contains(msg, "stage "+string(tc.stage)) || !strings.Contains(msg, tc.next) {
-				t.Errorf("message does not say the stage %s and next step %q: %s", tc.stage, tc.next, msg)
+			// The next step is the caller's to name (phases knows the commands); the stage is here.
+			if se.Status.Stage != tc.stage || !strings.Contains(msg, "stage "+string(tc.stage)) {
+				t.Errorf("message does not say the stage %s: %s", tc.stage, msg)
 			}
 			if !bytes.Equal(before, mustMarshal(t, tc.cfg)) {
 				t.Error("a refused step modified its input")

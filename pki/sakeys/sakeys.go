@@ -103,13 +103,46 @@ func readRegular(path string) ([]byte, error) {
 	return pki.ReadFileNoFollow(path, pki.MaxPEMSize)
 }
 
+// Problem is what is wrong with a key file, in a FileError.
+type Problem int
+
+const (
+	KeyMissing     Problem = iota + 1 // sa.key does not exist
+	PubMissing                        // sa.pub does not exist (sa.key does)
+	NextUnreadable                    // sa.key.next, staged by an unfinished prepare, does not parse
+	NextNotInPub                      // sa.key.next's public key is not in sa.pub
+)
+
+// FileError is a key file that stops Read. It says what is wrong; the caller, which knows the commands,
+// adds which one repairs it (the message is written to be continued with ": <what to run>").
+type FileError struct {
+	Path    string
+	Problem Problem
+	Pub     string // sa.pub, for NextNotInPub
+	Err     error  // the parse error, for NextUnreadable
+}
+
+func (e *FileError) Error() string {
+	switch e.Problem {
+	case KeyMissing:
+		return e.Path + " does not exist"
+	case PubMissing:
+		return e.Path + " does not exist: restore it from a backup"
+	case NextUnreadable:
+		return fmt.Sprintf("%s: %v; it is the key staged by an unfinished prepare", e.Path, e.Err)
+	}
+	return fmt.Sprintf("%s exists but its public key is not in %s (hand-edited, or sa.pub was restored)", e.Path, e.Pub)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
 // Read loads and checks the key files in dir and says which stage they are in.
 func Read(dir string) (*State, error) {
 	s := &State{Dir: dir}
 	keyPath, pubPath, nextPath := s.path(KeyName), s.path(PubName), s.path(NextName)
 	data, err := readRegular(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist: create the pair with \"k8scrypto init phase sa\" first", keyPath)
+		return nil, &FileError{Path: keyPath, Problem: KeyMissing}
 	}
 	if err != nil {
 		return nil, err
@@ -119,7 +152,7 @@ func Read(dir string) (*State, error) {
 	}
 	s.pubData, err = readRegular(pubPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist: restore it from a backup, or run \"k8scrypto init phase sa\" to derive it from %s", pubPath, KeyName)
+		return nil, &FileError{Path: pubPath, Problem: PubMissing}
 	}
 	if err != nil {
 		return nil, err
@@ -146,12 +179,12 @@ func Read(dir string) (*State, error) {
 		return nil, err
 	default:
 		if next, err = pki.ParsePrivateKey(s.next); err != nil {
-			return nil, fmt.Errorf("%s: %w; it is the key staged by an unfinished prepare: remove it and run \"k8scrypto sa rotate prepare\" again", nextPath, err)
+			return nil, &FileError{Path: nextPath, Problem: NextUnreadable, Err: err}
 		}
 		if pki.PublicKeysEqual(next.Public(), s.key.Public()) {
 			s.LeftoverNext, next = true, nil
 		} else if indexOf(s.pubs, next.Public()) < 0 {
-			return nil, fmt.Errorf("%s exists but its public key is not in %s (hand-edited, or sa.pub was restored): remove %s and run \"k8scrypto sa rotate prepare\" again", nextPath, pubPath, NextName)
+			return nil, &FileError{Path: nextPath, Problem: NextNotInPub, Pub: pubPath}
 		}
 	}
 

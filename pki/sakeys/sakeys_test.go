@@ -257,13 +257,14 @@ func TestMissingCorruptAndHandEditedFiles(t *testing.T) {
 		files map[string][]byte
 		want  string
 	}{
-		{"no sa.key", map[string][]byte{PubName: pub(a)}, "init phase sa"},
-		{"no sa.pub", map[string][]byte{KeyName: pem(a)}, "derive it"},
+		{"no sa.key", map[string][]byte{PubName: pub(a)}, "sa.key does not exist"},
+		{"no sa.pub", map[string][]byte{KeyName: pem(a)}, "sa.pub does not exist: restore it from a backup"},
 		{"corrupt sa.key", map[string][]byte{KeyName: []byte("-----BEGIN RSA PRIVATE KEY-----\ngarbage\n"), PubName: pub(a)}, "sa.key"},
 		{"corrupt sa.pub", map[string][]byte{KeyName: pem(a), PubName: []byte("not pem")}, "sa.pub"},
 		{"sa.pub of another key", map[string][]byte{KeyName: pem(a), PubName: pub(b)}, "does not contain the public key"},
-		{"corrupt sa.key.next", map[string][]byte{KeyName: pem(a), PubName: append(pub(a), pub(b)...), NextName: []byte("x")}, "remove it and run"},
+		{"corrupt sa.key.next", map[string][]byte{KeyName: pem(a), PubName: append(pub(a), pub(b)...), NextName: []byte("x")}, "it is the key staged by an unfinished prepare"},
 		{"sa.key.next not in sa.pub", map[string][]byte{KeyName: pem(a), PubName: append(pub(a), pub(b)...), NextName: pem(c)}, "not in"},
+		// The command that repairs each is named by the caller (phases): a FileError carries what is wrong.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
