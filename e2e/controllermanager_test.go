@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // controllerManager is kube-controller-manager on a control plane of the suite, with the flags of
@@ -53,7 +56,7 @@ func (cp *controlPlane) startControllerManager(t testing.TB) *controllerManager 
 // election is off: one instance, and a restart must not wait for its own lease to expire.
 func (cm *controllerManager) flags() []string {
 	cp := cm.cp
-	conf := filepath.Join(cp.KubeconfigDir, "controller-manager.conf")
+	conf := cm.kubeconfig()
 	signing := cp.cert("ca.crt")
 	if cm.SigningCertFile != "" {
 		signing = cm.SigningCertFile
@@ -78,8 +81,33 @@ func (cm *controllerManager) flags() []string {
 	}
 }
 
-// Start starts kube-controller-manager and waits for its /healthz.
+// kubeconfig is where Start puts its copy of controller-manager.conf.
+func (cm *controllerManager) kubeconfig() string {
+	return filepath.Join(cm.cp.Dir, "kcm", "controller-manager.conf")
+}
+
+// copyKubeconfig copies controller-manager.conf as it is now with the server set to the apiserver's
+// loopback URL: kubeadm points it at the advertise address (10.0.0.5), which the suite never dials.
+// Everything else, the CA data and the client certificate k8scrypto writes, is the file's own.
+func (cm *controllerManager) copyKubeconfig() error {
+	kc, err := clientcmd.LoadFromFile(filepath.Join(cm.cp.KubeconfigDir, "controller-manager.conf"))
+	if err != nil {
+		return err
+	}
+	for _, c := range kc.Clusters {
+		c.Server = cm.cp.URL
+	}
+	if err := os.MkdirAll(filepath.Dir(cm.kubeconfig()), 0o700); err != nil {
+		return err
+	}
+	return clientcmd.WriteToFile(*kc, cm.kubeconfig())
+}
+
+// Start starts kube-controller-manager with the current controller-manager.conf and waits for its /healthz.
 func (cm *controllerManager) Start(ctx context.Context) error {
+	if err := cm.copyKubeconfig(); err != nil {
+		return err
+	}
 	p, err := startProcess("kube-controller-manager", filepath.Join(cm.cp.Dir, "logs", "kube-controller-manager.log"), cm.bin, cm.flags()...)
 	if err != nil {
 		return err
