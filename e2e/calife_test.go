@@ -226,9 +226,10 @@ func (l *caLife) restart(t *testing.T, advice string) {
 	}
 	if strings.Contains(advice, "kube-controller-manager") {
 		start := time.Now()
+		// The advice may name the file --cluster-signing-cert-file must point at (kubeadm: ca.crt).
 		l.cm.SigningCertFile = ""
-		if signer := l.cp.cert("ca-signer.crt"); fileExists(signer) && strings.Contains(advice, "ca-signer.crt") {
-			l.cm.SigningCertFile = signer // as the step's advice says
+		if m := signingFlag.FindStringSubmatch(advice); m != nil {
+			l.cm.SigningCertFile = m[1]
 		}
 		if err := l.cm.Restart(ctx); err != nil {
 			t.Fatalf("restarting kube-controller-manager: %v", err)
@@ -237,6 +238,8 @@ func (l *caLife) restart(t *testing.T, advice string) {
 	}
 	t.Logf("restarted: %s", strings.Join(did, ", "))
 }
+
+var signingFlag = regexp.MustCompile(`--cluster-signing-cert-file=(\S+)`)
 
 // caStep runs `k8scrypto ca rotate STEP --ca NAME`, restarts what it names, waits for kube-root-ca.crt to
 // follow ca.crt and gives the clients the new files.

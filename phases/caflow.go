@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -34,15 +35,22 @@ type CARotateResult struct {
 	Restart string `json:"restart"`
 }
 
-// caRestart says which components read a CA's files, for the step's advice.
-func caRestart(name string) string {
+// caRestart says which components read a CA's files, for a step's advice. For the cluster CA it also
+// says where kube-controller-manager's --cluster-signing-cert-file must point: at CASignerFile while ca.crt
+// is a bundle (after prepare and promote), at ca.crt again after prune.
+func caRestart(name, step, certDir string) string {
 	switch name {
 	case "etcd-ca":
 		return "every etcd member (one at a time, so etcd keeps quorum), then kube-apiserver"
 	case "front-proxy-ca":
 		return "kube-apiserver (it reads front-proxy-ca.crt as --requestheader-client-ca-file and signs with front-proxy-client)"
 	}
-	return "kube-apiserver, kube-controller-manager and kube-scheduler (static pods), then every kubelet and client that uses a kubeconfig"
+	signing := filepath.Join(certDir, CASignerFile) + " (it signs only with a file of one certificate, and ca.crt is a bundle until prune)"
+	if step == "prune" {
+		signing = filepath.Join(certDir, "ca.crt") + " again (" + CASignerFile + " is removed)"
+	}
+	return "kube-apiserver, then kube-controller-manager with --cluster-signing-cert-file=" + signing +
+		", and kube-scheduler (static pods), then every kubelet and client that uses a kubeconfig"
 }
 
 // CARotate is "k8scrypto ca rotate <step> --ca NAME": one step of a CA rotation, through RotateStep (the
@@ -55,7 +63,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	}
 	o.CertDir = cfg.PKI.CertDir
 	r := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name, Now: o.Now, Keys: o.Keys, Rand: o.Rand, Yes: o.Yes}
-	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name)}
+	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name, step, cfg.PKI.CertDir)}
 	if o.DryRun {
 		if err := r.Read(); err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -101,6 +102,20 @@ func PlanCARenewal(cfg *pki.Config, kubeconfigDir string, names []string, now ti
 					r.Embedding = append(r.Embedding, f.Path)
 					plan.Events = append(plan.Events, pki.AuditEvent{Time: now, Operation: pki.AuditRenew, File: f.Path, Serial: r.Serial,
 						Detail: "ca renew " + name + ": certificate-authority-data carries the renewed CA certificate"})
+				}
+			}
+			// During a rotation kube-controller-manager signs with the signer alone (CASignerFile).
+			sp := filepath.Join(cfg.CertDir, CASignerFile)
+			data, err := readRegular(sp)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			if err == nil {
+				if c, _, perr := pki.ParseCertChain(data); perr == nil && c.Equal(old) {
+					plan.Files = append(plan.Files, pki.File{Path: sp, Data: pki.EncodeCert(renewed), Mode: certFileMode(sp)})
+					r.Embedding = append(r.Embedding, sp)
+					plan.Events = append(plan.Events, pki.AuditEvent{Time: now, Operation: pki.AuditRenew, File: sp, Serial: r.Serial, SHA256: pki.Fingerprint(renewed.Raw),
+						Detail: "ca renew " + name + ": the signer's copy for kube-controller-manager carries the renewed CA certificate"})
 				}
 			}
 		}

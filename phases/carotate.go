@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -78,6 +80,23 @@ func caNext(s CAStage, name string) string {
 
 func (r *CARotation) nextKeyPath() string { return r.spec.KeyPath(r.Cfg.CertDir) + ".next" }
 
+// CASignerFile is the cluster CA's signing certificate alone while ca.crt is a bundle (from prepare to
+// prune). kube-controller-manager signs with --cluster-signing-cert-file and refuses a file that holds more
+// than one certificate ("expected 1 certificate, found 2"): it cannot start, and cannot sign a kubelet's
+// CSR, with kubeadm's --cluster-signing-cert-file=ca.crt during the overlap. The Kubernetes documentation's
+// manual rotation points that flag at a copy of the signer for as long; this is that copy, kept in step by
+// every step.
+const CASignerFile = "ca-signer.crt"
+
+// signerPath is where the rotation of the cluster CA keeps its signer alone; "" for the other CAs, which
+// kube-controller-manager does not sign with.
+func (r *CARotation) signerPath() string {
+	if r.Name != pki.KubeconfigCAName {
+		return ""
+	}
+	return filepath.Join(r.Cfg.CertDir, CASignerFile)
+}
+
 // Read reads the CA file, its key and a staged next key, and the stage they are in.
 func (r *CARotation) Read() error {
 	spec, ok := pki.LookupCert(r.Name)
@@ -140,6 +159,9 @@ func (r *CARotation) Check(_ context.Context, step string) error {
 // for the cluster CA the kubeconfigs.
 func (r *CARotation) Files() []string {
 	out := []string{r.spec.CertPath(r.Cfg.CertDir), r.spec.KeyPath(r.Cfg.CertDir), r.nextKeyPath()}
+	if p := r.signerPath(); p != "" {
+		out = append(out, p)
+	}
 	for _, s := range r.Cfg.Certs() {
 		if s.CAName == r.Name {
 			out = append(out, s.CertPath(r.Cfg.CertDir))
@@ -218,6 +240,18 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 		pemData = append(pemData, pki.EncodeCert(c)...)
 	}
 	plan.Files = append(plan.Files, pki.File{Path: crtPath, Data: pemData, Mode: certFileMode(crtPath)})
+	if p := r.signerPath(); p != "" {
+		if step == "prune" {
+			// ca.crt holds one certificate again: kube-controller-manager goes back to it.
+			if _, err := os.Lstat(p); err == nil {
+				plan.Obsolete = append(plan.Obsolete, p)
+				event(p, "removed: "+crtPath+" is the signer alone again", nil)
+			}
+		} else {
+			plan.Files = append(plan.Files, pki.File{Path: p, Data: pki.EncodeCert(trust[0]), Mode: certFileMode(crtPath)})
+			event(p, "the signing certificate alone, for kube-controller-manager's --cluster-signing-cert-file while "+crtPath+" is a bundle", trust[0])
+		}
+	}
 	if r.Name == pki.KubeconfigCAName && step != "promote" {
 		for _, k := range pki.Kubeconfigs() {
 			f, ok, err := editKubeconfigCA(k.Path(r.KubeconfigDir), nil, trustOnly(trust))

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,29 @@ func TestCARotationStages(t *testing.T) {
 				t.Fatalf("after prepare ca.crt holds %d certificates, signer first: %v", 1+len(rest), bundle.Equal(oldCA))
 			}
 			newCA := rest[0]
+			signer := filepath.Join(cfg.CertDir, CASignerFile)
+			// kube-controller-manager signs only with a file of one certificate: while ca.crt is a bundle the
+			// cluster CA's rotation keeps the signer alone beside it (the other CAs are not kcm's).
+			signerAlone := func(want *x509.Certificate, when string) {
+				t.Helper()
+				c, rest, err := LoadCert(signer)
+				if name != "ca" {
+					if !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s after %s for %s: %v, want none", signer, when, name, err)
+					}
+					return
+				}
+				if err != nil || len(rest) != 0 || !c.Equal(want) {
+					t.Errorf("%s after %s: %v, %d more certificate(s); want the signer alone", signer, when, err, len(rest))
+				}
+			}
+			signerAlone(oldCA, "prepare")
+			if restart := caRestart(name, "prepare", cfg.CertDir); name == "ca" && !strings.Contains(restart, "--cluster-signing-cert-file="+signer) {
+				t.Errorf("the advice after prepare does not point kube-controller-manager at %s: %s", signer, restart)
+			}
 
 			step("promote", false)
+			signerAlone(newCA, "promote")
 			if _, err := os.Stat(keyPath + ".next"); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the staged key is still there after promote: %v", err)
 			}
@@ -140,6 +162,12 @@ func TestCARotationStages(t *testing.T) {
 				t.Errorf("prune without --yes: %v", err)
 			}
 			step("prune", true)
+			if _, err := os.Stat(signer); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s after prune: %v, want it removed (ca.crt is one certificate again)", signer, err)
+			}
+			if restart := caRestart(name, "prune", cfg.CertDir); name == "ca" && !strings.Contains(restart, "--cluster-signing-cert-file="+crtPath) {
+				t.Errorf("the advice after prune does not point kube-controller-manager back at %s: %s", crtPath, restart)
+			}
 			if c, rest, _ := LoadCert(crtPath); !c.Equal(newCA) || len(rest) != 0 {
 				t.Error("after prune ca.crt is not the new CA alone")
 			}

@@ -71,7 +71,7 @@ func printCARenew(w io.Writer, format string, r phases.CARenewResult) error {
 	for _, c := range r.CAs {
 		fmt.Fprintf(w, "%s %s (%s): serial %s, valid until %s, same key and SubjectKeyId %s\n", verb, c.Name, c.Path, c.Serial, c.NotAfter.Format("2006-01-02"), c.SubjectKeyID)
 		for _, p := range c.Embedding {
-			fmt.Fprintf(w, "  %s %s (certificate-authority-data)\n", map[bool]string{true: "would update", false: "updated"}[r.DryRun], p)
+			fmt.Fprintf(w, "  %s %s (it carries the CA certificate)\n", map[bool]string{true: "would update", false: "updated"}[r.DryRun], p)
 		}
 	}
 	if len(r.Backups) > 0 {
