@@ -28,6 +28,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -309,7 +310,8 @@ func TestCALife(t *testing.T) {
 		since := l.failures()
 		oldCA := loadCert(t, cp.cert("ca.crt"))
 		oldCert, oldKey := mintClientCert(t, cp.cert("ca.crt"), cp.cert("ca.key"), "e2e-old-ca", []string{"system:masters"}, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
-		oldClient := clientset(t, cp.restConfigPEM(oldCert, oldKey))
+		// A client certificate of the old CA, presented by a client that trusts ca.crt as it is at the time.
+		oldClient := func() *kubernetes.Clientset { return clientset(t, cp.restConfigPEM(oldCert, oldKey)) }
 
 		l.caStep(t, "ca", "prepare")
 		if n := len(parseCerts(t, cp.cert("ca.crt"))); n != 2 {
@@ -324,7 +326,7 @@ func TestCALife(t *testing.T) {
 		}
 		verifyServed(t, cp, newCA, true)
 		l.expectCSRSignedBy(t, newCA)
-		if _, err := whoami(ctx, oldClient); err != nil {
+		if _, err := whoami(ctx, oldClient()); err != nil {
 			t.Errorf("during the overlap a client certificate of the old CA must still work: %v", err)
 		}
 
@@ -336,8 +338,12 @@ func TestCALife(t *testing.T) {
 		verifyServed(t, cp, oldCA, false)
 		l.expectCSRSignedBy(t, newCA)
 		err := waitFor(ctx, "the old CA's client certificate to be refused", 500*time.Millisecond, nil, func(ctx context.Context) error {
-			if u, err := whoami(ctx, oldClient); err == nil {
+			u, err := whoami(ctx, oldClient())
+			if err == nil {
 				return fmt.Errorf("still authenticated as %s", u.Username)
+			}
+			if !apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("%w, want 401 Unauthorized", err)
 			}
 			return nil
 		})
