@@ -186,3 +186,41 @@ func TestCARotationStages(t *testing.T) {
 		})
 	}
 }
+
+// TestEditKubeconfigCA: the one editor of embedded certificate-authority-data. swapCA replaces one
+// certificate in place and keeps the rest of a bundle, and leaves a kubeconfig that does not embed it
+// untouched (ok false); trustOnly sets the bundle; an absent file is no change.
+func TestEditKubeconfigCA(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	cfg := e.loadConfig()
+	own := readCertFile(t, filepath.Join(cfg.CertDir, "ca.crt"))
+	other, _ := foreignCA(t, e.keys)
+	third, _ := foreignCA(t, e.keys)
+	path := filepath.Join(e.kubeDir, "admin.conf")
+	embedded := func(f pki.File) []*x509.Certificate {
+		t.Helper()
+		kc, err := ParseKubeconfig(path, f.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kc.CAs
+	}
+
+	f, ok, err := editKubeconfigCA(path, nil, trustOnly([]*x509.Certificate{other, own}))
+	if err != nil || !ok || len(embedded(f)) != 2 || !embedded(f)[0].Equal(other) || !embedded(f)[1].Equal(own) {
+		t.Fatalf("trustOnly: ok %v err %v", ok, err)
+	}
+	g, ok, err := editKubeconfigCA(path, f.Data, swapCA(own, third))
+	if err != nil || !ok {
+		t.Fatalf("swapCA: ok %v err %v", ok, err)
+	}
+	if cas := embedded(g); len(cas) != 2 || !cas[0].Equal(other) || !cas[1].Equal(third) {
+		t.Errorf("swapCA did not replace the certificate in place in the bundle")
+	}
+	if _, ok, err := editKubeconfigCA(path, g.Data, swapCA(own, third)); ok || err != nil {
+		t.Errorf("swapCA of a certificate the file does not embed: ok %v err %v, want no change", ok, err)
+	}
+	if _, ok, err := editKubeconfigCA(filepath.Join(e.kubeDir, "absent.conf"), nil, trustOnly([]*x509.Certificate{own})); ok || err != nil {
+		t.Errorf("absent kubeconfig: ok %v err %v", ok, err)
+	}
+}
