@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubernetes/cmd/kubeadm/app/phases/controlplane"
+	configutil "k8s.io/kubernetes/cmd/kubeadm/app/util/config"
 )
 
 // controllerManager is kube-controller-manager on a control plane of the suite, with the flags of
@@ -171,4 +175,62 @@ func (cp *controlPlane) waitEtcdHealthy(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// TestControllerManagerFlagsMatchKubeadm holds the flags the suite runs kube-controller-manager with to
+// those of the pod kubeadm's own GetStaticPodSpecs builds from k8scrypto's rendered config, as
+// TestAPIServerFlagsMatchKubeadm does for kube-apiserver. The differences are listed with their reason.
+func TestControllerManagerFlagsMatchKubeadm(t *testing.T) {
+	cp := &controlPlane{Dir: t.TempDir(), bins: bins{k8scrypto: k8scrypto(t)}}
+	if err := cp.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cp.init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ours := flagMap(t, "the suite", (&controllerManager{cp: cp, port: 10257}).flags())
+	rendered, err := os.ReadFile(cp.RenderedConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configutil.BytesToInitConfiguration(rendered, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, ok := controlplane.GetStaticPodSpecs(&cfg.ClusterConfiguration, &cfg.LocalAPIEndpoint, nil)["kube-controller-manager"]
+	if !ok || len(pod.Spec.Containers) != 1 || len(pod.Spec.Containers[0].Command) == 0 {
+		t.Fatalf("kubeadm built no single-container kube-controller-manager pod: %+v", pod.Spec.Containers)
+	}
+	kubeadm := flagMap(t, "kubeadm", pod.Spec.Containers[0].Command[1:])
+	// kubeadm's kubeconfigs are always under /etc/kubernetes; the suite's is a copy with a loopback server.
+	kubeconfigs := map[string]bool{"kubeconfig": true, "authentication-kubeconfig": true, "authorization-kubeconfig": true}
+	// Suite only: its own free port and serving-certificate directory (a pod uses kube-controller-manager's
+	// default port, 10257, in the host network, and a temporary directory).
+	suiteOnly := map[string]bool{"secure-port": true, "cert-dir": true}
+	for _, name := range slices.Sorted(maps.Keys(kubeadm)) {
+		want := kubeadm[name]
+		got, ok := ours[name]
+		switch {
+		case !ok:
+			t.Errorf("kubeadm sets --%s=%s; the suite does not pass it", name, want)
+		case kubeconfigs[name]:
+			if filepath.Base(got) != filepath.Base(want) {
+				t.Errorf("--%s: the suite passes %q, kubeadm %q: not the same kubeconfig", name, got, want)
+			}
+		case name == "leader-elect":
+			// One instance: a restart must not wait for the lease of the process it replaces.
+			if want != "true" || got != "false" {
+				t.Errorf("--leader-elect: suite %q, kubeadm %q; the documented deviation no longer holds", got, want)
+			}
+		case got != want:
+			t.Errorf("--%s: the suite passes %q, kubeadm %q", name, got, want)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(ours)) {
+		if _, ok := kubeadm[name]; !ok && !suiteOnly[name] {
+			t.Errorf("the suite passes --%s=%s, which kubeadm does not set", name, ours[name])
+		}
+	}
 }
