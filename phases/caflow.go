@@ -28,9 +28,11 @@ type CARotateResult struct {
 	Step       string   `json:"step"`
 	DryRun     bool     `json:"dryRun"`
 	Files      []string `json:"files"`
-	Backups    []string `json:"backups,omitempty"`
-	Stage      CAStage  `json:"stage"`
-	Next       string   `json:"next"`
+	// Removes lists the files the step deletes (the staged key at promote, ca-signer.crt at prune).
+	Removes []string `json:"removes,omitempty"`
+	Backups []string `json:"backups,omitempty"`
+	Stage   CAStage  `json:"stage"`
+	Next    string   `json:"next"`
 	// Restart names what must restart or reload before the next step.
 	Restart string `json:"restart"`
 }
@@ -78,6 +80,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 		for _, f := range plan.Files {
 			res.Files = append(res.Files, f.Path)
 		}
+		res.Removes = plan.Obsolete
 		res.Stage, res.Next = r.Stage(), caNext(r.Stage(), o.Name)
 		return res, nil
 	}
@@ -85,7 +88,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	if res.Backups, err = RotateStep(ctx, rec, step, o.RotateOptions); err != nil {
 		return nil, err
 	}
-	res.Files = rec.files
+	res.Files, res.Removes = rec.files, rec.removes
 	after := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name}
 	if err := after.Read(); err != nil {
 		return nil, err
@@ -97,7 +100,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 // recordingRotation keeps the paths of the plan RotateStep commits, for the result.
 type recordingRotation struct {
 	*CARotation
-	files []string
+	files, removes []string
 }
 
 func (r *recordingRotation) Plan(ctx context.Context, step string) (*RotationPlan, error) {
@@ -106,6 +109,7 @@ func (r *recordingRotation) Plan(ctx context.Context, step string) (*RotationPla
 		for _, f := range p.Files {
 			r.files = append(r.files, f.Path)
 		}
+		r.removes = append(r.removes, p.Obsolete...)
 	}
 	return p, err
 }

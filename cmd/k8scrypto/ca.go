@@ -136,6 +136,9 @@ func runCARotate(ctx context.Context, e *env, g *globals, f *rotateFlags, name, 
 	for _, p := range res.Files {
 		fmt.Fprintf(e.stdout, "%s %s\n", verb, p)
 	}
+	for _, p := range res.Removes {
+		fmt.Fprintf(e.stdout, "%s %s\n", map[bool]string{true: "would remove", false: "removed"}[res.DryRun], p)
+	}
 	if len(res.Backups) > 0 {
 		fmt.Fprintf(e.stdout, "backed up to %s\n", strings.Join(res.Backups, ", "))
 	}
