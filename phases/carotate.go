@@ -83,9 +83,8 @@ func (r *CARotation) nextKeyPath() string { return r.spec.KeyPath(r.Cfg.CertDir)
 // CASignerFile is the cluster CA's signing certificate alone while ca.crt is a bundle (from prepare to
 // prune). kube-controller-manager signs with --cluster-signing-cert-file and refuses a file that holds more
 // than one certificate ("expected 1 certificate, found 2"): it cannot start, and cannot sign a kubelet's
-// CSR, with kubeadm's --cluster-signing-cert-file=ca.crt during the overlap. The Kubernetes documentation's
-// manual rotation points that flag at a copy of the signer for as long; this is that copy, kept in step by
-// every step.
+// CSR, with kubeadm's --cluster-signing-cert-file=ca.crt during the overlap (e2e TestCALife saw it exit).
+// That flag must point at a copy of the signer for as long; this is that copy, kept in step by every step.
 const CASignerFile = "ca-signer.crt"
 
 // signerPath is where the rotation of the cluster CA keeps its signer alone; "" for the other CAs, which
