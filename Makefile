@@ -17,7 +17,7 @@ test: unit e2e kind
 unit:
 	$(GO) test -count=1 ./...
 
-## e2e-binaries: build kube-apiserver, kubeadm and etcd from e2e/go.mod into a cache (first time ~12-15 min)
+## e2e-binaries: build kube-apiserver, kube-controller-manager, kubeadm and etcd from e2e/go.mod into a cache (first time ~12-15 min)
 e2e-binaries:
 	bash e2e/hack/build-binaries.sh
 

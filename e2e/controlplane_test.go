@@ -59,6 +59,7 @@ type etcdMember struct {
 	ClientURL string
 	PeerURL   string
 	proc      *process
+	args      []string // the flags it was started with, for a restart
 }
 
 type bins struct{ k8scrypto, etcd, apiserver string }
@@ -319,7 +320,7 @@ func (cp *controlPlane) startEtcd(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		m.proc = p
+		m.proc, m.args = p, args
 	}
 	client, err := cp.etcdHTTPClient()
 	if err != nil {

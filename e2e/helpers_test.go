@@ -74,7 +74,7 @@ func binary(t testing.TB, name string) string {
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 		return p
 	}
-	msg := fmt.Sprintf("%s not found at %s: run `make e2e-binaries` (builds etcd, kube-apiserver and kubeadm from source once, ~12-15 min on 2 cores) or set K8SCRYPTO_E2E_BIN", name, p)
+	msg := fmt.Sprintf("%s not found at %s: run `make e2e-binaries` (builds etcd, kube-apiserver, kube-controller-manager and kubeadm from source once, ~12-15 min on 2 cores) or set K8SCRYPTO_E2E_BIN", name, p)
 	if inCI() {
 		t.Fatal(msg + " (CI=true: make e2e builds them first, so this is a failure)")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -27,22 +28,31 @@ type CARotateResult struct {
 	Step       string   `json:"step"`
 	DryRun     bool     `json:"dryRun"`
 	Files      []string `json:"files"`
-	Backups    []string `json:"backups,omitempty"`
-	Stage      CAStage  `json:"stage"`
-	Next       string   `json:"next"`
+	// Removes lists the files the step deletes (the staged key at promote, ca-signer.crt at prune).
+	Removes []string `json:"removes,omitempty"`
+	Backups []string `json:"backups,omitempty"`
+	Stage   CAStage  `json:"stage"`
+	Next    string   `json:"next"`
 	// Restart names what must restart or reload before the next step.
 	Restart string `json:"restart"`
 }
 
-// caRestart says which components read a CA's files, for the step's advice.
-func caRestart(name string) string {
+// caRestart says which components read a CA's files, for a step's advice. For the cluster CA it also
+// says where kube-controller-manager's --cluster-signing-cert-file must point: at CASignerFile while ca.crt
+// is a bundle (after prepare and promote), at ca.crt again after prune.
+func caRestart(name, step, certDir string) string {
 	switch name {
 	case "etcd-ca":
 		return "every etcd member (one at a time, so etcd keeps quorum), then kube-apiserver"
 	case "front-proxy-ca":
 		return "kube-apiserver (it reads front-proxy-ca.crt as --requestheader-client-ca-file and signs with front-proxy-client)"
 	}
-	return "kube-apiserver, kube-controller-manager and kube-scheduler (static pods), then every kubelet and client that uses a kubeconfig"
+	signing := filepath.Join(certDir, CASignerFile) + " (it signs only with a file of one certificate, and ca.crt is a bundle until prune)"
+	if step == "prune" {
+		signing = filepath.Join(certDir, "ca.crt") + " again (" + CASignerFile + " is removed)"
+	}
+	return "kube-apiserver, then kube-controller-manager with --cluster-signing-cert-file=" + signing +
+		", and kube-scheduler (static pods), then every kubelet and client that uses a kubeconfig"
 }
 
 // CARotate is "k8scrypto ca rotate <step> --ca NAME": one step of a CA rotation, through RotateStep (the
@@ -55,7 +65,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	}
 	o.CertDir = cfg.PKI.CertDir
 	r := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name, Now: o.Now, Keys: o.Keys, Rand: o.Rand, Yes: o.Yes}
-	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name)}
+	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name, step, cfg.PKI.CertDir)}
 	if o.DryRun {
 		if err := r.Read(); err != nil {
 			return nil, err
@@ -70,6 +80,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 		for _, f := range plan.Files {
 			res.Files = append(res.Files, f.Path)
 		}
+		res.Removes = plan.Obsolete
 		res.Stage, res.Next = r.Stage(), caNext(r.Stage(), o.Name)
 		return res, nil
 	}
@@ -77,7 +88,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	if res.Backups, err = RotateStep(ctx, rec, step, o.RotateOptions); err != nil {
 		return nil, err
 	}
-	res.Files = rec.files
+	res.Files, res.Removes = rec.files, rec.removes
 	after := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name}
 	if err := after.Read(); err != nil {
 		return nil, err
@@ -89,7 +100,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 // recordingRotation keeps the paths of the plan RotateStep commits, for the result.
 type recordingRotation struct {
 	*CARotation
-	files []string
+	files, removes []string
 }
 
 func (r *recordingRotation) Plan(ctx context.Context, step string) (*RotationPlan, error) {
@@ -98,6 +109,7 @@ func (r *recordingRotation) Plan(ctx context.Context, step string) (*RotationPla
 		for _, f := range p.Files {
 			r.files = append(r.files, f.Path)
 		}
+		r.removes = append(r.removes, p.Obsolete...)
 	}
 	return p, err
 }

@@ -1,7 +1,6 @@
 package phases
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -9,10 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
-
-	"k8s.io/client-go/tools/clientcmd"
 
 	"k8scrypto.dev/k8scrypto/pki"
 )
@@ -95,7 +93,7 @@ func PlanCARenewal(cfg *pki.Config, kubeconfigDir string, names []string, now ti
 			Detail: fmt.Sprintf("ca renew %s: same key and SubjectKeyId, serial %s replaced, valid until %s", name, r.OldSerial, r.NotAfter.Format(time.RFC3339))})
 		if name == pki.KubeconfigCAName {
 			for _, k := range pki.Kubeconfigs() {
-				f, ok, err := replaceKubeconfigCA(k.Path(kubeconfigDir), old, renewed)
+				f, ok, err := editKubeconfigCA(k.Path(kubeconfigDir), nil, swapCA(old, renewed))
 				if err != nil {
 					return nil, err
 				}
@@ -104,6 +102,20 @@ func PlanCARenewal(cfg *pki.Config, kubeconfigDir string, names []string, now ti
 					r.Embedding = append(r.Embedding, f.Path)
 					plan.Events = append(plan.Events, pki.AuditEvent{Time: now, Operation: pki.AuditRenew, File: f.Path, Serial: r.Serial,
 						Detail: "ca renew " + name + ": certificate-authority-data carries the renewed CA certificate"})
+				}
+			}
+			// During a rotation kube-controller-manager signs with the signer alone (CASignerFile).
+			sp := filepath.Join(cfg.CertDir, CASignerFile)
+			data, err := readRegular(sp)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			if err == nil {
+				if c, _, perr := pki.ParseCertChain(data); perr == nil && c.Equal(old) {
+					plan.Files = append(plan.Files, pki.File{Path: sp, Data: pki.EncodeCert(renewed), Mode: certFileMode(sp)})
+					r.Embedding = append(r.Embedding, sp)
+					plan.Events = append(plan.Events, pki.AuditEvent{Time: now, Operation: pki.AuditRenew, File: sp, Serial: r.Serial, SHA256: pki.Fingerprint(renewed.Raw),
+						Detail: "ca renew " + name + ": the signer's copy for kube-controller-manager carries the renewed CA certificate"})
 				}
 			}
 		}
@@ -131,43 +143,4 @@ func certFileMode(path string) os.FileMode {
 		return info.Mode().Perm()
 	}
 	return pki.ModeCert
-}
-
-// replaceKubeconfigCA swaps old for renewed in a kubeconfig's embedded certificate-authority-data; ok is
-// false when the file is absent or does not embed old.
-func replaceKubeconfigCA(path string, old, renewed *x509.Certificate) (pki.File, bool, error) {
-	data, err := readRegular(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return pki.File{}, false, nil
-	}
-	if err != nil {
-		return pki.File{}, false, err
-	}
-	cfg, err := clientcmd.Load(data)
-	if err != nil {
-		return pki.File{}, false, fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
-	}
-	changed := false
-	for _, c := range cfg.Clusters {
-		first, rest, err := pki.ParseCertChain(c.CertificateAuthorityData)
-		if err != nil {
-			continue // a file reference or no CA: nothing embedded to update
-		}
-		var out []byte
-		for _, ca := range append([]*x509.Certificate{first}, rest...) {
-			if bytes.Equal(ca.Raw, old.Raw) {
-				ca, changed = renewed, true
-			}
-			out = append(out, pki.EncodeCert(ca)...)
-		}
-		c.CertificateAuthorityData = out
-	}
-	if !changed {
-		return pki.File{}, false, nil
-	}
-	newData, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return pki.File{}, false, err
-	}
-	return pki.File{Path: path, Data: newData, Mode: pki.ModeKey}, true, nil
 }

@@ -2,9 +2,11 @@ package phases
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,4 +135,47 @@ func caFile(cfg *pki.Config, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestCARenewalDuringARotation: "ca renew ca" between prepare and promote replaces the signer in ca.crt and
+// in its one-certificate copy for kube-controller-manager (CASignerFile), so kube-controller-manager signs
+// with the certificate every bundle carries.
+func TestCARenewalDuringARotation(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	cfg := e.loadConfig()
+	now := pkitest.Now.Add(day)
+	r := &CARotation{Cfg: cfg, KubeconfigDir: e.kubeDir, Name: "ca", Now: now, Keys: e.keys, Rand: pkitest.Rand(5)}
+	if err := r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Plan(context.Background(), "prepare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyPlan(t, p)
+	plan, err := PlanCARenewal(cfg, e.kubeDir, []string{"ca"}, now.Add(day), pkitest.Rand(12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := filepath.Join(cfg.CertDir, CASignerFile)
+	var bundle, alone []byte
+	for _, f := range plan.Files {
+		switch f.Path {
+		case filepath.Join(cfg.CertDir, "ca.crt"):
+			bundle = f.Data
+		case signer:
+			alone = f.Data
+		}
+	}
+	renewed, _, err := pki.ParseCertChain(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, rest, err := pki.ParseCertChain(alone)
+	if err != nil || len(rest) != 0 || !c.Equal(renewed) {
+		t.Fatalf("%s in the renewal plan: %v, %d more; want the renewed signer alone", signer, err, len(rest))
+	}
+	if !slices.Contains(plan.Renewed[0].Embedding, signer) {
+		t.Errorf("the result does not list %s: %v", signer, plan.Renewed[0].Embedding)
+	}
 }

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -77,6 +80,22 @@ func caNext(s CAStage, name string) string {
 
 func (r *CARotation) nextKeyPath() string { return r.spec.KeyPath(r.Cfg.CertDir) + ".next" }
 
+// CASignerFile is the cluster CA's signing certificate alone while ca.crt is a bundle (from prepare to
+// prune). kube-controller-manager signs with --cluster-signing-cert-file and refuses a file that holds more
+// than one certificate ("expected 1 certificate, found 2"): it cannot start, and cannot sign a kubelet's
+// CSR, with kubeadm's --cluster-signing-cert-file=ca.crt during the overlap (e2e TestCALife saw it exit).
+// That flag must point at a copy of the signer for as long; this is that copy, kept in step by every step.
+const CASignerFile = "ca-signer.crt"
+
+// signerPath is where the rotation of the cluster CA keeps its signer alone; "" for the other CAs, which
+// kube-controller-manager does not sign with.
+func (r *CARotation) signerPath() string {
+	if r.Name != pki.KubeconfigCAName {
+		return ""
+	}
+	return filepath.Join(r.Cfg.CertDir, CASignerFile)
+}
+
 // Read reads the CA file, its key and a staged next key, and the stage they are in.
 func (r *CARotation) Read() error {
 	spec, ok := pki.LookupCert(r.Name)
@@ -139,6 +158,9 @@ func (r *CARotation) Check(_ context.Context, step string) error {
 // for the cluster CA the kubeconfigs.
 func (r *CARotation) Files() []string {
 	out := []string{r.spec.CertPath(r.Cfg.CertDir), r.spec.KeyPath(r.Cfg.CertDir), r.nextKeyPath()}
+	if p := r.signerPath(); p != "" {
+		out = append(out, p)
+	}
 	for _, s := range r.Cfg.Certs() {
 		if s.CAName == r.Name {
 			out = append(out, s.CertPath(r.Cfg.CertDir))
@@ -217,9 +239,21 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 		pemData = append(pemData, pki.EncodeCert(c)...)
 	}
 	plan.Files = append(plan.Files, pki.File{Path: crtPath, Data: pemData, Mode: certFileMode(crtPath)})
+	if p := r.signerPath(); p != "" {
+		if step == "prune" {
+			// ca.crt holds one certificate again: kube-controller-manager goes back to it.
+			if _, err := os.Lstat(p); err == nil {
+				plan.Obsolete = append(plan.Obsolete, p)
+				event(p, "removed: "+crtPath+" is the signer alone again", nil)
+			}
+		} else {
+			plan.Files = append(plan.Files, pki.File{Path: p, Data: pki.EncodeCert(trust[0]), Mode: certFileMode(crtPath)})
+			event(p, "the signing certificate alone, for kube-controller-manager's --cluster-signing-cert-file while "+crtPath+" is a bundle", trust[0])
+		}
+	}
 	if r.Name == pki.KubeconfigCAName && step != "promote" {
 		for _, k := range pki.Kubeconfigs() {
-			f, ok, err := kubeconfigTrust(k.Path(r.KubeconfigDir), trust)
+			f, ok, err := editKubeconfigCA(k.Path(r.KubeconfigDir), nil, trustOnly(trust))
 			if err != nil {
 				return nil, err
 			}
@@ -282,7 +316,7 @@ func (r *CARotation) reissueLeaves(ca *x509.Certificate, caKey crypto.Signer, tr
 			return nil, err
 		}
 		if !kc.Embedded {
-			f, ok, err := kubeconfigTrust(path, trust)
+			f, ok, err := editKubeconfigCA(path, nil, trustOnly(trust))
 			if err != nil {
 				return nil, err
 			}
@@ -299,9 +333,12 @@ func (r *CARotation) reissueLeaves(ca *x509.Certificate, caKey crypto.Signer, tr
 		if err != nil {
 			return nil, err
 		}
-		f, _, err := kubeconfigTrustData(path, data, trust)
+		f, ok, err := editKubeconfigCA(path, data, trustOnly(trust))
 		if err != nil {
 			return nil, err
+		}
+		if !ok { // the rendered file already trusts exactly trust: it is written for its client certificate
+			f = pki.File{Path: path, Data: data, Mode: pki.ModeKey}
 		}
 		plan.Files = append(plan.Files, f)
 		plan.Events = append(plan.Events, pki.AuditEvent{Time: r.Now, Operation: pki.AuditRenew, File: path, Serial: renewed.SerialNumber.String(),
@@ -310,38 +347,73 @@ func (r *CARotation) reissueLeaves(ca *x509.Certificate, caKey crypto.Signer, tr
 	return plan, nil
 }
 
-// kubeconfigTrust sets every cluster's embedded certificate-authority-data of a kubeconfig to trust; ok is
-// false when the file is absent or already says so.
-func kubeconfigTrust(path string, trust []*x509.Certificate) (pki.File, bool, error) {
-	data, err := readRegular(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return pki.File{}, false, nil
+// editKubeconfigCA rewrites the embedded certificate-authority-data of every cluster of a kubeconfig with
+// edit, which gets the certificates embedded now (nil when they do not parse) and returns what to embed
+// instead (nil: leave that cluster as it is). data is the file's content, or nil to read path. ok is false
+// when the file is absent or no cluster changed. Both "ca renew" (swapCA) and "ca rotate" (trustOnly) go
+// through it.
+func editKubeconfigCA(path string, data []byte, edit func([]*x509.Certificate) []*x509.Certificate) (pki.File, bool, error) {
+	if data == nil {
+		var err error
+		data, err = readRegular(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return pki.File{}, false, nil
+		}
+		if err != nil {
+			return pki.File{}, false, err
+		}
 	}
-	if err != nil {
-		return pki.File{}, false, err
-	}
-	return kubeconfigTrustData(path, data, trust)
-}
-
-func kubeconfigTrustData(path string, data []byte, trust []*x509.Certificate) (pki.File, bool, error) {
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
 		return pki.File{}, false, fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
 	}
-	var bundle []byte
-	for _, c := range trust {
-		bundle = append(bundle, pki.EncodeCert(c)...)
-	}
+	changed := false
 	for _, c := range cfg.Clusters {
-		if len(c.CertificateAuthorityData) > 0 {
-			c.CertificateAuthorityData = bundle
+		if len(c.CertificateAuthorityData) == 0 {
+			continue // a file reference or the system roots: nothing embedded
 		}
+		var current []*x509.Certificate
+		if first, rest, err := pki.ParseCertChain(c.CertificateAuthorityData); err == nil {
+			current = append([]*x509.Certificate{first}, rest...)
+		}
+		next := edit(current)
+		if next == nil {
+			continue
+		}
+		var bundle []byte
+		for _, ca := range next {
+			bundle = append(bundle, pki.EncodeCert(ca)...)
+		}
+		if !bytes.Equal(bundle, c.CertificateAuthorityData) {
+			c.CertificateAuthorityData, changed = bundle, true
+		}
+	}
+	if !changed {
+		return pki.File{}, false, nil
 	}
 	out, err := clientcmd.Write(*cfg)
 	if err != nil {
 		return pki.File{}, false, err
 	}
-	return pki.File{Path: path, Data: out, Mode: pki.ModeKey}, string(out) != string(data), nil
+	return pki.File{Path: path, Data: out, Mode: pki.ModeKey}, true, nil
+}
+
+// trustOnly makes a kubeconfig trust exactly trust.
+func trustOnly(trust []*x509.Certificate) func([]*x509.Certificate) []*x509.Certificate {
+	return func([]*x509.Certificate) []*x509.Certificate { return trust }
+}
+
+// swapCA replaces old by renewed where a kubeconfig embeds it, and keeps the rest of its bundle.
+func swapCA(old, renewed *x509.Certificate) func([]*x509.Certificate) []*x509.Certificate {
+	return func(current []*x509.Certificate) []*x509.Certificate {
+		i := slices.IndexFunc(current, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, old.Raw) })
+		if i < 0 {
+			return nil
+		}
+		out := slices.Clone(current)
+		out[i] = renewed
+		return out
+	}
 }
 
 var _ Rotation = (*CARotation)(nil)

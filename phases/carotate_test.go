@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,29 @@ func TestCARotationStages(t *testing.T) {
 				t.Fatalf("after prepare ca.crt holds %d certificates, signer first: %v", 1+len(rest), bundle.Equal(oldCA))
 			}
 			newCA := rest[0]
+			signer := filepath.Join(cfg.CertDir, CASignerFile)
+			// kube-controller-manager signs only with a file of one certificate: while ca.crt is a bundle the
+			// cluster CA's rotation keeps the signer alone beside it (the other CAs are not kcm's).
+			signerAlone := func(want *x509.Certificate, when string) {
+				t.Helper()
+				c, rest, err := LoadCert(signer)
+				if name != "ca" {
+					if !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s after %s for %s: %v, want none", signer, when, name, err)
+					}
+					return
+				}
+				if err != nil || len(rest) != 0 || !c.Equal(want) {
+					t.Errorf("%s after %s: %v, %d more certificate(s); want the signer alone", signer, when, err, len(rest))
+				}
+			}
+			signerAlone(oldCA, "prepare")
+			if restart := caRestart(name, "prepare", cfg.CertDir); name == "ca" && !strings.Contains(restart, "--cluster-signing-cert-file="+signer) {
+				t.Errorf("the advice after prepare does not point kube-controller-manager at %s: %s", signer, restart)
+			}
 
 			step("promote", false)
+			signerAlone(newCA, "promote")
 			if _, err := os.Stat(keyPath + ".next"); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the staged key is still there after promote: %v", err)
 			}
@@ -140,6 +162,12 @@ func TestCARotationStages(t *testing.T) {
 				t.Errorf("prune without --yes: %v", err)
 			}
 			step("prune", true)
+			if _, err := os.Stat(signer); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s after prune: %v, want it removed (ca.crt is one certificate again)", signer, err)
+			}
+			if restart := caRestart(name, "prune", cfg.CertDir); name == "ca" && !strings.Contains(restart, "--cluster-signing-cert-file="+crtPath) {
+				t.Errorf("the advice after prune does not point kube-controller-manager back at %s: %s", crtPath, restart)
+			}
 			if c, rest, _ := LoadCert(crtPath); !c.Equal(newCA) || len(rest) != 0 {
 				t.Error("after prune ca.crt is not the new CA alone")
 			}
@@ -156,5 +184,43 @@ func TestCARotationStages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEditKubeconfigCA: the one editor of embedded certificate-authority-data. swapCA replaces one
+// certificate in place and keeps the rest of a bundle, and leaves a kubeconfig that does not embed it
+// untouched (ok false); trustOnly sets the bundle; an absent file is no change.
+func TestEditKubeconfigCA(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	cfg := e.loadConfig()
+	own := readCertFile(t, filepath.Join(cfg.CertDir, "ca.crt"))
+	other, _ := foreignCA(t, e.keys)
+	third, _ := foreignCA(t, e.keys)
+	path := filepath.Join(e.kubeDir, "admin.conf")
+	embedded := func(f pki.File) []*x509.Certificate {
+		t.Helper()
+		kc, err := ParseKubeconfig(path, f.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kc.CAs
+	}
+
+	f, ok, err := editKubeconfigCA(path, nil, trustOnly([]*x509.Certificate{other, own}))
+	if err != nil || !ok || len(embedded(f)) != 2 || !embedded(f)[0].Equal(other) || !embedded(f)[1].Equal(own) {
+		t.Fatalf("trustOnly: ok %v err %v", ok, err)
+	}
+	g, ok, err := editKubeconfigCA(path, f.Data, swapCA(own, third))
+	if err != nil || !ok {
+		t.Fatalf("swapCA: ok %v err %v", ok, err)
+	}
+	if cas := embedded(g); len(cas) != 2 || !cas[0].Equal(other) || !cas[1].Equal(third) {
+		t.Errorf("swapCA did not replace the certificate in place in the bundle")
+	}
+	if _, ok, err := editKubeconfigCA(path, g.Data, swapCA(own, third)); ok || err != nil {
+		t.Errorf("swapCA of a certificate the file does not embed: ok %v err %v, want no change", ok, err)
+	}
+	if _, ok, err := editKubeconfigCA(filepath.Join(e.kubeDir, "absent.conf"), nil, trustOnly([]*x509.Certificate{own})); ok || err != nil {
+		t.Errorf("absent kubeconfig: ok %v err %v", ok, err)
 	}
 }

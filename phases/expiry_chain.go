@@ -79,6 +79,6 @@ func caEndOfLife(r CertificateExpiration, now time.Time, validity time.Duration)
 	if r.Missing || r.Error != "" || r.ExpirationDate.IsZero() || validity <= 0 || !r.ExpirationDate.Before(now.Add(validity)) {
 		return ""
 	}
-	return fmt.Sprintf("CA %s expires on %s, before a certificate it signs today would (%s): plan its renewal or rotation before then (see the README's CA procedures)",
-		r.Name, r.ExpirationDate.Format(time.RFC3339), validity)
+	return fmt.Sprintf("CA %s expires on %s, before a certificate it signs today would (%s): renew it with its own key before then (\"k8scrypto ca renew %s\"), or rotate it to a new key (\"k8scrypto ca rotate prepare --ca %s\")",
+		r.Name, r.ExpirationDate.Format(time.RFC3339), validity, r.Name, r.Name)
 }

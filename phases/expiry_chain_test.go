@@ -133,7 +133,8 @@ func TestCAEndOfLifeWarning(t *testing.T) {
 	}
 	late := pkitest.Now.Add(3650*day - 100*day) // every CA has 100 days left; leaves last 365
 	info := CheckExpiration(cfg, e.kubeDir, late)
-	if len(info.Warnings) != 3 || !strings.Contains(info.Warnings[0], "CA ca expires on "+pkitest.Now.Add(3650*day).UTC().Format(time.RFC3339)) {
+	if len(info.Warnings) != 3 || !strings.Contains(info.Warnings[0], "CA ca expires on "+pkitest.Now.Add(3650*day).UTC().Format(time.RFC3339)) ||
+		!strings.Contains(info.Warnings[0], `"k8scrypto ca renew ca"`) {
 		t.Errorf("warnings = %q", info.Warnings)
 	}
 }

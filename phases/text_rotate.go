@@ -175,7 +175,7 @@ func (r CARenewResult) Text(bool) Text {
 	for _, c := range r.CAs {
 		x.line("%s %s (%s): serial %s, valid until %s, same key and SubjectKeyId %s", verb, c.Name, c.Path, c.Serial, c.NotAfter.Format("2006-01-02"), c.SubjectKeyID)
 		for _, p := range c.Embedding {
-			x.line("  %s %s (certificate-authority-data)", update, p)
+			x.line("  %s %s (it carries the CA certificate)", update, p)
 		}
 	}
 	x.backups(r.Backups)
@@ -188,6 +188,9 @@ func (r CARotateResult) Text(bool) Text {
 	var x Text
 	for _, p := range r.Files {
 		x.line("%s %s", wouldWrite(r.DryRun), p)
+	}
+	for _, p := range r.Removes {
+		x.line("%s %s", map[bool]string{true: "would remove", false: "removed"}[r.DryRun], p)
 	}
 	x.backups(r.Backups)
 	x.line("stage: %s", r.Stage)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries the e2e suite and the benchmarks run against, from the Go modules
 # pinned in e2e/go.mod, into a cache outside the repository, and only when missing or stale. The first build
-# takes about 12-15 minutes on 2 cores (kube-apiserver and kubeadm are large); later runs reuse the cache.
+# takes about 12-15 minutes on 2 cores (kube-apiserver, kube-controller-manager and kubeadm are large); later runs reuse the cache.
 #
 # The cache directory is named after one Kubernetes version, so it cannot tell by itself that e2e/go.mod
 # moved on: each cached binary is checked against the pins before it is reused, and rebuilt on mismatch.
@@ -50,5 +50,6 @@ build() { # name package module
 }
 build etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes
 build kubeadm k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes
 echo "$bin_dir"
