@@ -52,16 +52,20 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		case "promote":
 			sub.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
 (or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which
-file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead.`
-			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
+file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead. When
+the kubernetes Service lists more than one apiserver, every one of them must run it (--apiserver-endpoint
+maps an address this machine cannot dial).`
+			f.apiserver.add(sub.Flags(), "refuse unless that kube-apiserver, and every apiserver of the kubernetes Service, runs the prepared file (from their /metrics)")
 			f.apiserver.addWait(sub.Flags())
+			f.apiserver.addEndpoints(sub.Flags())
 		case "prune":
-			f.apiserver.add(sub.Flags(), "required: the kube-apiserver must run the promoted file (from its /metrics)")
+			f.apiserver.add(sub.Flags(), "required: the kube-apiserver, and every apiserver of the kubernetes Service, must run the promoted file (from their /metrics)")
 			f.apiserver.addWait(sub.Flags())
+			f.apiserver.addEndpoints(sub.Flags())
 			sub.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
 unreadable, so prune needs proof that nothing uses those keys any more, and refuses (exit 3) without it:
   --kubeconfig      the apiserver runs the promoted file, so it writes with the new key only (--wait waits
-                    for its reload);
+                    for its reload); so does every apiserver the kubernetes Service lists;
   --etcd-endpoints  counted after that, no stored value is under a removed key.
 Run "k8scrypto encryption reencrypt" first. ` + phases.UnsafePruneFlag + ` skips both proofs, for a cluster whose
 etcd cannot be reached: every value not yet rewritten is then lost.`
@@ -75,8 +79,12 @@ etcd cannot be reached: every value not yet rewritten is then lost.`
 }
 
 func runEncryptionRotate(ctx context.Context, e *env, g *globals, f *encRotateFlags, step string) error {
+	api, err := f.apiserver.apiServer()
+	if err != nil {
+		return err
+	}
 	res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{
-		RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: f.unsafe, API: f.apiserver.apiServer(), Etcd: f.etcd.etcd(),
+		RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: f.unsafe, API: api, Etcd: f.etcd.etcd(),
 	})
 	if err != nil {
 		return err

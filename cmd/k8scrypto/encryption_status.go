@@ -25,16 +25,24 @@ func newEncryptionStatusCommand(e *env, g *globals) *cobra.Command {
 		Long: `Print the encryption config's providers, its key names in order with a short fingerprint of each (the first
 16 hex digits of the SHA-256 of the key; never the key), the rotation stage and the next step that is safe.
 
-With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs. With
+With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs; when the
+kubernetes Service (its EndpointSlices in default) lists more than one apiserver, it asks each of them at
+that address (--apiserver-endpoint maps an address this machine cannot dial to one it can), with the
+kubeconfig's credentials, verifying each certificate for the listed address. With
 --etcd-endpoints it also reads every stored value of the configured resources straight from etcd (at one
 revision, page by page; only each value's prefix is looked at) and counts them by the key that encrypted them
 (k8s:enc:<provider>:v1:<key>:) and as plaintext. The "Next:" line follows from what was measured.
 
 Exit status 1 when something needs the operator: values no apiserver using this file can read, an apiserver
-whose latest reload failed, or one that runs another version of the file (wait for the reload).`,
+whose latest reload failed, one that runs another version of the file (wait for the reload), or apiservers
+that run different files (copy the same file to every control-plane node).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.EncryptionStatus(cmd.Context(), f.read(e, g), f.apiserver.apiServer(), f.etcd.etcd())
+			api, err := f.apiserver.apiServer()
+			if err != nil {
+				return err
+			}
+			res, err := phases.EncryptionStatus(cmd.Context(), f.read(e, g), api, f.etcd.etcd())
 			if res == nil {
 				return err
 			}
@@ -52,7 +60,8 @@ whose latest reload failed, or one that runs another version of the file (wait f
 	}
 	f.add(cmd.Flags())
 	f.etcd.add(cmd.Flags())
-	f.apiserver.add(cmd.Flags(), "also report whether that kube-apiserver runs this file (from its /metrics)")
+	f.apiserver.add(cmd.Flags(), "also report whether that kube-apiserver, and every apiserver of the kubernetes Service, runs this file (from their /metrics)")
+	f.apiserver.addEndpoints(cmd.Flags())
 	return cmd
 }
 
@@ -61,7 +70,21 @@ func printEncryptionStatus(w io.Writer, r phases.EncryptionStatusResult) error {
 		fmt.Fprintf(w, "PROBLEM: %s\n", p)
 	}
 	fmt.Fprintf(w, "File:  %s\nStage: %s\nNext:  %s\n", r.File, r.Stage, r.Next)
-	if r.APIServer != nil {
+	switch {
+	case r.APIServer != nil && len(r.APIServer.Endpoints) > 0:
+		fmt.Fprintln(w, "Apiservers (endpoints of the kubernetes Service):")
+		for _, ep := range r.APIServer.Endpoints {
+			via := ""
+			if ep.Dialed != "" {
+				via = " via " + ep.Dialed
+			}
+			runs := "runs this file"
+			if !ep.RunsThisFile {
+				runs = "runs ANOTHER file"
+			}
+			fmt.Fprintf(w, "  %s%s: %s (%s)\n", ep.Endpoint, via, runs, ep.ConfigHash)
+		}
+	case r.APIServer != nil:
 		fmt.Fprintf(w, "Apiserver: %s\n", r.APIServer.Describe())
 	}
 	fmt.Fprintln(w)

@@ -42,7 +42,11 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 		Short: "Print the rotation stage of sa.key/sa.pub, the fingerprint and key ID of every key, and with --kubeconfig which ones the apiserver serves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.SAStatus(cmd.Context(), f.read(e, g), sf.apiserver.apiServer())
+			api, err := sf.apiserver.apiServer()
+			if err != nil {
+				return err
+			}
+			res, err := phases.SAStatus(cmd.Context(), f.read(e, g), api)
 			if err != nil {
 				return err
 			}
