@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,11 +134,25 @@ func runK8scryptoEnv(t testing.TB, env []string, args ...string) (stdout, stderr
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = suite.Run(cmd)
-	t.Logf("k8scrypto %s", strings.Join(args, " "))
+	t.Logf("k8scrypto %s", strings.Join(redactArgs(args), " "))
 	if err != nil {
 		t.Logf("k8scrypto failed: %v\nstderr:\n%s", err, e.String())
 	}
 	return o.String(), e.String(), err
+}
+
+// redactArgs hides the values of flags that carry a secret (the certificate key that opens the
+// kubeadm-certs Secret), so test logs hold no key material.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == "--certificate-key" && i+1 < len(out) {
+			out[i+1] = "<redacted>"
+		} else if strings.HasPrefix(a, "--certificate-key=") {
+			out[i] = "--certificate-key=<redacted>"
+		}
+	}
+	return out
 }
 
 // freePort returns a TCP port free on ip at the time of the call. Another process may take it before the

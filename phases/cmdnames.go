@@ -3,6 +3,8 @@ package phases
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -64,6 +66,10 @@ func NewStepArgs(src ConfigSource, api APIServer, etcd Etcd) StepArgs {
 	}
 	if api.Kubeconfig != "" {
 		a.Kubeconfig = " --kubeconfig " + shellQuote(pki.AbsPath(api.Kubeconfig))
+		eps := slices.Sorted(maps.Keys(api.Connect))
+		for _, ep := range eps {
+			a.Kubeconfig += " --apiserver-endpoint " + shellQuote(ep+"="+api.Connect[ep])
+		}
 	}
 	if len(etcd.Endpoints) > 0 {
 		a.Etcd = " --etcd-endpoints " + shellQuote(strings.Join(etcd.Endpoints, ","))

@@ -3,14 +3,19 @@ package phases
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -28,24 +33,76 @@ type APIServer struct {
 	Wait time.Duration
 	// PollInterval is how often WaitRuns asks again (5s when 0).
 	PollInterval time.Duration
+	// Connect maps an endpoint of the kubernetes Service, "ADDRESS:PORT" as its EndpointSlice lists it, to
+	// the "HOST:PORT" this machine dials to reach that apiserver (a NAT, a tunnel, a test on loopback). The
+	// serving certificate is still verified for the endpoint's ADDRESS. Without an entry the endpoint
+	// itself is dialled.
+	Connect map[string]string
 }
 
-// APIServerEncryption is whether the apiserver runs the encryption config file on disk.
+// APIServerEncryption is whether the apiserver runs the encryption config file on disk. Server and the
+// embedded view are the kubeconfig's server (one apiserver, or a load balancer's pick of one); with more
+// than one apiserver behind the kubernetes Service, Endpoints has each of them, and RunsThisFile holds
+// only when every one runs the file.
 type APIServerEncryption struct {
 	Server string `json:"server"`
 	encryption.APIServerView
 	FileHash string `json:"fileHash"`
-	// RunsThisFile: the apiserver's last loaded configuration is byte for byte the file on disk.
+	// RunsThisFile: the apiserver's last loaded configuration is byte for byte the file on disk (and so
+	// is every endpoint's).
+	RunsThisFile bool `json:"runsThisFile"`
+	// Endpoints are the apiservers of the kubernetes Service, each asked directly.
+	Endpoints []EndpointEncryption `json:"endpoints,omitempty"`
+}
+
+// EndpointEncryption is what one apiserver of the kubernetes Service has loaded.
+type EndpointEncryption struct {
+	// Endpoint is ADDRESS:PORT as the Service's EndpointSlice lists it; Dialed the HOST:PORT dialled in
+	// its place (APIServer.Connect), when another.
+	Endpoint string `json:"endpoint"`
+	Dialed   string `json:"dialed,omitempty"`
+	encryption.APIServerView
 	RunsThisFile bool `json:"runsThisFile"`
 }
 
+// ReloadFailing reports whether the latest reload failed on the kubeconfig's server or on any endpoint.
+func (a *APIServerEncryption) ReloadFailing() bool {
+	if a.APIServerView.ReloadFailing() {
+		return true
+	}
+	for _, e := range a.Endpoints {
+		if e.ReloadFailing() {
+			return true
+		}
+	}
+	return false
+}
+
+// Disagree reports whether the apiservers of the Service run different configurations.
+func (a *APIServerEncryption) Disagree() bool {
+	for _, e := range a.Endpoints {
+		if e.ConfigHash != a.Endpoints[0].ConfigHash {
+			return true
+		}
+	}
+	return false
+}
+
 // View reads kube-apiserver's /metrics and compares the configuration it last loaded with fileHash, the
-// file on disk (encryption.FileHash); nil when no kubeconfig is given.
+// file on disk (encryption.FileHash); nil when no kubeconfig is given. When the kubernetes Service lists
+// more than one apiserver (its EndpointSlices in default), each is asked too, at its endpoint address or
+// where Connect maps it: an HA control plane is safe to promote or prune only when all of them run the file.
+// With one endpoint, the kubeconfig's server is that apiserver and is not asked twice (unless Connect
+// names it).
 func (a APIServer) View(ctx context.Context, fileHash string) (*APIServerEncryption, error) {
 	if a.Kubeconfig == "" {
 		return nil, nil
 	}
-	server, body, err := a.get(ctx, "/metrics", "asking kube-apiserver which encryption config it runs")
+	rc, err := a.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	server, body, err := get(ctx, rc, "/metrics", "asking kube-apiserver which encryption config it runs")
 	if err != nil {
 		return nil, err
 	}
@@ -53,22 +110,136 @@ func (a APIServer) View(ctx context.Context, fileHash string) (*APIServerEncrypt
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", server, err)
 	}
-	return &APIServerEncryption{Server: server, APIServerView: v, FileHash: fileHash, RunsThisFile: v.ConfigHash == fileHash}, nil
+	out := &APIServerEncryption{Server: server, APIServerView: v, FileHash: fileHash, RunsThisFile: v.ConfigHash == fileHash}
+	eps, err := serviceEndpoints(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
+	for from := range a.Connect {
+		if !slices.Contains(eps, from) {
+			return nil, fmt.Errorf("--apiserver-endpoint %s=%s: the kubernetes Service has no endpoint %s (its EndpointSlices list %s)", from, a.Connect[from], from, orNone(eps))
+		}
+	}
+	if len(eps) < 2 && len(a.Connect) == 0 {
+		return out, nil
+	}
+	for _, ep := range eps {
+		e := EndpointEncryption{Endpoint: ep, Dialed: a.Connect[ep]}
+		erc := endpointConfig(rc, ep, e.Dialed, a.Timeout)
+		_, body, err := get(ctx, erc, "/metrics", "asking the apiserver at endpoint "+ep+" of the kubernetes Service which encryption config it runs")
+		if err != nil {
+			if e.Dialed == "" {
+				return nil, fmt.Errorf("%w (where this machine reaches that apiserver at another address, map it with --apiserver-endpoint %s=HOST:PORT)", err, ep)
+			}
+			return nil, err
+		}
+		if e.APIServerView, err = encryption.ParseAPIServerMetrics(body); err != nil {
+			return nil, fmt.Errorf("endpoint %s: %w", ep, err)
+		}
+		e.RunsThisFile = e.ConfigHash == fileHash
+		out.RunsThisFile = out.RunsThisFile && e.RunsThisFile
+		out.Endpoints = append(out.Endpoints, e)
+	}
+	return out, nil
 }
 
-// get reads path from the apiserver with the kubeconfig's credentials; why says what the request is for,
-// in errors.
-func (a APIServer) get(ctx context.Context, path, why string) (server string, body []byte, err error) {
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
+
+// restConfig is the kubeconfig's client configuration.
+func (a APIServer) restConfig() (*rest.Config, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", a.Kubeconfig)
 	if err != nil {
-		return "", nil, fmt.Errorf("--kubeconfig %s: %w", a.Kubeconfig, err)
+		return nil, fmt.Errorf("--kubeconfig %s: %w", a.Kubeconfig, err)
 	}
 	rc.Timeout = a.Timeout
 	rc.UserAgent = "k8scrypto"
+	return rc, nil
+}
+
+// endpointConfig is rc aimed at one endpoint of the kubernetes Service, with the same credentials and CA:
+// the URL names the endpoint, so its serving certificate is verified for the endpoint's address, and a
+// connection goes to dial instead when that is set.
+func endpointConfig(rc *rest.Config, endpoint, dial string, timeout time.Duration) *rest.Config {
+	erc := rest.CopyConfig(rc)
+	erc.Host = "https://" + endpoint
+	erc.APIPath = ""
+	erc.TLSClientConfig.ServerName = "" // the kubeconfig's may name the load balancer
+	if dial != "" {
+		d := &net.Dialer{Timeout: timeout}
+		erc.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, dial)
+		}
+	}
+	return erc
+}
+
+// serviceEndpoints lists the ready ADDRESS:PORT endpoints of default/kubernetes from its EndpointSlices
+// (kube-apiserver writes them itself: one address per apiserver holding a lease, the port named https),
+// sorted. An apiserver that serves no EndpointSlices (404) has none to list.
+func serviceEndpoints(ctx context.Context, rc *rest.Config) ([]string, error) {
+	server, body, err := get(ctx, rc, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector="+url.QueryEscape(discoveryv1.LabelServiceName+"=kubernetes"),
+		"listing the apiservers of the kubernetes Service")
+	var se *statusError
+	if errors.As(err, &se) && se.code == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list discoveryv1.EndpointSliceList
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("%s: the kubernetes Service's EndpointSlices: %w", server, err)
+	}
+	var out []string
+	for _, sl := range list.Items {
+		if sl.AddressType != discoveryv1.AddressTypeIPv4 && sl.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		var port int32
+		for _, p := range sl.Ports {
+			if p.Port != nil && (port == 0 || (p.Name != nil && *p.Name == "https")) {
+				port = *p.Port
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, addr := range ep.Addresses {
+				hp := net.JoinHostPort(addr, strconv.Itoa(int(port)))
+				if !slices.Contains(out, hp) {
+					out = append(out, hp)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// statusError is a non-200 answer.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// get reads path from the server of rc with its credentials; why says what the request is for, in errors.
+func get(ctx context.Context, rc *rest.Config, path, why string) (server string, body []byte, err error) {
 	hc, err := rest.HTTPClientFor(rc)
 	if err != nil {
-		return "", nil, fmt.Errorf("--kubeconfig %s: %w", a.Kubeconfig, err)
+		return "", nil, fmt.Errorf("%s: %w", rc.Host, err)
 	}
+	defer hc.CloseIdleConnections()
 	server = strings.TrimRight(rc.Host, "/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+path, nil)
 	if err != nil {
@@ -84,9 +255,23 @@ func (a APIServer) get(ctx context.Context, path, why string) (server string, bo
 		return "", nil, fmt.Errorf("reading %s%s: %w", server, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", nil, fmt.Errorf("GET %s%s: %s (the --kubeconfig user needs get on the non-resource URL %s, as admin.conf has)", server, path, resp.Status, path)
+		p, _, _ := strings.Cut(path, "?")
+		need := "get on the non-resource URL " + p
+		if strings.HasPrefix(p, "/apis/") {
+			need = "list on endpointslices.discovery.k8s.io in default"
+		}
+		return "", nil, &statusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s%s: %s (the --kubeconfig user needs %s, as admin.conf has)", server, p, resp.Status, need)}
 	}
 	return server, body, nil
+}
+
+// get reads path from the kubeconfig's server.
+func (a APIServer) get(ctx context.Context, path, why string) (server string, body []byte, err error) {
+	rc, err := a.restConfig()
+	if err != nil {
+		return "", nil, err
+	}
+	return get(ctx, rc, path, why)
 }
 
 // ServedKeys are the service-account verification keys an apiserver publishes at /openid/v1/jwks.
@@ -189,10 +374,33 @@ func (a *APIServerEncryption) Describe() string {
 	} else {
 		fmt.Fprintf(&b, "%s runs another version of the file (%s, not %s): it reloads a changed file within about a minute with --encryption-provider-config-automatic-reload, otherwise on restart", a.Server, shortHash(a.ConfigHash), shortHash(a.FileHash))
 	}
+	if len(a.Endpoints) > 0 {
+		b.Reset()
+		fmt.Fprintf(&b, "%d apiservers behind the kubernetes Service:", len(a.Endpoints))
+		for _, e := range a.Endpoints {
+			fmt.Fprintf(&b, " %s", e.Endpoint)
+			if e.Dialed != "" {
+				fmt.Fprintf(&b, " (dialled at %s)", e.Dialed)
+			}
+			if e.RunsThisFile {
+				b.WriteString(" runs this file")
+			} else {
+				fmt.Fprintf(&b, " runs %s, not this file (%s)", shortHash(e.ConfigHash), shortHash(a.FileHash))
+			}
+			if e.APIServerView.ReloadFailing() {
+				fmt.Fprintf(&b, " and its latest reload FAILED at %s", e.LastFailedReload.Format(time.RFC3339))
+			}
+			b.WriteString(";")
+		}
+		if !a.RunsThisFile {
+			b.WriteString(" each reloads a changed file within about a minute with --encryption-provider-config-automatic-reload, otherwise on restart; copy the file to every control-plane node")
+		}
+		return strings.TrimSuffix(b.String(), ";")
+	}
 	if a.LastReload != nil {
 		fmt.Fprintf(&b, "; last automatic reload %s", a.LastReload.Format(time.RFC3339))
 	}
-	if a.ReloadFailing() {
+	if a.APIServerView.ReloadFailing() {
 		fmt.Fprintf(&b, "; its latest reload FAILED at %s, so it keeps the previous config (see its log)", a.LastFailedReload.Format(time.RFC3339))
 	}
 	return b.String()
@@ -320,8 +528,25 @@ func AdviseEncryption(st encryption.Status, api *APIServerEncryption, etcd *Etcd
 	if api != nil && api.ReloadFailing() {
 		adv.Problems = append(adv.Problems, "the apiserver's latest reload of its encryption config failed; it keeps running the previous file (its log says why)")
 	}
+	if api != nil && api.Disagree() {
+		var runs []string
+		for _, e := range api.Endpoints {
+			runs = append(runs, e.Endpoint+" runs "+shortHash(e.ConfigHash))
+		}
+		adv.Problems = append(adv.Problems, "the apiservers run different encryption configs ("+strings.Join(runs, ", ")+"): one that lacks a key another writes with cannot read those values; copy the same file to every control-plane node and wait for the reloads")
+	}
 	if api != nil && !api.RunsThisFile {
-		adv.Problems = append(adv.Problems, "the apiserver runs another version of this file")
+		stale := 0
+		for _, e := range api.Endpoints {
+			if !e.RunsThisFile {
+				stale++
+			}
+		}
+		if stale > 0 {
+			adv.Problems = append(adv.Problems, fmt.Sprintf("%d of the %d apiservers run another version of this file", stale, len(api.Endpoints)))
+		} else {
+			adv.Problems = append(adv.Problems, "the apiserver runs another version of this file")
+		}
 		switch st.Stage {
 		case encryption.StagePrepared:
 			adv.Next = fmt.Sprintf("wait until every apiserver has loaded this file (about a minute with automatic reload, else restart them); %q waits for it", cmd("encryption rotate promote", a.Kubeconfig, " --wait"))
@@ -412,4 +637,37 @@ func (p PruneProof) Check(ctx context.Context, certDir, path, fileHash string, n
 			"k8scrypto encryption reencrypt"+a.Cluster+a.Kubeconfig+" --wait", "k8scrypto encryption status"+a.Cluster+a.Kubeconfig+a.Etcd)}
 	}
 	return nil
+}
+
+// ParseEndpointMappings reads --apiserver-endpoint values, ENDPOINT=HOST:PORT each, into APIServer.Connect.
+// They need a kubeconfig: the endpoints are those of the cluster it names.
+func ParseEndpointMappings(mappings []string, kubeconfig string) (map[string]string, error) {
+	if len(mappings) == 0 {
+		return nil, nil
+	}
+	if kubeconfig == "" {
+		return nil, &UsageError{errors.New("--apiserver-endpoint needs --kubeconfig: the endpoints are those of the cluster it names")}
+	}
+	connect := map[string]string{}
+	for _, m := range mappings {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || !isHostPort(from) || !isHostPort(to) {
+			return nil, &UsageError{fmt.Errorf("--apiserver-endpoint %q: want ENDPOINT=HOST:PORT, both host:port, e.g. 10.0.0.5:6443=127.0.0.1:6443", m)}
+		}
+		if _, dup := connect[from]; dup {
+			return nil, &UsageError{fmt.Errorf("--apiserver-endpoint %s is given twice", from)}
+		}
+		connect[from] = to
+	}
+	return connect, nil
+}
+
+// isHostPort: a host (an IP address is what an EndpointSlice lists) and a numeric port 1-65535.
+func isHostPort(s string) bool {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil || h == "" {
+		return false
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }

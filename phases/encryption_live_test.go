@@ -22,6 +22,10 @@ func metricsServer(t *testing.T, hash string, after int32, failed bool) (APIServ
 	t.Helper()
 	var asked atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r) // no EndpointSlices: one apiserver, the kubeconfig's
+			return
+		}
 		h := "sha256:old"
 		if asked.Add(1) > after {
 			h = hash

@@ -64,8 +64,12 @@ func (d *Data) KubeadmConfigPath() string {
 // subcommands do).
 const kubeadmKubeconfigDir = "/etc/kubernetes"
 
-// KubeadmInitCommand is the command that continues from what k8scrypto wrote.
+// KubeadmInitCommand is the command that continues from what k8scrypto wrote: kubeadm init, or kubeadm
+// join for a node whose configuration is a JoinConfiguration.
 func (d *Data) KubeadmInitCommand() string {
+	if d.Kubeadm != nil && d.Kubeadm.Join != nil {
+		return "kubeadm join --config " + pki.AbsPath(d.KubeadmConfigPath())
+	}
 	return "kubeadm init --config " + pki.AbsPath(d.KubeadmConfigPath())
 }
 
@@ -130,10 +134,19 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		return nil, err
 	}
 
-	initBody, err := minimalYAML(in, normalizeInit,
-		[]string{"nodeRegistration", "name"}, []string{"localAPIEndpoint", "advertiseAddress"})
+	var initBody []byte
+	var err error
+	if d.Kubeadm.Join != nil {
+		initBody, err = renderJoin(d, certDir, cl)
+	} else {
+		initBody, err = minimalYAML(in, normalizeInit,
+			[]string{"nodeRegistration", "name"}, []string{"localAPIEndpoint", "advertiseAddress"})
+		if err != nil {
+			err = fmt.Errorf("kubeadm-config: InitConfiguration: %w", err)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("kubeadm-config: InitConfiguration: %w", err)
+		return nil, err
 	}
 	clusterBody, err := minimalYAML(cl, normalizeCluster,
 		[]string{"certificatesDir"}, []string{"kubernetesVersion"}, []string{"encryptionAlgorithm"},
@@ -148,6 +161,7 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		KubeconfigDir: pki.AbsPath(d.KubeconfigDir),
 		Elsewhere:     d.kubeconfigsElsewhere(),
 		APIVersion:    kubeadmAPIVersion,
+		Join:          d.Kubeadm.Join != nil,
 		Init:          string(initBody),
 		Cluster:       string(clusterBody),
 	}
@@ -159,6 +173,56 @@ func RenderKubeadmConfig(d *Data) ([]byte, error) {
 		return nil, fmt.Errorf("kubeadm-config: rendering: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// renderJoin is the body of a joining control plane's JoinConfiguration: its name and address pinned as
+// the PKI was made for them; no certificateKey, since the shared files are on the node already (kubeadm
+// would download them again, without the encryption config); bootstrap-token discovery at the
+// controlPlaneEndpoint unless given, pinned to the ca.crt on the node.
+func renderJoin(d *Data, certDir string, cl *v1beta4.ClusterConfiguration) ([]byte, error) {
+	j := d.Kubeadm.Join.DeepCopy()
+	j.NodeRegistration.Name = d.Cfg.NodeName
+	j.ControlPlane.LocalAPIEndpoint.AdvertiseAddress = d.Cfg.AdvertiseAddress.String()
+	if j.ControlPlane.CertificateKey != "" {
+		d.Log.Info("the rendered JoinConfiguration leaves out controlPlane.certificateKey: the shared keys are on the node already")
+		j.ControlPlane.CertificateKey = ""
+	}
+	if bt := j.Discovery.BootstrapToken; bt != nil {
+		if bt.APIServerEndpoint == "" {
+			bt.APIServerEndpoint = cl.ControlPlaneEndpoint
+		}
+		caPath := filepath.Join(certDir, "ca.crt")
+		data, err := d.ReadFile(caPath)
+		if err != nil {
+			return nil, fmt.Errorf("kubeadm-config: JoinConfiguration: the discovery pin: %w", err)
+		}
+		if len(data) > 0 { // a dry run stages no content
+			ca, _, err := pki.ParseCertChain(data)
+			if err != nil {
+				return nil, fmt.Errorf("kubeadm-config: %s: %w", caPath, err)
+			}
+			pin := CAPin(ca)
+			if len(bt.CACertHashes) > 0 && !slices.Contains(bt.CACertHashes, pin) {
+				return nil, fmt.Errorf("kubeadm-config: JoinConfiguration.discovery.bootstrapToken.caCertHashes %s does not pin %s (%s): the shared keys on this node are of another cluster, or the pin is; correct the pin, or install the cluster's keys (k8scrypto join phase download-certs)",
+					strings.Join(bt.CACertHashes, ","), caPath, pin)
+			}
+			if !slices.Contains(bt.CACertHashes, pin) {
+				bt.CACertHashes = append(bt.CACertHashes, pin)
+			}
+		}
+	}
+	body, err := minimalYAML(j, normalizeJoin,
+		[]string{"nodeRegistration", "name"}, []string{"controlPlane", "localAPIEndpoint", "advertiseAddress"},
+		[]string{"discovery", "bootstrapToken", "apiServerEndpoint"}, []string{"discovery", "bootstrapToken", "caCertHashes"})
+	if err != nil {
+		return nil, fmt.Errorf("kubeadm-config: JoinConfiguration: %w", err)
+	}
+	return body, nil
+}
+
+func normalizeJoin(c *v1beta4.JoinConfiguration) {
+	v1beta4.SetObjectDefaults_JoinConfiguration(c)
+	c.TypeMeta = metav1.TypeMeta{}
 }
 
 // wireAPIServer points the API server at the encryption config and keeps it on the service-account keys

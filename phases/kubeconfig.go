@@ -36,6 +36,7 @@ points at the expected API server.`,
 			Name:  spec.Name,
 			Short: fmt.Sprintf("Generate %s (client %s)", spec.FileName, kubeconfigWho(spec)),
 			Run:   func(_ context.Context, d *Data) error { return ensureKubeconfig(d, spec) },
+			RunIf: joiningSkips(spec.Name),
 			KeysNeeded: func(d *Data) []string {
 				if haveAny(d, spec.Path(d.KubeconfigDir)) {
 					return nil
@@ -46,6 +47,27 @@ points at the expected API server.`,
 		})
 	}
 	return p
+}
+
+// joiningSkips leaves out, on a joining control plane (a JoinConfiguration), the kubeconfigs kubeadm join
+// does not expect: kubelet.conf, which the kubelet's TLS bootstrap writes (kubeadm join's preflight refuses
+// an existing one), and super-admin.conf, which only the first node has.
+func joiningSkips(name string) func(d *Data) (bool, string) {
+	var reason string
+	switch name {
+	case "kubelet":
+		reason = "a joining control plane: the kubelet's TLS bootstrap writes kubelet.conf during kubeadm join, whose preflight refuses an existing one"
+	case "super-admin":
+		reason = "a joining control plane: kubeadm join writes no super-admin.conf; only the first node has one"
+	default:
+		return nil
+	}
+	return func(d *Data) (bool, string) {
+		if d.Kubeadm != nil && d.Kubeadm.Join != nil {
+			return false, reason
+		}
+		return true, ""
+	}
 }
 
 func kubeconfigWho(s pki.KubeconfigSpec) string {

@@ -75,7 +75,21 @@ func (r EncryptionStatusResult) Text(bool) Text {
 	x.line("File:  %s", r.File)
 	x.line("Stage: %s", r.Stage)
 	x.line("Next:  %s", r.Next)
-	if r.APIServer != nil {
+	switch {
+	case r.APIServer != nil && len(r.APIServer.Endpoints) > 0:
+		x.line("Apiservers (endpoints of the kubernetes Service):")
+		for _, ep := range r.APIServer.Endpoints {
+			via := ""
+			if ep.Dialed != "" {
+				via = " via " + ep.Dialed
+			}
+			runs := "runs this file"
+			if !ep.RunsThisFile {
+				runs = "runs ANOTHER file"
+			}
+			x.line("  %s%s: %s (%s)", ep.Endpoint, via, runs, ep.ConfigHash)
+		}
+	case r.APIServer != nil:
 		x.line("Apiserver: %s", r.APIServer.Describe())
 	}
 	x.line("")

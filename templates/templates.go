@@ -25,7 +25,9 @@ type KubeadmConfigData struct {
 	KubeconfigDir string
 	Elsewhere     bool // the kubeconfigs are not in /etc/kubernetes, where "kubeadm init" reads them
 	APIVersion    string
-	Init          string // YAML body without apiVersion and kind, ending in a newline
-	Cluster       string
-	Extra         []string // each a YAML document ending in a newline
+	// Join: the node joins an existing control plane; Init is then a JoinConfiguration's body.
+	Join    bool
+	Init    string // YAML body without apiVersion and kind, ending in a newline
+	Cluster string
+	Extra   []string // each a YAML document ending in a newline
 }

@@ -37,22 +37,31 @@ func newEncryptionStatusCommand(e *env, g *globals) *cobra.Command {
 		Long: `Print the encryption config's providers, its key names in order with a short fingerprint of each (the first
 16 hex digits of the SHA-256 of the key; never the key), the rotation stage and the next step that is safe.
 
-With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs. With
+With --kubeconfig it asks that kube-apiserver (its /metrics) which version of the file it runs; when the
+kubernetes Service (its EndpointSlices in default) lists more than one apiserver, it asks each of them at
+that address (--apiserver-endpoint maps an address this machine cannot dial to one it can), with the
+kubeconfig's credentials, verifying each certificate for the listed address. With
 --etcd-endpoints it also reads every stored value of the configured resources straight from etcd (at one
 revision, page by page; only each value's prefix is looked at) and counts them by the key that encrypted them
 (k8s:enc:<provider>:v1:<key>:) and as plaintext. The "Next:" line follows from what was measured.
 
 Exit status 1 when something needs the operator: values no apiserver using this file can read, an apiserver
-whose latest reload failed, or one that runs another version of the file (wait for the reload).`,
+whose latest reload failed, one that runs another version of the file (wait for the reload), or apiservers
+that run different files (copy the same file to every control-plane node).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.EncryptionStatus(cmd.Context(), f.read(e, g), api.apiServer(), etcd.etcd())
+			a, err := api.apiServer()
+			if err != nil {
+				return err
+			}
+			res, err := phases.EncryptionStatus(cmd.Context(), f.read(e, g), a, etcd.etcd())
 			return report(g, e.stdout, res, err)
 		},
 	}
 	f.add(cmd.Flags())
 	etcd.add(cmd.Flags())
-	api.add(cmd.Flags(), "also report whether that kube-apiserver runs this file (from its /metrics)")
+	api.add(cmd.Flags(), "also report whether that kube-apiserver, and every apiserver of the kubernetes Service, runs this file (from their /metrics)")
+	api.addEndpoints(cmd.Flags())
 	return cmd
 }
 
@@ -78,26 +87,34 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		"Move the newest key first: new writes use it, older keys still decrypt",
 		"Remove every key but the first; values still stored under them become unreadable (needs --yes)",
 	}, "confirm that reencrypt has rewritten every object under the first key", func(ctx context.Context, step string) error {
+		a, err := api.apiServer()
+		if err != nil {
+			return err
+		}
 		res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{
-			RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: unsafe, API: api.apiServer(), Etcd: etcd.etcd(),
+			RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: unsafe, API: a, Etcd: etcd.etcd(),
 		})
 		return g.show(e.stdout, res, err)
 	})
 	promote, prune := steps["promote"], steps["prune"]
 	promote.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
 (or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which
-file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead.`
-	api.add(promote.Flags(), "refuse unless that kube-apiserver runs the prepared file (from its /metrics)")
+file it runs and refuses (exit 3) unless it is this one; with --wait it waits for the reload instead. When
+the kubernetes Service lists more than one apiserver, every one of them must run it (--apiserver-endpoint
+maps an address this machine cannot dial).`
+	api.add(promote.Flags(), "refuse unless that kube-apiserver, and every apiserver of the kubernetes Service, runs the prepared file (from their /metrics)")
 	api.addWait(promote.Flags())
+	api.addEndpoints(promote.Flags())
 	prune.Long = `Remove every key but the first from the first provider. Values still stored under a removed key become
 unreadable, so prune needs proof that nothing uses those keys any more, and refuses (exit 3) without it:
   --kubeconfig      the apiserver runs the promoted file, so it writes with the new key only (--wait waits
-                    for its reload);
+                    for its reload); so does every apiserver the kubernetes Service lists;
   --etcd-endpoints  counted after that, no stored value is under a removed key.
 Run "k8scrypto encryption reencrypt" first. ` + phases.UnsafePruneFlag + ` skips both proofs, for a cluster whose
 etcd cannot be reached: every value not yet rewritten is then lost.`
-	api.add(prune.Flags(), "required: the kube-apiserver must run the promoted file (from its /metrics)")
+	api.add(prune.Flags(), "required: the kube-apiserver, and every apiserver of the kubernetes Service, must run the promoted file (from their /metrics)")
 	api.addWait(prune.Flags())
+	api.addEndpoints(prune.Flags())
 	prune.Flags().BoolVar(&unsafe, strings.TrimPrefix(phases.UnsafePruneFlag, "--"), false, "DANGEROUS: prune without proof that no stored value and no apiserver still uses the old keys")
 	etcd.add(prune.Flags())
 	return cmd

@@ -54,6 +54,7 @@ is printed at the end.`,
 	f.add(fl)
 	f.apiserver.add(fl, "required: the cluster whose objects are rewritten; its apiserver must run the file on disk")
 	f.apiserver.addWait(fl)
+	f.apiserver.addEndpoints(fl)
 	f.etcd.add(fl)
 	fl.StringSliceVar(&f.resources, "resources", nil, "resources to rewrite, as the encryption config names them (default: those of <cert-dir>/"+phases.EncryptionFileName+")")
 	fl.IntVar(&f.workers, "workers", reencrypt.DefaultWorkers, "concurrent updates")
@@ -66,10 +67,14 @@ is printed at the end.`,
 func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	api, err := f.apiserver.apiServer()
+	if err != nil {
+		return err
+	}
 	o := phases.ReencryptOptions{
 		ReadOptions: f.read(e, g),
 		ReencryptRequest: phases.ReencryptRequest{
-			API: f.apiserver.apiServer(), Resources: f.resources, Workers: f.workers, PageSize: f.pageSize,
+			API: api, Resources: f.resources, Workers: f.workers, PageSize: f.pageSize,
 			Checkpoint: f.checkpoint, Restart: f.restart, Etcd: f.etcd.etcd(), Log: g.log,
 		},
 	}

@@ -329,8 +329,37 @@ func TestJoinScriptInstallsSharedKeysThenJoins(t *testing.T) {
 	if want := "join cp.example:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash " + pin + " --control-plane --apiserver-advertise-address 10.0.0.22\n"; string(args) != want {
 		t.Errorf("kubeadm ran as %q, want %q", args, want)
 	}
+	for _, absent := range []string{"kubelet.conf", "super-admin.conf"} {
+		if _, err := os.Stat(filepath.Join(second, "kube", absent)); err == nil {
+			t.Errorf("%s written on the joining node: kubeadm join's preflight refuses an existing kubelet.conf", absent)
+		}
+	}
 	// Re-running is safe: the shared files are kept, init reuses everything.
 	if out, err := join(pin); err != nil || !strings.Contains(out, "kept") {
 		t.Errorf("re-run: %v\n%s", err, out)
+	}
+
+	// With a JoinConfiguration (the cluster's ClusterConfiguration, this node's name, address and token),
+	// the rendered file is a JoinConfiguration and kubeadm join is given only that.
+	third := filepath.Join(dir, "third")
+	joinCfg := "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\nnodeRegistration:\n  name: cp-3\ncontrolPlane:\n  localAPIEndpoint:\n    advertiseAddress: 10.0.0.23\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n---\n" +
+		strings.Join(strings.Split(string(example), "\n---\n")[1:], "\n---\n")
+	if err := os.WriteFile(cfgFile, []byte(joinCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(kubeadmArgs)
+	rendered := filepath.Join(third, "kubeadm.yaml")
+	cmd := exec.Command("bash", filepath.Join(examplesDir, "join-control-plane.sh"), cfgFile)
+	cmd.Env = append(os.Environ(), "K8SCRYPTO="+k8s, "KUBEADM="+kubeadm, "RENDERED="+rendered, "BUNDLE="+bundle, "BUNDLE_KEY_FILE="+keyFile, "CA_CERT_HASH="+pin,
+		"K8SCRYPTO_CERT_DIR="+filepath.Join(third, "pki"), "K8SCRYPTO_KUBECONFIG_DIR="+filepath.Join(third, "kube"), "K8SCRYPTO_AUDIT_LOG="+filepath.Join(dir, "audit3.log"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("join script with a JoinConfiguration: %v\n%s", err, out)
+	}
+	if args, _ := os.ReadFile(kubeadmArgs); string(args) != "join --config "+rendered+"\n" {
+		t.Errorf("kubeadm ran as %q, want join --config %s", args, rendered)
+	}
+	r, err := os.ReadFile(rendered)
+	if err != nil || !strings.Contains(string(r), "\nkind: JoinConfiguration\n") || !strings.Contains(string(r), "- "+pin+"\n") || strings.Contains(string(r), "kind: InitConfiguration") {
+		t.Errorf("the rendered file is not a JoinConfiguration pinned to %s: %v\n%s", pin, err, r)
 	}
 }

@@ -97,6 +97,7 @@ type apiserverFlags struct {
 	timeout    time.Duration
 	wait       bool
 	waitFor    time.Duration
+	endpoints  []string
 }
 
 func (f *apiserverFlags) add(fs *pflag.FlagSet, purpose string) {
@@ -110,12 +111,20 @@ func (f *apiserverFlags) addWait(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.waitFor, "wait-timeout", 5*time.Minute, "how long --wait waits")
 }
 
-func (f *apiserverFlags) apiServer() phases.APIServer {
+// addEndpoints adds --apiserver-endpoint for a command that asks every apiserver of the kubernetes
+// Service which encryption config it runs.
+func (f *apiserverFlags) addEndpoints(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.endpoints, "apiserver-endpoint", nil, `ENDPOINT=HOST:PORT (repeatable): reach the apiserver that the kubernetes Service lists as ENDPOINT (ADDRESS:PORT, as in "kubectl get endpointslices -l kubernetes.io/service-name=kubernetes") at HOST:PORT instead, still verifying its certificate for ADDRESS; for endpoints this machine cannot dial directly`)
+}
+
+func (f *apiserverFlags) apiServer() (phases.APIServer, error) {
 	a := phases.APIServer{Kubeconfig: f.kubeconfig, Timeout: f.timeout}
 	if f.wait {
 		a.Wait = f.waitFor
 	}
-	return a
+	var err error
+	a.Connect, err = phases.ParseEndpointMappings(f.endpoints, f.kubeconfig)
+	return a, err
 }
 
 // etcdFlags locate etcd for counting stored values.

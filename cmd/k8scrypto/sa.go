@@ -28,7 +28,11 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 		Short: "Print the rotation stage of sa.key/sa.pub, the fingerprint and key ID of every key, and with --kubeconfig which ones the apiserver serves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.SAStatus(cmd.Context(), f.read(e, g), api.apiServer())
+			a, err := api.apiServer()
+			if err != nil {
+				return err
+			}
+			res, err := phases.SAStatus(cmd.Context(), f.read(e, g), a)
 			return g.show(e.stdout, res, err)
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"regexp"
@@ -58,21 +59,20 @@ controlPlane:
 }
 
 var (
-	certKeyLine = regexp.MustCompile(`(?m)^\[upload-certs\] Using certificate key:\s*\n([0-9a-f]{64})\s*$`)
+	certKeyLine = regexp.MustCompile(`(?m)^certificate key: ([0-9a-f]{64})$`)
 	joinCommand = regexp.MustCompile(`--token\s+(\S+)\s+--discovery-token-ca-cert-hash\s+(sha256:[0-9a-f]{64})`)
 )
 
 // TestKindHA: three control planes behind kind's load balancer (the envoy stand-in), the first bootstrapped
 // by examples/bootstrap-control-plane.sh on k8scrypto's output, the other two joined with `kubeadm join
-// --control-plane`.
-//
-// NOT YET k8scrypto's own distribution: the issue "HA control planes" (`k8scrypto init phase upload-certs`,
-// `join phase download-certs`, `certs export|import`) is not implemented, so the shared files travel with
-// kubeadm's own mechanism: `kubeadm init phase upload-certs --upload-certs` puts k8scrypto's CAs and
-// service-account key (encrypted) in the kubeadm-certs Secret, and `kubeadm join --control-plane` with the
-// certificate key downloads them; kubeadm then issues each joining node's leaves from k8scrypto's CAs.
-// encryption-config.yaml, which kubeadm does not carry, is copied by hand as an operator would. Once that
-// mechanism exists, this test should use it and assert the joining nodes' "Using existing" lines too.
+// --control-plane` on the keys `k8scrypto init phase upload-certs` stored in kube-system/kubeadm-certs:
+//   - the second node runs examples/join-control-plane.sh: `k8scrypto join phase download-certs` (the shared
+//     keys and the encryption config, pinned to the CA), `k8scrypto init` for its own leaves and a rendered
+//     JoinConfiguration, `kubeadm join --config` on it, which reuses every file and generates none;
+//   - the third is kubeadm's own way: `kubeadm join --control-plane` with the certificate key downloads the
+//     CAs and service-account key from k8scrypto's Secret and issues its leaves; kubeadm's download does not
+//     carry the encryption config (k8scrypto's extra entry is for k8scrypto), so that one file is copied as
+//     an operator following kubeadm's procedure would.
 func TestKindHA(t *testing.T) {
 	image := nodeImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -122,11 +122,11 @@ func TestKindHA(t *testing.T) {
 	t.Logf("first control plane up in %v", time.Since(start).Round(100*time.Millisecond))
 	files := pullPKI(ctx, t, first)
 
-	// 2. kubeadm's distribution of the shared files (see above), and a join token.
-	out = run(ctx, t, first, nil, "kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--config", nodeRendered)
+	// 2. k8scrypto's upload of the shared files, kubeadm's Secret plus the encryption config, and a join token.
+	out = run(ctx, t, first, nil, "k8scrypto", "init", "phase", "upload-certs", "--config", nodeUserConfig, "--kubeconfig", "/etc/kubernetes/admin.conf")
 	m := certKeyLine.FindSubmatch(out)
 	if m == nil {
-		t.Fatalf("kubeadm init phase upload-certs printed no certificate key:\n%s", redactKey(out))
+		t.Fatalf("k8scrypto init phase upload-certs printed no certificate key:\n%s", redactKey(out))
 	}
 	certKey := string(m[1])
 	out = run(ctx, t, first, nil, "kubeadm", "token", "create", "--print-join-command")
@@ -137,13 +137,31 @@ func TestKindHA(t *testing.T) {
 	token, caHash := string(m[1]), string(m[2])
 
 	// 3. The other two join, one after the other (etcd grows one member at a time).
+	clusterDocs := cfg[strings.Index(cfg, "\n---\n")+len("\n---\n"):] // the ClusterConfiguration and KubeletConfiguration
 	for i := 1; i < 3; i++ {
 		n := ns[i]
-		writeNodeFile(ctx, t, n, nodePKI+"/encryption-config.yaml", 0o600, files["encryption-config.yaml"])
-		writeNodeFile(ctx, t, n, "/etc/kubernetes/join.yaml", 0o600, []byte(joinConfig(endpoint, token, caHash, certKey, names[i], ips[i])))
 		start := time.Now()
-		out, err := runErr(ctx, n, nil, "kubeadm", "join", "--config", "/etc/kubernetes/join.yaml")
-		c.saveLog(t, "kubeadm-join-"+names[i]+".log", out)
+		var out []byte
+		var err error
+		if i == 1 {
+			// k8scrypto's way: the second-node script, with a JoinConfiguration that has no certificate key
+			// and a kubeconfig of the bootstrap token to read the Secret with (what token discovery yields).
+			install(n, k8scrypto(t), "/usr/local/bin/k8scrypto")
+			install(n, "../../examples/join-control-plane.sh", "/usr/local/sbin/join-control-plane")
+			writeNodeFile(ctx, t, n, nodeUserConfig, 0o600, []byte(joinConfig(endpoint, token, caHash, "", names[i], ips[i])+"---\n"+clusterDocs))
+			writeNodeFile(ctx, t, n, "/etc/k8scrypto/bootstrap.conf", 0o600, []byte(fmt.Sprintf(
+				"apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://%s\", certificate-authority-data: %s}}]\nusers: [{name: u, user: {token: %q}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+				endpoint, base64.StdEncoding.EncodeToString(files["ca.crt"]), token)))
+			out, err = runErr(ctx, n, strings.NewReader("CA_CERT_HASH="+caHash+"\nJOIN_KUBECONFIG=/etc/k8scrypto/bootstrap.conf\nCERTIFICATE_KEY="+certKey+"\n"),
+				"sh", "-c", `set -a && . /dev/stdin && exec /usr/local/sbin/join-control-plane "$1"`, "sh", nodeUserConfig)
+			c.saveLog(t, "join-control-plane-"+names[i]+".log", redactKey(out))
+		} else {
+			// kubeadm's way: its own download of k8scrypto's Secret, the encryption config copied.
+			writeNodeFile(ctx, t, n, nodePKI+"/encryption-config.yaml", 0o600, files["encryption-config.yaml"])
+			writeNodeFile(ctx, t, n, "/etc/kubernetes/join.yaml", 0o600, []byte(joinConfig(endpoint, token, caHash, certKey, names[i], ips[i])))
+			out, err = runErr(ctx, n, nil, "kubeadm", "join", "--config", "/etc/kubernetes/join.yaml")
+			c.saveLog(t, "kubeadm-join-"+names[i]+".log", out)
+		}
 		if err != nil {
 			t.Fatalf("kubeadm join --control-plane on %s: %v\n%s", names[i], err, tail(out, 60))
 		}
@@ -151,6 +169,20 @@ func TestKindHA(t *testing.T) {
 			t.Errorf("kubeadm join on %s did not create a control plane instance:\n%s", names[i], tail(out, 30))
 		}
 		t.Logf("%s joined in %v", names[i], time.Since(start).Round(100*time.Millisecond))
+		if i == 1 {
+			// kubeadm join found every file k8scrypto wrote for this node and generated none.
+			for _, line := range kubeadmJoinReuses {
+				if !bytes.Contains(out, []byte(line+"\n")) {
+					t.Errorf("kubeadm join on %s did not print %q", names[i], line)
+				}
+			}
+			if g := kubeadmGenerates.FindAll(out, -1); len(g) > 0 {
+				t.Errorf("kubeadm join on %s generated files k8scrypto had written: %q", names[i], g)
+			}
+			if !bytes.Contains(readNodeFile(ctx, t, n, nodeRendered), []byte("\nkind: JoinConfiguration\n")) {
+				t.Errorf("the rendered config on %s is not a JoinConfiguration", names[i])
+			}
+		}
 		for _, f := range []string{"ca.crt", "front-proxy-ca.crt", "etcd/ca.crt", "sa.pub", "encryption-config.yaml"} {
 			if got := readNodeFile(ctx, t, n, nodePKI+"/"+f); !bytes.Equal(got, files[f]) {
 				t.Errorf("%s on %s is not k8scrypto's from %s", f, names[i], names[0])
@@ -235,6 +267,24 @@ func TestKindHA(t *testing.T) {
 	t.Run("encryption key rotation across the three apiservers", func(t *testing.T) {
 		rotateAcrossNodes(ctx, t, c, ns, ips, files)
 	})
+}
+
+// kubeadmJoinReuses are the lines `kubeadm join --control-plane` prints when it reuses a file of the
+// joining node (cmd/kubeadm/app/phases/certs, kubeconfig): every leaf, the sa key and the three kubeconfigs
+// it writes (the kubelet bootstraps kubelet.conf; there is no super-admin.conf). It prints nothing for the
+// CAs, which it only checks.
+var kubeadmJoinReuses = []string{
+	`[certs] Using the existing "apiserver" certificate and key`,
+	`[certs] Using the existing "apiserver-kubelet-client" certificate and key`,
+	`[certs] Using the existing "front-proxy-client" certificate and key`,
+	`[certs] Using the existing "etcd/server" certificate and key`,
+	`[certs] Using the existing "etcd/peer" certificate and key`,
+	`[certs] Using the existing "etcd/healthcheck-client" certificate and key`,
+	`[certs] Using the existing "apiserver-etcd-client" certificate and key`,
+	`[certs] Using the existing "sa" key`,
+	`[kubeconfig] Using existing kubeconfig file: "/etc/kubernetes/admin.conf"`,
+	`[kubeconfig] Using existing kubeconfig file: "/etc/kubernetes/controller-manager.conf"`,
+	`[kubeconfig] Using existing kubeconfig file: "/etc/kubernetes/scheduler.conf"`,
 }
 
 // redactKey hides a certificate key in output that is about to be logged.

@@ -55,6 +55,10 @@ type Config struct {
 	// Init and Cluster are kubeadm's objects after defaulting and overrides.
 	Init    *v1beta4.InitConfiguration
 	Cluster *v1beta4.ClusterConfiguration
+	// Join is set for a control plane joining an existing cluster: the file has a JoinConfiguration with
+	// controlPlane and no InitConfiguration. The node's name and address come from it (into Init's fields,
+	// which the PKI reads, and back), and the rendered config is a JoinConfiguration for "kubeadm join".
+	Join *v1beta4.JoinConfiguration
 	// Extra holds the file's other documents verbatim (KubeletConfiguration, KubeProxyConfiguration, kubeadm's
 	// Join/Reset/UpgradeConfiguration, and any other with a warning), to carry them into the rendered config.
 	Extra [][]byte
@@ -171,6 +175,8 @@ func (c *Config) decode(data []byte) error {
 	reader := utilyaml.NewYAMLReader(bufioReader(data))
 	seenInit, seenCluster := false, false
 	var others []string // the GVKs of documents that are not Init/ClusterConfiguration
+	var join *v1beta4.JoinConfiguration
+	joinAt := -1 // its index in c.Extra
 	for i := 1; ; i++ {
 		doc, err := reader.Read()
 		if errors.Is(err, io.EOF) {
@@ -232,7 +238,12 @@ func (c *Config) decode(data []byte) error {
 			}
 			continue
 		case "JoinConfiguration":
-			other = &v1beta4.JoinConfiguration{}
+			if join != nil {
+				return fmt.Errorf("document %d: more than one JoinConfiguration", i)
+			}
+			join = &v1beta4.JoinConfiguration{}
+			joinAt = len(c.Extra)
+			other = join
 		case "ResetConfiguration":
 			other = &v1beta4.ResetConfiguration{}
 		case "UpgradeConfiguration":
@@ -247,6 +258,16 @@ func (c *Config) decode(data []byte) error {
 		}
 		others = append(others, gvk)
 		c.Extra = append(c.Extra, doc)
+	}
+	if join != nil && join.ControlPlane != nil && !seenInit {
+		// A joining control plane. Its ClusterConfiguration is the cluster's (kubeadm join fetches it from
+		// the kubeadm-config ConfigMap; k8scrypto signs the node's certificates offline and needs its SANs).
+		if !seenCluster {
+			return errors.New("a JoinConfiguration with controlPlane (a joining control-plane node) needs the cluster's ClusterConfiguration next to it: k8scrypto signs this node's certificates offline from its SANs and endpoints; copy it from the cluster (kubectl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}') into this file")
+		}
+		c.Join = join
+		c.Extra = slices.Delete(c.Extra, joinAt, joinAt+1)
+		return nil
 	}
 	if !seenInit && !seenCluster {
 		// As kubeadm: a file that configures nothing is a mistake (a misspelt group, the wrong file).
@@ -365,6 +386,18 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 	set := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
+		}
+	}
+	if c.Join != nil {
+		// A joining node's identity is its JoinConfiguration's; Init's fields carry it through the
+		// resolution below and back.
+		c.Join.APIVersion, c.Join.Kind = kubeadmGroup+"/v1beta4", "JoinConfiguration"
+		in.NodeRegistration.Name = c.Join.NodeRegistration.Name
+		if c.Join.ControlPlane.LocalAPIEndpoint.AdvertiseAddress != "" {
+			in.LocalAPIEndpoint.AdvertiseAddress = c.Join.ControlPlane.LocalAPIEndpoint.AdvertiseAddress
+		}
+		if c.Join.ControlPlane.LocalAPIEndpoint.BindPort != 0 {
+			in.LocalAPIEndpoint.BindPort = c.Join.ControlPlane.LocalAPIEndpoint.BindPort
 		}
 	}
 	set(&cl.CertificatesDir, o.CertDir)
@@ -487,6 +520,30 @@ func (c *Config) resolve(o Overrides, hostname func() (string, error)) error {
 	if err := Invalid(errs...); err != nil {
 		return err
 	}
+	if c.Join != nil {
+		v1beta4.SetObjectDefaults_JoinConfiguration(c.Join)
+		c.Join.NodeRegistration.Name = in.NodeRegistration.Name
+		c.Join.ControlPlane.LocalAPIEndpoint.AdvertiseAddress = in.LocalAPIEndpoint.AdvertiseAddress
+		c.Join.ControlPlane.LocalAPIEndpoint.BindPort = in.LocalAPIEndpoint.BindPort
+		if err := checkJoinDiscovery(c.Join, cl); err != nil {
+			return err
+		}
+	}
 	c.PKI = p
+	return nil
+}
+
+// checkJoinDiscovery: "kubeadm join --config" takes no --token or --discovery-token-ca-cert-hash beside the
+// file, so the file must say how to find and trust the cluster.
+func checkJoinDiscovery(j *v1beta4.JoinConfiguration, cl *v1beta4.ClusterConfiguration) error {
+	d := j.Discovery
+	switch {
+	case d.File != nil:
+		return nil
+	case d.BootstrapToken == nil || d.BootstrapToken.Token == "":
+		return errors.New("JoinConfiguration.discovery: set bootstrapToken.token (a bootstrap token, as kubeadm join --token; \"kubeadm join --config\" takes no --token beside the file) or discovery.file")
+	case d.BootstrapToken.APIServerEndpoint == "" && cl.ControlPlaneEndpoint == "":
+		return errors.New("JoinConfiguration.discovery.bootstrapToken.apiServerEndpoint: not set, and the ClusterConfiguration has no controlPlaneEndpoint to default it to")
+	}
 	return nil
 }
