@@ -152,7 +152,7 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 		res.CAs = plan.Renewed
 		return res, nil
 	}
-	s, err := OpenSession(SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
+	s, err := OpenSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
 		AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, Now: o.Now, Log: o.Log})
 	if err != nil {
 		return nil, err

@@ -56,7 +56,7 @@ type InterruptedError struct{ Checkpoint string }
 
 func (e *InterruptedError) Error() string {
 	if e.Checkpoint == "" {
-		return "interrupted"
+		return "interrupted by a signal; a change it was making is completed or undone by the next k8scrypto run"
 	}
 	return fmt.Sprintf("interrupted; progress is saved in %s and the next run resumes there", e.Checkpoint)
 }

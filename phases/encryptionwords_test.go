@@ -106,3 +106,18 @@ func TestDuplicateKeyNameNamesTheRename(t *testing.T) {
 		t.Errorf("warnings %q", w)
 	}
 }
+
+// TestPlaintextAndKMSNext: a config that writes plaintext names the repair (prepare, then promote); one whose
+// entries all encrypt with a KMS plugin says that is fine.
+func TestPlaintextAndKMSNext(t *testing.T) {
+	identity := apiserverv1.ProviderConfiguration{Identity: &apiserverv1.IdentityConfiguration{}}
+	plain := &encryption.Config{Resources: []apiserverv1.ResourceConfiguration{{Resources: []string{"secrets"}, Providers: []apiserverv1.ProviderConfiguration{identity}}}}
+	if st := describeEncryption(plain); st.Stage != encryption.StagePlaintext || !strings.Contains(st.Next, `"k8scrypto encryption rotate prepare"`) || !strings.Contains(st.Next, `"k8scrypto encryption rotate promote`) {
+		t.Errorf("identity first: stage %s, next %q; want plaintext, naming prepare and promote", st.Stage, st.Next)
+	}
+	kms := &encryption.Config{Resources: []apiserverv1.ResourceConfiguration{{Resources: []string{"secrets"}, Providers: []apiserverv1.ProviderConfiguration{
+		{KMS: &apiserverv1.KMSConfiguration{APIVersion: "v2", Name: "vault", Endpoint: "unix:///run/kms.sock"}}, identity}}}}
+	if st := describeEncryption(kms); st.Stage != encryption.StageNone || !strings.Contains(st.Next, "KMS plugin, which is fine") {
+		t.Errorf("KMS first: stage %s, next %q", st.Stage, st.Next)
+	}
+}

@@ -71,7 +71,7 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	d.KubeadmConfigOut = o.KubeadmConfigOut
 	d.RenewArgs = o.Config.RenewArgs()
 	if !o.DryRun {
-		s, err := OpenSession(SessionOptions{
+		s, err := OpenSession(ctx, SessionOptions{
 			CertDir: d.Cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
 			CreateCertDir: true, Strict: d.Cfg.StrictPermissions, Now: d.Now, Log: d.Log,
 		})

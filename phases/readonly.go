@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +64,7 @@ func RecoverBeforeReading(o SessionOptions) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	lock, err := acquireLock(o)
+	lock, err := acquireLock(context.Background(), o) // read-only commands wait for a lock only after an interrupted run
 	if err != nil {
 		return &PendingError{CertDir: o.CertDir, Found: found, Cause: err}
 	}

@@ -77,7 +77,7 @@ func TestRecoveryBeforeReadingCommands(t *testing.T) {
 	}
 	unchanged("renew --dry-run")
 
-	lock, err := pki.AcquireLock(e.certDir, 0)
+	lock, err := pki.AcquireLock(context.Background(), e.certDir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1016,7 +1016,7 @@ func TestRenewKeepsWholeSubjectAndOtherSANs(t *testing.T) {
 func TestRenewIntentErrorReplacesNothing(t *testing.T) {
 	e := newRenewEnv(t, pki.ECDSAP256, "")
 	o := e.opts(pkitest.Now.Add(250 * day))
-	s, err := OpenSession(SessionOptions{CertDir: e.certDir, KubeconfigDir: e.kubeDir, AuditLog: filepath.Join(e.dir, "audit.log"),
+	s, err := OpenSession(context.Background(), SessionOptions{CertDir: e.certDir, KubeconfigDir: e.kubeDir, AuditLog: filepath.Join(e.dir, "audit.log"),
 		BackupDir: e.backupDir, Backups: true, Now: o.Now})
 	if err != nil {
 		t.Fatal(err)

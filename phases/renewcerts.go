@@ -71,7 +71,7 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 			return nil, err
 		}
 	} else {
-		s, err = OpenSession(SessionOptions{
+		s, err = OpenSession(ctx, SessionOptions{
 			CertDir: cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
 			AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, Now: o.Now, Log: o.Log,
 		})

@@ -2,6 +2,7 @@ package phases
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -219,7 +220,7 @@ func TestControlCharactersRefusedBeforeAnyFile(t *testing.T) {
 		}
 	}
 	// The backup directory of the commands that take backups.
-	_, err := OpenSession(SessionOptions{CertDir: t.TempDir(), BackupDir: "/var/lib/k8s\ncrypto", Backups: true})
+	_, err := OpenSession(context.Background(), SessionOptions{CertDir: t.TempDir(), BackupDir: "/var/lib/k8s\ncrypto", Backups: true})
 	if ue := new(UsageError); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--backup-dir") {
 		t.Errorf("a newline in --backup-dir: %v", err)
 	}

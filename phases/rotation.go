@@ -63,7 +63,7 @@ func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) (
 		}
 		return nil, r.Check(ctx, step)
 	}
-	s, err := OpenSession(SessionOptions{
+	s, err := OpenSession(ctx, SessionOptions{
 		CertDir: o.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
 		BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, Now: o.Now, Log: o.Log,
 	})

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,7 +61,7 @@ type Session struct {
 const keyRotationsDir = "key-rotations"
 
 // OpenSession opens the state, takes the lock and recovers from any interrupted run, in that order.
-func OpenSession(o SessionOptions) (*Session, error) {
+func OpenSession(ctx context.Context, o SessionOptions) (*Session, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -85,7 +86,7 @@ func OpenSession(o SessionOptions) (*Session, error) {
 			return nil, err
 		}
 	}
-	if s.lock, err = lockAndRecover(o, s.Audit); err != nil {
+	if s.lock, err = lockAndRecover(ctx, o, s.Audit); err != nil {
 		s.created.RemoveIfUnused(false) // another run's lock file keeps the directory
 		return nil, err
 	}
@@ -179,8 +180,8 @@ func recoverDirs(o SessionOptions) []string {
 // records it in the audit log: every file whose replacement recovery completed or undid, and the audit
 // lines of a run killed after its commit. Every command does it (or RecoverBeforeReading) before anything
 // else.
-func lockAndRecover(o SessionOptions, audit *pki.AuditLog) (*pki.Lock, error) {
-	lock, err := acquireLock(o)
+func lockAndRecover(ctx context.Context, o SessionOptions, audit *pki.AuditLog) (*pki.Lock, error) {
+	lock, err := acquireLock(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -191,9 +192,9 @@ func lockAndRecover(o SessionOptions, audit *pki.AuditLog) (*pki.Lock, error) {
 	return lock, nil
 }
 
-// acquireLock takes the certificate directory's lock, waiting up to --lock-timeout.
-func acquireLock(o SessionOptions) (*pki.Lock, error) {
-	lock, err := pki.AcquireLock(o.CertDir, o.LockTimeout)
+// acquireLock takes the certificate directory's lock, waiting up to --lock-timeout or until ctx ends (a signal).
+func acquireLock(ctx context.Context, o SessionOptions) (*pki.Lock, error) {
+	lock, err := pki.AcquireLock(ctx, o.CertDir, o.LockTimeout)
 	if busy := new(pki.LockBusyError); errors.As(err, &busy) {
 		return nil, fmt.Errorf("another k8scrypto run holds %s; gave up after %s (raise --lock-timeout)", busy.Path, busy.Timeout)
 	}

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,12 +15,12 @@ import (
 func TestLockBusyNamesTheFlag(t *testing.T) {
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "pki")
-	held, err := pki.AcquireLock(certDir, 0)
+	held, err := pki.AcquireLock(context.Background(), certDir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Release()
-	_, err = OpenSession(SessionOptions{CertDir: certDir, KubeconfigDir: filepath.Join(dir, "kube"), AuditLog: filepath.Join(dir, "audit.log"),
+	_, err = OpenSession(context.Background(), SessionOptions{CertDir: certDir, KubeconfigDir: filepath.Join(dir, "kube"), AuditLog: filepath.Join(dir, "audit.log"),
 		LockTimeout: 150 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), pki.LockName) || !strings.Contains(err.Error(), "another k8scrypto run holds") || !strings.Contains(err.Error(), "--lock-timeout") {
 		t.Fatalf("OpenSession = %v, want the lock, the other run and --lock-timeout named", err)

@@ -147,7 +147,7 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 	if o.DryRun || len(staged) == 0 {
 		return res, nil
 	}
-	s, err := OpenSession(SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
+	s, err := OpenSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
 		AuditLog: o.AuditLog, BackupDir: o.BackupDir, CreateCertDir: true, Now: o.Now, Log: o.Log})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -43,7 +44,7 @@ func TestPrepareCertDir(t *testing.T) {
 					t.Fatalf("%s: %v %v, want mode %04o", d, err, info, want)
 				}
 			}
-			lock, err := pki.AcquireLock(dir, 0)
+			lock, err := pki.AcquireLock(context.Background(), dir, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

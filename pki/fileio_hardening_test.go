@@ -222,7 +222,7 @@ func TestPrivateFilesModeUnderUmask(t *testing.T) {
 	defer syscall.Umask(old)
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "pki")
-	lock, err := pki.AcquireLock(certDir, 0)
+	lock, err := pki.AcquireLock(context.Background(), certDir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestFaultHookSeesBookkeepingSteps(t *testing.T) {
 	}
 
 	restore := failOn(pki.OpCreate, pki.LockName)
-	_, err := pki.AcquireLock(dir, 0)
+	_, err := pki.AcquireLock(context.Background(), dir, 0)
 	restore()
 	check("lock creation", err)
 

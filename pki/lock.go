@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,8 +19,8 @@ const LockName = ".k8scrypto.lock"
 type Lock struct{ f *os.File }
 
 // AcquireLock takes the lock on dir, polling until timeout (0 means try once). Overlapping cron runs wait
-// for each other instead of interleaving.
-func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
+// for each other instead of interleaving; an ended ctx (a signal) stops the wait with ctx's error.
+func AcquireLock(ctx context.Context, dir string, timeout time.Duration) (*Lock, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if err := EnsureDir(dir, ModeDir, false); err != nil {
@@ -30,7 +31,7 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 		if err != nil {
 			return nil, withHint(fmt.Errorf("opening lock %s: %w", path, err))
 		}
-		locked, err := flockUntil(f, path, deadline, timeout)
+		locked, err := flockUntil(ctx, f, path, deadline, timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -45,7 +46,7 @@ func AcquireLock(dir string, timeout time.Duration) (*Lock, error) {
 }
 
 // flockUntil takes the exclusive flock on f, polling until deadline. On error f is closed.
-func flockUntil(f *os.File, path string, deadline time.Time, timeout time.Duration) (*os.File, error) {
+func flockUntil(ctx context.Context, f *os.File, path string, deadline time.Time, timeout time.Duration) (*os.File, error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -59,7 +60,12 @@ func flockUntil(f *os.File, path string, deadline time.Time, timeout time.Durati
 			_ = f.Close() // not locked: nothing is held
 			return nil, &LockBusyError{Path: path, Timeout: timeout}
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			_ = f.Close() // not locked: nothing is held
+			return nil, fmt.Errorf("waiting for the lock %s: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 // flag, and gets the lock once the first releases it.
 func TestLockExcludes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	first, err := pki.AcquireLock(dir, 0)
+	first, err := pki.AcquireLock(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func TestLockExcludes(t *testing.T) {
 		t.Errorf("lock file: %v, %v", info, err)
 	}
 	start := time.Now()
-	_, err = pki.AcquireLock(dir, 150*time.Millisecond)
+	_, err = pki.AcquireLock(context.Background(), dir, 150*time.Millisecond)
 	var busy *pki.LockBusyError
 	if !errors.As(err, &busy) || filepath.Base(busy.Path) != pki.LockName || busy.Timeout != 150*time.Millisecond || !strings.Contains(err.Error(), pki.LockName) {
 		t.Fatalf("second AcquireLock = %v, want a *LockBusyError naming the lock and the timeout", err)
@@ -36,7 +37,7 @@ func TestLockExcludes(t *testing.T) {
 	}
 	got := make(chan error, 1)
 	go func() {
-		l, err := pki.AcquireLock(dir, 5*time.Second)
+		l, err := pki.AcquireLock(context.Background(), dir, 5*time.Second)
 		if err == nil {
 			err = l.Release()
 		}
@@ -59,13 +60,13 @@ func TestLockExcludes(t *testing.T) {
 // run is still excluded, rather than a lock on the unlinked file beside a new one.
 func TestLockFollowsARemovedLockFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	first, err := pki.AcquireLock(dir, 0)
+	first, err := pki.AcquireLock(context.Background(), dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waiter := make(chan *pki.Lock, 1)
 	go func() {
-		l, err := pki.AcquireLock(dir, 10*time.Second)
+		l, err := pki.AcquireLock(context.Background(), dir, 10*time.Second)
 		if err != nil {
 			t.Error(err)
 		}
@@ -80,7 +81,7 @@ func TestLockFollowsARemovedLockFile(t *testing.T) {
 	}
 	second := <-waiter
 	defer func() { _ = second.Release() }()
-	if third, err := pki.AcquireLock(dir, 0); err == nil {
+	if third, err := pki.AcquireLock(context.Background(), dir, 0); err == nil {
 		_ = third.Release()
 		t.Fatal("a third run got the lock while the waiter held one: the waiter locked the removed file")
 	}

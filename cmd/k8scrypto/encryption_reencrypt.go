@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -65,8 +62,6 @@ is printed at the end.`,
 }
 
 func runReencrypt(ctx context.Context, e *env, g *globals, f *reencryptFlags) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	api, err := f.apiserver.apiServer()
 	if err != nil {
 		return err

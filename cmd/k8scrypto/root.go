@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -23,6 +25,8 @@ const (
 	exitError = 1
 	// exitUsage is for a command line that cannot be run as given.
 	exitUsage = 2
+	// exitInterrupted is the shell's status for a process ended by SIGINT (128+2), for SIGTERM as well.
+	exitInterrupted = 130
 )
 
 // globals are the flags every command has.
@@ -44,9 +48,18 @@ func run(args []string, e *env) int {
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	err := root.ExecuteContext(context.Background())
+	// SIGINT and SIGTERM cancel the command's context, so it stops where it is safe to; a second signal
+	// kills at once (what it leaves is recovered by the next run, as after a crash).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var ie *phases.InterruptedError
+	if ctx.Err() != nil && !errors.As(err, &ie) {
+		err = &phases.InterruptedError{}
 	}
 	// The one place that prints an error.
 	fmt.Fprintf(e.stderr, "error: %s\n", err)
@@ -69,7 +82,12 @@ func newRootCommand(e *env, g *globals) *cobra.Command {
 of a Kubernetes control plane, exactly as kubeadm would, and safely re-runs, renews and rotates them.
 
 Results go to stdout (-o text|json|yaml); progress and warnings go to stderr (-v for more, -q for less).
-Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K8SCRYPTO_CERT_DIR).`,
+Every flag can also be set in the environment as K8SCRYPTO_<FLAG> (for example K8SCRYPTO_CERT_DIR).
+
+Exit status, the same for every command: 0 success; 1 failure (for check-expiration: something expiring,
+expired or not verifying); 2 usage error (unknown flag, settings key or K8SCRYPTO_ variable, or a malformed
+value from any source); 3 refused by the current state (a rotation step out of order, a replacement pending);
+130 interrupted by SIGINT or SIGTERM.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
