@@ -7,9 +7,13 @@
 # moved on: each cached binary is checked against the pins before it is reused, and rebuilt on mismatch.
 # `kube-apiserver --version` of a plain `go build` says "v0.0.0-master" (the version is stamped only by
 # Kubernetes' own build scripts), so the check reads the module path, version and go.sum hash that the Go
-# toolchain embeds in every binary (`go version -m`); for etcd it also checks `etcd --version`.
+# toolchain embeds in every binary (`go version -m`) and that it was built static, and the version each
+# reports. They are built exactly as build-node-image.sh builds the node's (CGO off, -trimpath, Kubernetes'
+# version ldflags from k8s-ldflags.sh), so the node image's build reuses these compiles and only links.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=k8s-ldflags.sh
+source hack/k8s-ldflags.sh
 bin_dir="${K8SCRYPTO_E2E_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/k8scrypto-e2e/v1.37.2}"
 mkdir -p "$bin_dir"
 
@@ -26,21 +30,22 @@ stale() {
   want="$(pinned "$2")"
   got="$(built "$bin")"
   if [ "$got" != "$want" ]; then echo "built from ${got:-(no build info)}, e2e/go.mod pins $want"; return; fi
-  if [ "$1" = etcd ]; then
-    local v
-    v="$(echo "$want" | cut -d' ' -f2)"
-    if ! "$bin" --version 2>/dev/null | grep -qx "etcd Version: ${v#v}"; then
-      echo "etcd --version does not say ${v#v}"
-    fi
-  fi
+  if ! go version -m "$bin" | grep -qP '^\s+build\s+CGO_ENABLED=0$'; then echo "not built static (CGO_ENABLED=0)"; return; fi
+  local v reports
+  v="$(echo "$want" | cut -d' ' -f2)"
+  case "$1" in
+  etcd) reports="$("$bin" --version 2>/dev/null | head -n 1)"; [ "$reports" = "etcd Version: ${v#v}" ] ;;
+  kubeadm) reports="$("$bin" version -o short 2>/dev/null)"; [ "$reports" = "$v" ] ;;
+  *) reports="$("$bin" --version 2>/dev/null)"; [ "$reports" = "Kubernetes $v" ] ;;
+  esac || echo "reports version [$reports], want $v"
 }
 
-build() { # name package module
+build() { # name package module ldflags
   local why
   why="$(stale "$1" "$3")"
   if [ -z "$why" ]; then return; fi
   echo "building $1 into $bin_dir ($why)" >&2
-  go build -trimpath -o "$bin_dir/$1.tmp" "$2"
+  CGO_ENABLED=0 go build -trimpath -ldflags "$4" -o "$bin_dir/$1.tmp" "$2"
   mv "$bin_dir/$1.tmp" "$bin_dir/$1"
   why="$(stale "$1" "$3")"
   if [ -n "$why" ]; then
@@ -48,8 +53,9 @@ build() { # name package module
     exit 1
   fi
 }
-build etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
-build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes
-build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes
-build kubeadm k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes
+k8s_flags="$(k8s_ldflags "$(pinned k8s.io/kubernetes | cut -d' ' -f2)")"
+build etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "-s -w"
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes "$k8s_flags"
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes "$k8s_flags"
+build kubeadm k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes "$k8s_flags"
 echo "$bin_dir"

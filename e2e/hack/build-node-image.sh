@@ -60,16 +60,10 @@ kind_dir="$(cd "$e2e_dir" && go mod download -json sigs.k8s.io/kind@"$kind_versi
 lb_image="$(sed -n 's/^const Image = "\(.*\)"$/\1/p' "$kind_dir/pkg/cluster/internal/loadbalancer/const.go")"
 [ -n "$lb_image" ] || die "cannot read the load-balancer image name from kind $kind_version"
 
-# Kubernetes' own builds stamp the version (hack/lib/version.sh); a plain go build says v0.0.0-master, and
-# kubeadm then refuses its own kubernetesVersion. Fixed values, so the binaries are reproducible.
-major="${k8s_version#v}"; major="${major%%.*}"
-minor="${k8s_version#v*.}"; minor="${minor%%.*}"
-k8s_ldflags=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-	k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
-k8s_ldflags="-s -w${k8s_ldflags}"
+# The same flags as build-binaries.sh (k8s-ldflags.sh), so the compiles of the binaries both need are shared.
+# shellcheck source=k8s-ldflags.sh
+source "$e2e_dir/hack/k8s-ldflags.sh"
+k8s_ldflags="$(k8s_ldflags "$k8s_version")"
 
 # sig BINARY: what the Go toolchain recorded about how a binary was built: the main module (path, version,
 # sum), the tags and the cgo setting. (With -trimpath it leaves out the ldflags; stamp checks those.)
