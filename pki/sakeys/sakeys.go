@@ -68,7 +68,7 @@ type KeyInfo struct {
 
 // State is what the files say.
 type State struct {
-	Dir   string    `json:"dir"`
+	Dir   string    `json:"certificatesDir"`
 	Stage Stage     `json:"stage"`
 	Next  string    `json:"next"` // what to run next: filled by the caller, which knows the commands
 	Key   KeyInfo   `json:"key"`
