@@ -44,6 +44,7 @@ func EncryptionRotate(ctx context.Context, step string, o EncryptionRotateOption
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &EncryptionKeys{o: o, args: NewStepArgs(o.Config, o.API, o.Etcd)}
 	backups, err := RotateStep(ctx, r, step, o.RotateOptions)

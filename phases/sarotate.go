@@ -42,6 +42,7 @@ func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateRes
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &SAKeys{alg: cfg.PKI.Algorithm, explicit: cfg.ExplicitAlgorithm, o: o, res: &SARotateResult{APIVersion: ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: o.DryRun}}
 	backups, err := RotateStep(ctx, r, step, o.RotateOptions)

@@ -45,7 +45,7 @@ func outputCases() []outputCase {
 		{"encryption-rotate-prepare", true, append([]string{"encryption", "rotate", "prepare"}, rot...)},
 		{"ca-renew", true, append([]string{"ca", "renew", "ca"}, write...)},
 		{"ca-rotate-prepare", true, append([]string{"ca", "rotate", "prepare", "--ca", "ca"}, write...)},
-		{"certs-export", true, []string{"certs", "export", "--cert-dir", "DIR/pki", "--out", "DIR/bundle", "--key-file", "DIR/bundle.key"}},
+		{"certs-export", true, []string{"certs", "export", "--cert-dir", "DIR/pki", "--out", "DIR/shared.bundle", "--key-file", "DIR/bundle.key"}},
 		{"version", false, []string{"version"}},
 	}
 }
