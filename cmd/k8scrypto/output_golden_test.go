@@ -200,7 +200,17 @@ func docSections(doc string) map[string]string {
 // TestOutputStreams: with -q a successful command writes nothing to stderr; without -v, stderr has at most
 // one line per phase and no line that repeats a line of stdout.
 func TestOutputStreams(t *testing.T) {
-	for _, tc := range outputCases() {
+	node := []string{"--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube", "--audit-log", "DIR/state/audit.log"}
+	rot := []string{"--cert-dir", "DIR/pki", "--audit-log", "DIR/state/audit.log", "--backup-dir", "DIR/backups"}
+	more := []outputCase{
+		{"init-phase-certs", false, append([]string{"init", "phase", "certs", "--config", "DIR/kubeadm.yaml"}, node...)},
+		{"renew-certs-not-due", true, append([]string{"renew", "certs"}, append(node, "--backup-dir", "DIR/backups")...)},
+		{"ca-renew-dry-run", true, append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
+		{"ca-rotate-prepare-dry-run", true, append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
+		{"sa-rotate-prepare-dry-run", true, append([]string{"sa", "rotate", "prepare", "--dry-run"}, rot...)},
+		{"encryption-rotate-prepare-dry-run", true, append([]string{"encryption", "rotate", "prepare", "--dry-run"}, rot...)},
+	}
+	for _, tc := range append(outputCases(), more...) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := outputNode(t, tc.inited)
 			code, stdout, stderr := n.exec(append(tc.args, "-q")...)
