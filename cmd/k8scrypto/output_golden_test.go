@@ -213,7 +213,7 @@ func TestOutputStreams(t *testing.T) {
 	for _, tc := range append(outputCases(), more...) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := outputNode(t, tc.inited)
-			code, stdout, stderr := n.exec(append(tc.args, "-q")...)
+			code, _, stderr := n.exec(append(tc.args, "-q")...)
 			if code != 0 {
 				t.Fatalf("-q: exit %d\n%s", code, stderr)
 			}
@@ -221,7 +221,7 @@ func TestOutputStreams(t *testing.T) {
 				t.Errorf("-q: stderr is not empty:\n%s", stderr)
 			}
 			n = outputNode(t, tc.inited)
-			code, stdout, stderr = n.exec(tc.args...)
+			code, stdout, stderr := n.exec(tc.args...)
 			if code != 0 {
 				t.Fatalf("exit %d\n%s", code, stderr)
 			}
