@@ -150,8 +150,9 @@ func (r *SAKeys) Plan(_ context.Context, step string) (*RotationPlan, error) {
 		if change, err = st.Prepare(key); err != nil {
 			return nil, err
 		}
-		fp, _ := pki.PublicKeyFingerprint(key.Public())
-		r.res.Added = &sakeys.KeyInfo{SHA256: fp, Algorithm: string(alg), Role: sakeys.RoleNext}
+		added := sakeys.Describe(key.Public(), sakeys.RoleNext) // with its kid, as status shows it
+		r.res.Added = &added
+		fp := added.SHA256
 		events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.NextName), SHA256: fp,
 			Detail: "sa rotate prepare: new signing key staged, its public key appended to " + sakeys.PubName})
 	case "promote":

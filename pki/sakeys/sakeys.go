@@ -87,6 +87,10 @@ type State struct {
 
 func (s *State) path(name string) string { return filepath.Join(s.Dir, name) }
 
+// Describe is the KeyInfo of a public key in role: its fingerprint, the kid kube-apiserver gives it, its
+// algorithm.
+func Describe(pub crypto.PublicKey, role string) KeyInfo { return describe(pub, role) }
+
 func describe(pub crypto.PublicKey, role string) KeyInfo {
 	fp, _ := pki.PublicKeyFingerprint(pub)
 	alg := string(pki.AlgorithmOf(pub))
