@@ -63,6 +63,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name, Now: o.Now, Keys: o.Keys, Rand: o.Rand, Yes: o.Yes}
 	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name, step, cfg.PKI.CertDir)}
@@ -131,6 +132,7 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	if len(names) == 0 || slices.Contains(names, "all") {
 		names = CANames
 	}

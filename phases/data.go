@@ -52,7 +52,7 @@ type Result struct {
 	CertificatesDir string       `json:"certificatesDir"`
 	Files           []FileResult `json:"files"`
 	// NextCommand continues the bootstrap with kubeadm, when the kubeadm-config phase ran.
-	NextCommand string `json:"nextCommand,omitempty"`
+	NextCommand string `json:"next,omitempty"`
 }
 
 // CA is a certificate authority as a phase sees it; Key is nil for an external CA.
@@ -148,7 +148,8 @@ func (d *Data) Stage(f pki.File, r FileResult) {
 	d.dirs[filepath.Dir(f.Path)] = d.DirMode()
 	r.Phase, r.Path, r.Action = d.phase, f.Path, ActionCreated
 	d.results = append(d.results, r)
-	d.Log.Info(map[bool]string{true: "would write", false: "generated"}[d.DryRun], "file", f.Path)
+	// One line per file only with -v: the result table lists them; the runner says one line per phase.
+	d.Log.Debug(map[bool]string{true: "would write", false: "generated"}[d.DryRun], "file", f.Path)
 }
 
 // Reuse records that an existing file stays as it is. Under --strict-permissions a file of the certificate

@@ -18,7 +18,7 @@ type EncryptionRotateResult struct {
 	Step       string              `json:"step"`
 	File       string              `json:"file"`
 	DryRun     bool                `json:"dryRun"`
-	Backup     string              `json:"backup,omitempty"`
+	Backups    []string            `json:"backups,omitempty"`
 	Changes    []encryption.Change `json:"changes"`
 	Stage      encryption.Stage    `json:"stage"`
 	Next       string              `json:"next"`
@@ -44,15 +44,14 @@ func EncryptionRotate(ctx context.Context, step string, o EncryptionRotateOption
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &EncryptionKeys{o: o, args: NewStepArgs(o.Config, o.API, o.Etcd)}
 	backups, err := RotateStep(ctx, r, step, o.RotateOptions)
 	if err != nil {
 		return nil, err
 	}
-	if len(backups) > 0 {
-		r.res.Backup = backups[0]
-	}
+	r.res.Backups = backups
 	return r.res, nil
 }
 

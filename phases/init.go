@@ -56,6 +56,7 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	if err := checkList("--encrypt-resources", o.Encryption.Resources); err != nil {
 		return Result{}, err
 	}
+	absolute(&o.KubeconfigDir, &o.KubeadmConfigOut, &o.AuditLog)
 	d := NewData(cfg.PKI, o.Now, o.Keys, o.Log)
 	for _, w := range cfg.Kubeadm.Warnings {
 		d.Log.Warn(w, "config", o.Config.File)

@@ -302,7 +302,7 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		return res, fmt.Errorf("writing the renewed certificates: %w", commitErr)
 	}
 	for _, p := range issued {
-		o.Log.Info("renewed", "certificate", p.item.Name, "notAfter", p.item.NotAfter.Format(time.RFC3339), "serial", p.item.Serial)
+		o.Log.Debug("renewed", "certificate", p.item.Name, "notAfter", p.item.NotAfter.Format(time.RFC3339), "serial", p.item.Serial)
 	}
 	removed, err := pki.PruneBackups(o.BackupRoot, o.KeepBackups)
 	res.PrunedBackups = removed

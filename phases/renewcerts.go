@@ -48,6 +48,7 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	absolute(&o.KubeconfigDir, &o.AuditLog, &o.BackupDir)
 	for _, n := range resolved.Notices {
 		o.Log.Warn(n)
 	}

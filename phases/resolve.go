@@ -55,6 +55,10 @@ func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
 	if errors.As(err, &invalid) {
 		return nil, &UsageError{err}
 	}
+	if r != nil && r.PKI != nil {
+		// Every path a command reports is absolute, whatever the flag or file gave.
+		r.PKI.CertDir = pki.AbsPath(r.PKI.CertDir)
+	}
 	return r, err
 }
 
@@ -158,6 +162,21 @@ func (s ConfigSource) RenewArgs() []string {
 // pathFlag is a path given by a flag (or its K8SCRYPTO_* variable, or the settings file) that no kubeadm
 // configuration field holds.
 type pathFlag struct{ flag, path string }
+
+// absolute makes each non-empty path absolute in place: every path a command reports (text and JSON) is
+// absolute, whatever the flag gave, so a result read later or elsewhere still names the file.
+func absolute(paths ...*string) {
+	for _, p := range paths {
+		if *p != "" {
+			*p = pki.AbsPath(*p)
+		}
+	}
+}
+
+// absolute makes the options' paths absolute (see absolute).
+func (o *RotateOptions) absolute() {
+	absolute(&o.CertDir, &o.KubeconfigDir, &o.AuditLog, &o.BackupDir)
+}
 
 // checkPathFlags refuses a path holding a control character as the configuration's own paths are refused
 // (pki.CheckText): a usage error naming the flag, before anything is written.

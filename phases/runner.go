@@ -135,8 +135,30 @@ func (r *Runner) Run(ctx context.Context, d *Data, sel Selection) error {
 			return fmt.Errorf("phase %s: %w", p.name, err)
 		}
 	}
+	d.logPhaseTotals()
 	if d.DryRun {
 		return nil
 	}
 	return d.commit()
+}
+
+// logPhaseTotals is the default progress: one line per top-level phase that writes files, with their count
+// (the files themselves are in the result, and on stderr with -v).
+func (d *Data) logPhaseTotals() {
+	var order []string
+	count := map[string]int{}
+	for _, r := range d.results {
+		if r.Action != ActionCreated {
+			continue
+		}
+		top, _, _ := strings.Cut(r.Phase, "/")
+		if _, ok := count[top]; !ok {
+			order = append(order, top)
+		}
+		count[top]++
+	}
+	verb := map[bool]string{true: "would write", false: "writing"}[d.DryRun]
+	for _, top := range order {
+		d.Log.Info(verb, "phase", top, "files", count[top])
+	}
 }

@@ -42,6 +42,7 @@ func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateRes
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &SAKeys{alg: cfg.PKI.Algorithm, explicit: cfg.ExplicitAlgorithm, o: o, res: &SARotateResult{APIVersion: ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: o.DryRun}}
 	backups, err := RotateStep(ctx, r, step, o.RotateOptions)
@@ -149,8 +150,9 @@ func (r *SAKeys) Plan(_ context.Context, step string) (*RotationPlan, error) {
 		if change, err = st.Prepare(key); err != nil {
 			return nil, err
 		}
-		fp, _ := pki.PublicKeyFingerprint(key.Public())
-		r.res.Added = &sakeys.KeyInfo{SHA256: fp, Algorithm: string(alg), Role: sakeys.RoleNext}
+		added := sakeys.Describe(key.Public(), sakeys.RoleNext) // with its kid, as status shows it
+		r.res.Added = &added
+		fp := added.SHA256
 		events = append(events, pki.AuditEvent{Time: now, Operation: pki.AuditRotate, File: filepath.Join(st.Dir, sakeys.NextName), SHA256: fp,
 			Detail: "sa rotate prepare: new signing key staged, its public key appended to " + sakeys.PubName})
 	case "promote":

@@ -89,6 +89,7 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 	if err != nil {
 		return nil, err
 	}
+	o.absolute()
 	l := layoutOf(cfg.PKI)
 	res := &InstallSharedResult{APIVersion: ResultAPIVersion, Kind: "InstallSharedResult", DryRun: o.DryRun,
 		Next: `"k8scrypto init" on this node: it reuses the shared CAs and keys and issues this node's own certificates and kubeconfigs`}
@@ -185,6 +186,7 @@ func RunExport(o ExportOptions) (ExportResult, error) {
 	if err != nil {
 		return ExportResult{}, err
 	}
+	absolute(&o.Out)
 	return ExportBundle(ExportRequest{Layout: layoutOf(cfg.PKI), Out: o.Out, Secret: o.Secret, Rand: o.Rand})
 }
 

@@ -136,6 +136,7 @@ func ExpirationReport(o ExpirationOptions) (*ExpirationInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	absolute(&o.KubeconfigDir)
 	// Before anything else: a replacement an interrupted run left half done is completed, or reported.
 	pending := RecoverBeforeReading(o.session(cfg.PKI.CertDir))
 	if pe := new(PendingError); pending != nil && !errors.As(pending, &pe) {

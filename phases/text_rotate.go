@@ -148,8 +148,8 @@ func (r EncryptionRotateResult) Text(bool) Text {
 	switch {
 	case r.DryRun:
 		x.line("dry run: %s was not changed", r.File)
-	case r.Backup != "":
-		x.line("wrote %s (previous file backed up to %s)", r.File, r.Backup)
+	case len(r.Backups) > 0:
+		x.line("wrote %s (previous file backed up to %s)", r.File, strings.Join(r.Backups, ", "))
 	default:
 		x.line("wrote %s", r.File)
 	}

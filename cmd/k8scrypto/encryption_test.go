@@ -162,10 +162,10 @@ func TestEncryptionRotationThroughTheCommands(t *testing.T) {
 	if res.Kind != "EncryptionRotateResult" || res.Stage != encryption.StagePrepared || len(res.Changes) != 1 || !strings.HasPrefix(res.Changes[0].Key.Name, "key-20260103T030405Z-") {
 		t.Fatalf("prepare result = %+v", res)
 	}
-	if backup := c.read(res.Backup); !bytes.Equal(backup, v0) {
+	if backup := c.read(res.Backups[0]); !bytes.Equal(backup, v0) {
 		t.Fatal("the backup is not the file before prepare")
 	}
-	if info, _ := os.Stat(res.Backup); info.Mode().Perm() != 0o600 {
+	if info, _ := os.Stat(res.Backups[0]); info.Mode().Perm() != 0o600 {
 		t.Errorf("backup mode %04o", info.Mode().Perm())
 	}
 	v1 := c.read(c.encPath())

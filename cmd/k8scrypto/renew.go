@@ -63,8 +63,12 @@ certificate that could not be renewed (external CA, broken key pair, CA expired 
 a control-plane node must have (super-admin.conf and kubelet.conf may be absent), an unreadable file, or a
 failed --on-renew command (the certificates are renewed by then); 2 for a command-line error. The other
 certificates are renewed even when one cannot be.`,
-		Example: `  # Daily from cron: renew what is due and restart the static pods only then.
-  k8scrypto renew certs --on-renew 'crictl pods --namespace kube-system -q | xargs -r crictl stopp'
+		Example: `  # Daily from cron: renew what is due and, only then, restart the control-plane static pods
+  # (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) with examples/restart-control-plane.sh.
+  k8scrypto renew certs --on-renew /usr/local/sbin/k8scrypto-restart-control-plane
+
+  # The same without the script: stop those four containers; the kubelet starts them again at once.
+  k8scrypto renew certs --on-renew 'for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do crictl ps --name "^$c\$" -q | xargs -r crictl stop; done'
 
   # See what is due without writing anything.
   k8scrypto renew certs --dry-run

@@ -68,7 +68,7 @@ type KeyInfo struct {
 
 // State is what the files say.
 type State struct {
-	Dir   string    `json:"dir"`
+	Dir   string    `json:"certificatesDir"`
 	Stage Stage     `json:"stage"`
 	Next  string    `json:"next"` // what to run next: filled by the caller, which knows the commands
 	Key   KeyInfo   `json:"key"`
@@ -86,6 +86,10 @@ type State struct {
 }
 
 func (s *State) path(name string) string { return filepath.Join(s.Dir, name) }
+
+// Describe is the KeyInfo of a public key in role: its fingerprint, the kid kube-apiserver gives it, its
+// algorithm.
+func Describe(pub crypto.PublicKey, role string) KeyInfo { return describe(pub, role) }
 
 func describe(pub crypto.PublicKey, role string) KeyInfo {
 	fp, _ := pki.PublicKeyFingerprint(pub)
