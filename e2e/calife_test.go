@@ -699,8 +699,13 @@ func TestExpiredCARecovery(t *testing.T) {
 	t.Logf("init on an expired CA: %s", strings.TrimSpace(stderr))
 	for _, c := range cmds {
 		words := strings.Fields(c[1])
-		if _, stderr, err := runK8scryptoEnv(t, env, words[1:]...); err != nil {
+		stdout, stderr, err := runK8scryptoEnv(t, env, words[1:]...)
+		if err != nil {
 			t.Fatalf("%q, as init's error says: %v\n%s", c[1], err, stderr)
+		}
+		// A CA that had ended leaves no time to wait: what holds it must restart now.
+		if len(words) > 2 && words[1] == "ca" && words[2] == "renew" && !strings.Contains(stdout, "ca: it had expired, restart now kube-controller-manager, kube-scheduler and every kubelet") {
+			t.Errorf("%q on an expired CA does not say what to restart now:\n%s", c[1], stdout)
 		}
 	}
 	// "... and this command again"
