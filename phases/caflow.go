@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 
 	"k8scrypto.dev/k8scrypto/pki"
@@ -33,26 +32,13 @@ type CARotateResult struct {
 	Backups []string `json:"backups,omitempty"`
 	Stage   CAStage  `json:"stage"`
 	Next    string   `json:"next"`
-	// Restart names what must restart or reload before the next step.
+	// Restart says what must restart before the next step, what reloads by itself and what may wait.
 	Restart string `json:"restart"`
-}
-
-// caRestart says which components read a CA's files, for a step's advice. For the cluster CA it also
-// says where kube-controller-manager's --cluster-signing-cert-file must point: at CASignerFile while ca.crt
-// is a bundle (after prepare and promote), at ca.crt again after prune.
-func caRestart(name, step, certDir string) string {
-	switch name {
-	case "etcd-ca":
-		return "every etcd member (one at a time, so etcd keeps quorum), then kube-apiserver"
-	case "front-proxy-ca":
-		return "kube-apiserver (it reads front-proxy-ca.crt as --requestheader-client-ca-file and signs with front-proxy-client)"
-	}
-	signing := filepath.Join(certDir, CASignerFile) + " (it signs only with a file of one certificate, and ca.crt is a bundle until prune)"
-	if step == "prune" {
-		signing = filepath.Join(certDir, "ca.crt") + " again (" + CASignerFile + " is removed)"
-	}
-	return "kube-apiserver, then kube-controller-manager with --cluster-signing-cert-file=" + signing +
-		", and kube-scheduler (static pods), then every kubelet and client that uses a kubeconfig"
+	// Restarts are the components (CompEtcd...) that must restart before the next step, in order.
+	Restarts []string `json:"restarts"`
+	// RestartLater are the components that still trust the old CA until they restart; no request fails
+	// meanwhile.
+	RestartLater []string `json:"restartLater,omitempty"`
 }
 
 // CARotate is "k8scrypto ca rotate <step> --ca NAME": one step of a CA rotation, through RotateStep (the
@@ -67,6 +53,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	o.CertDir = cfg.PKI.CertDir
 	r := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name, Now: o.Now, Keys: o.Keys, Rand: o.Rand, Yes: o.Yes}
 	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name, step, cfg.PKI.CertDir)}
+	res.Restarts, res.RestartLater = caStepRestarts(o.Name, step)
 	if o.DryRun {
 		if err := r.Read(); err != nil {
 			return nil, err
@@ -123,6 +110,9 @@ type CARenewResult struct {
 	CAs        []RenewedCA `json:"cas"`
 	Backups    []string    `json:"backups,omitempty"`
 	Next       string      `json:"next"`
+	// Restarts are the components (CompEtcd...) that must restart now; the others the CAs' advice in Next
+	// names pick the renewed certificate up by themselves or may restart before the old one ends.
+	Restarts []string `json:"restarts"`
 }
 
 // CARenew is "k8scrypto ca renew": each named CA re-issued with its own key (PlanCARenewal), the files it
@@ -141,8 +131,7 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 			return nil, &UsageError{fmt.Errorf("unknown CA %q: the CAs are %v, or all", n, CANames)}
 		}
 	}
-	res := &CARenewResult{APIVersion: ResultAPIVersion, Kind: "CARenewResult", DryRun: o.DryRun,
-		Next: "copy the renewed files to every control-plane node; restart kube-apiserver, kube-controller-manager, kube-scheduler and etcd so that they serve the new CA certificate; certificates the CA signed stay valid (\"k8scrypto renew certs\" renews those its old end date had cut short)"}
+	res := &CARenewResult{APIVersion: ResultAPIVersion, Kind: "CARenewResult", DryRun: o.DryRun}
 	if o.DryRun {
 		if err := NothingPending(cfg.PKI.CertDir, o.KubeconfigDir); err != nil {
 			return nil, err
@@ -152,6 +141,7 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 			return nil, err
 		}
 		res.CAs = plan.Renewed
+		res.Next, res.Restarts = caRenewNext(plan.Renewed, o.Now)
 		return res, nil
 	}
 	s, err := OpenSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
@@ -173,6 +163,7 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 		return nil, err
 	}
 	res.Backups, res.CAs = backups, plan.Renewed
+	res.Next, res.Restarts = caRenewNext(plan.Renewed, o.Now)
 	if err := s.Commit(plan.Files, append(events, plan.Events...)); !Committed(err) {
 		return nil, s.Fail(err)
 	} else if err != nil {

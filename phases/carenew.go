@@ -32,6 +32,8 @@ type RenewedCA struct {
 	OldSerial string    `json:"oldSerial"`
 	Serial    string    `json:"serial"`
 	NotAfter  time.Time `json:"notAfter"`
+	// OldNotAfter is the replaced certificate's end: a component that still holds it verifies until then.
+	OldNotAfter time.Time `json:"oldNotAfter"`
 	// SubjectKeyID is unchanged (hex): every certificate the CA signed still names it as its authority.
 	SubjectKeyID string `json:"subjectKeyId"`
 	// Embedding lists the other files updated because they carry the CA certificate.
@@ -88,7 +90,7 @@ func PlanCARenewal(cfg *pki.Config, kubeconfigDir string, names []string, now ti
 		}
 		plan.Files = append(plan.Files, pki.File{Path: crtPath, Data: pemData, Mode: certFileMode(crtPath)})
 		r := RenewedCA{Name: name, Path: crtPath, OldSerial: old.SerialNumber.String(), Serial: renewed.SerialNumber.String(),
-			NotAfter: renewed.NotAfter.UTC(), SubjectKeyID: fmt.Sprintf("%x", renewed.SubjectKeyId)}
+			NotAfter: renewed.NotAfter.UTC(), OldNotAfter: old.NotAfter.UTC(), SubjectKeyID: fmt.Sprintf("%x", renewed.SubjectKeyId)}
 		plan.Events = append(plan.Events, pki.AuditEvent{Time: now, Operation: pki.AuditRenew, File: crtPath, Serial: r.Serial, SHA256: pki.Fingerprint(renewed.Raw),
 			Detail: fmt.Sprintf("ca renew %s: same key and SubjectKeyId, serial %s replaced, valid until %s", name, r.OldSerial, r.NotAfter.Format(time.RFC3339))})
 		if name == pki.KubeconfigCAName {

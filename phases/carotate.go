@@ -73,9 +73,9 @@ func caNext(s CAStage, name string) string {
 	case CASteady:
 		return fmt.Sprintf(`"k8scrypto ca rotate prepare --ca %s" when the CA is due for a new key ("k8scrypto ca renew %s" extends it with its own key)`, name, name)
 	case CAPrepared:
-		return fmt.Sprintf(`copy the CA files and kubeconfigs to every control-plane node, restart every component that reads the CA (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, and the kubelets with a new kubeconfig), then "k8scrypto ca rotate promote --ca %s"`, name)
+		return fmt.Sprintf(`copy the CA files and kubeconfigs to every control-plane node, restart what "ca rotate prepare --ca %s" names (restart: %s), then "k8scrypto ca rotate promote --ca %s"`, name, caRestart(name, "prepare", "<cert-dir>"), name)
 	}
-	return fmt.Sprintf(`copy the files to every control-plane node and restart the control plane; once every client uses a certificate of the new CA, "k8scrypto ca rotate prune --ca %s --yes"`, name)
+	return fmt.Sprintf(`copy the files to every control-plane node and restart what "ca rotate promote --ca %s" names (restart: %s); once every client uses a certificate of the new CA, "k8scrypto ca rotate prune --ca %s --yes"`, name, caRestart(name, "promote", "<cert-dir>"), name)
 }
 
 func (r *CARotation) nextKeyPath() string { return r.spec.KeyPath(r.Cfg.CertDir) + ".next" }
