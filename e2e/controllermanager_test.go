@@ -151,32 +151,6 @@ func (cp *controlPlane) restartEtcdMember(ctx context.Context, m *etcdMember) er
 	return cp.waitEtcdHealthy(ctx)
 }
 
-// waitEtcdHealthy waits until every member's /health says true, with the healthcheck client read from
-// the files as they are now.
-func (cp *controlPlane) waitEtcdHealthy(ctx context.Context) error {
-	for _, m := range cp.Etcd {
-		err := waitFor(ctx, m.Name+" /health", 200*time.Millisecond, func() error { return errExited(m.proc) }, func(ctx context.Context) error {
-			client, err := cp.etcdHTTPClient()
-			if err != nil {
-				return err
-			}
-			defer client.CloseIdleConnections()
-			body, err := httpGet(ctx, client, m.ClientURL+"/health")
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(body, `"health":"true"`) {
-				return fmt.Errorf("unhealthy: %s", body)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // TestControllerManagerFlagsMatchKubeadm holds the flags the suite runs kube-controller-manager with to
 // those of the pod kubeadm's own GetStaticPodSpecs builds from k8scrypto's rendered config, as
 // TestAPIServerFlagsMatchKubeadm does for kube-apiserver. The differences are listed with their reason.

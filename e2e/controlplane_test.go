@@ -322,20 +322,27 @@ func (cp *controlPlane) startEtcd(ctx context.Context) error {
 		}
 		m.proc, m.args = p, args
 	}
-	client, err := cp.etcdHTTPClient()
-	if err != nil {
-		return err
+	return cp.waitEtcdHealthy(ctx)
+}
+
+// waitEtcdHealthy waits until every member's /health says true, with the healthcheck client read from
+// the files as they are now; a member that exits ends the wait.
+func (cp *controlPlane) waitEtcdHealthy(ctx context.Context) error {
+	anyExited := func() error {
+		for _, m := range cp.Etcd {
+			if err := errExited(m.proc); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, m := range cp.Etcd {
-		abort := func() error {
-			for _, m := range cp.Etcd {
-				if err := errExited(m.proc); err != nil {
-					return err
-				}
+		err := waitFor(ctx, m.Name+" /health", 200*time.Millisecond, anyExited, func(ctx context.Context) error {
+			client, err := cp.etcdHTTPClient()
+			if err != nil {
+				return err
 			}
-			return nil
-		}
-		err := waitFor(ctx, m.Name+" /health", 200*time.Millisecond, abort, func(ctx context.Context) error {
+			defer client.CloseIdleConnections()
 			body, err := httpGet(ctx, client, m.ClientURL+"/health")
 			if err != nil {
 				return err
