@@ -36,9 +36,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Where the bootstrap path puts things in the node, as examples/ documents them.
@@ -494,23 +491,9 @@ func kubernetesVersion(t *testing.T) string {
 // certificate, verifying etcd's serving certificate against k8scrypto's etcd CA.
 func etcdGet(ctx context.Context, t *testing.T, nodeIP string, files map[string][]byte, key string) []byte {
 	t.Helper()
-	pair, err := tls.X509KeyPair(files["apiserver-etcd-client.crt"], files["apiserver-etcd-client.key"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"https://" + nodeIP + ":2379"},
-		DialTimeout: 10 * time.Second,
-		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool(t, files["etcd/ca.crt"]), MinVersion: tls.VersionTLS12},
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := cli.Get(cctx, key)
+	resp, err := etcdClient(t, files, nodeIP).Get(cctx, key)
 	if err != nil {
 		t.Fatalf("etcd get %s: %v", key, err)
 	}
