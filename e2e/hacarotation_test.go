@@ -9,6 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -431,4 +434,63 @@ func orderRestarts(cs []string) []string {
 		}
 	}
 	return out
+}
+
+// TestFailoverClient holds the failover client of TestHACARotation to its rules, without a control plane
+// (in the live test its health check drained each restarting apiserver first, so no retry was needed):
+// a refused connection is retried on the other apiserver and answered; an HTTP error is a failure, not
+// retried; an apiserver whose health check failed gets no request; none healthy is unanswered.
+func TestFailoverClient(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close() // refused from now on
+	var hits atomic.Int64
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"kube-system"}}`)
+	}))
+	defer live.Close()
+	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
+	}))
+	defer denied.Close()
+	client := func(urls ...string) *failoverClient {
+		f := &failoverClient{urls: urls, healthy: make([]atomic.Bool, len(urls)), served: make([]atomic.Int64, len(urls))}
+		var cs []*kubernetes.Clientset
+		for _, u := range urls {
+			cs = append(cs, clientset(t, &rest.Config{Host: u, QPS: -1, Burst: -1}))
+			f.healthy[len(cs)-1].Store(true)
+		}
+		f.cs.Store(&cs)
+		return f
+	}
+	ctx := context.Background()
+
+	f := client(deadURL, live.URL)
+	for range 4 { // round robin: two of them try the dead one first
+		f.request(ctx)
+	}
+	if got := f.counts(); got != [4]int64{4, 0, 0, 2} || f.served[1].Load() != 4 {
+		t.Errorf("one apiserver refusing: ok, failed, unanswered, failovers = %v, served by the live one %d; want [4 0 0 2], 4", got, f.served[1].Load())
+	}
+	f = client(denied.URL, live.URL)
+	for range 2 {
+		f.request(ctx)
+	}
+	if got := f.counts(); got != [4]int64{1, 1, 0, 0} {
+		t.Errorf("one apiserver answering 401: %v, want [1 1 0 0] (the 401 not retried)", got)
+	}
+	f = client(live.URL, deadURL)
+	f.healthy[0].Store(false)
+	before := hits.Load()
+	f.request(ctx)
+	if got := f.counts(); got != [4]int64{0, 0, 1, 0} || hits.Load() != before {
+		t.Errorf("the healthy one refusing, the other failing its health check: %v, %d request(s) to the unhealthy one; want [0 0 1 0], none", got, hits.Load()-before)
+	}
 }
