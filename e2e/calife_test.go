@@ -95,6 +95,12 @@ type caLife struct {
 	admin *loopClient
 	sa    *loopClient
 	wg    sync.WaitGroup
+	// more are the other control-plane nodes' kube-apiservers (TestHACARotation), restarted after the
+	// first node's, one at a time; the looping clients above talk to the first node's alone.
+	more []*controlPlane
+	// servesAgain, when set, waits after an apiserver's restart until the clients that balance between
+	// the nodes send to it again, before the next node's restarts.
+	servesAgain func(context.Context, *controlPlane) error
 }
 
 // op is a system:masters client of the test itself, minted from the CA files as they are now.
@@ -210,7 +216,8 @@ func (l *caLife) expectNoFailures(t *testing.T, since [2][2]int64, phase string,
 
 // restart restarts the components a step's output lists as to restart now (its "restarts" field), in the
 // order a control plane comes back: etcd members one at a time (each waited for, so two always form a
-// quorum), kube-apiserver, kube-controller-manager; the suite has no kube-scheduler or kubelet. advice is
+// quorum), kube-apiserver (node by node, with more nodes), kube-controller-manager (the first node's);
+// the suite has no kube-scheduler or kubelet. advice is
 // the step's text, which names the file --cluster-signing-cert-file must point at.
 func (l *caLife) restart(t *testing.T, comps []string, advice string) {
 	t.Helper()
@@ -228,14 +235,24 @@ func (l *caLife) restart(t *testing.T, comps []string, advice string) {
 		}
 	}
 	if slices.Contains(comps, "kube-apiserver") {
-		start := time.Now()
-		l.down.Add(1)
-		err := l.cp.RestartAPIServer(ctx)
-		l.down.Add(-1)
-		if err != nil {
-			t.Fatalf("restarting kube-apiserver: %v", err)
+		// One node at a time: each ready, and balanced to again, before the next stops.
+		for i, c := range append([]*controlPlane{l.cp}, l.more...) {
+			start := time.Now()
+			if i == 0 {
+				l.down.Add(1)
+			}
+			err := c.RestartAPIServer(ctx)
+			if i == 0 {
+				l.down.Add(-1)
+			}
+			if err == nil && l.servesAgain != nil {
+				err = l.servesAgain(ctx, c)
+			}
+			if err != nil {
+				t.Fatalf("restarting kube-apiserver at %s: %v", c.URL, err)
+			}
+			did = append(did, fmt.Sprintf("kube-apiserver at %s %v", c.URL, time.Since(start).Round(100*time.Millisecond)))
 		}
-		did = append(did, fmt.Sprintf("kube-apiserver %v", time.Since(start).Round(100*time.Millisecond)))
 	}
 	if slices.Contains(comps, "kube-controller-manager") {
 		start := time.Now()
@@ -254,23 +271,35 @@ func (l *caLife) restart(t *testing.T, comps []string, advice string) {
 
 var signingFlag = regexp.MustCompile(`--cluster-signing-cert-file=(\S+)`)
 
+// caStepResult is the part of `ca rotate STEP -o json` the tests read.
+type caStepResult struct {
+	Stage, Restart, Next   string
+	Restarts, RestartLater []string
+	Files                  []string
+	Adopted, Unchanged     bool
+}
+
+// caRotateOn runs `k8scrypto ca rotate STEP --ca NAME` on the node of c and returns its result.
+func caRotateOn(t *testing.T, c *controlPlane, name, step string, extra ...string) caStepResult {
+	t.Helper()
+	args := append([]string{"ca", "rotate", step, "--ca", name, "-o", "json"}, c.clusterFlags()...)
+	out, _, err := c.run(t, append(args, extra...)...)
+	if err != nil {
+		t.Fatalf("ca rotate %s --ca %s in %s: %v", step, name, c.CertDir, err)
+	}
+	var res caStepResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("ca rotate %s --ca %s in %s: stage %s, %d file(s) written, adopted %v, unchanged %v; restart: %s; later: %q", step, name, c.CertDir, res.Stage, len(res.Files), res.Adopted, res.Unchanged, res.Restart, res.RestartLater)
+	return res
+}
+
 // caStep runs `k8scrypto ca rotate STEP --ca NAME`, restarts what it names, waits for kube-root-ca.crt to
 // follow ca.crt and gives the clients the new files.
 func (l *caLife) caStep(t *testing.T, name, step string, extra ...string) {
 	t.Helper()
-	args := append([]string{"ca", "rotate", step, "--ca", name, "-o", "json"}, l.cp.clusterFlags()...)
-	out, _, err := l.cp.run(t, append(args, extra...)...)
-	if err != nil {
-		t.Fatalf("ca rotate %s --ca %s: %v", step, name, err)
-	}
-	var res struct {
-		Stage, Restart, Next   string
-		Restarts, RestartLater []string
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	t.Logf("ca rotate %s --ca %s: stage %s; restart: %s; later: %q", step, name, res.Stage, res.Restart, res.RestartLater)
+	res := caRotateOn(t, l.cp, name, step, extra...)
 	l.restart(t, res.Restarts, res.Restart)
 	l.waitRootCA("after ca rotate " + step + " --ca " + name)
 	l.pickUp()

@@ -51,6 +51,7 @@ type controlPlane struct {
 	bins          bins
 	apiserver     *process
 	apiserverArgs []string
+	apiserverName string // in logs; "" is kube-apiserver
 }
 
 type etcdMember struct {
@@ -167,9 +168,8 @@ func (cp *controlPlane) cert(name string) string { return filepath.Join(cp.CertD
 // EncryptionConfig is where the encryption-config phase writes (issue 3).
 func (cp *controlPlane) EncryptionConfig() string { return cp.cert("encryption-config.yaml") }
 
-// kubeadmConfig is the kubeadm v1beta4 input: the node's identity and the SANs etcd needs to be reached on
-// 127.0.0.2 and 127.0.0.3 (kubeadm's defaults cover only 127.0.0.1 for the server and nothing loopback for
-// the peer certificate). controlPlaneEndpoint makes every kubeconfig point at the loopback port.
+// kubeadmConfig is the kubeadm v1beta4 input: the node's identity, then the cluster's
+// ClusterConfiguration (clusterConfiguration).
 func (cp *controlPlane) kubeadmConfig() string {
 	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -179,20 +179,30 @@ localAPIEndpoint:
 nodeRegistration:
   name: %[3]s
 ---
-apiVersion: kubeadm.k8s.io/v1beta4
+`, advertiseAddress, cp.Port, nodeName) + clusterConfiguration(cp.CertDir, cp.Port)
+}
+
+// clusterConfiguration is the cluster's ClusterConfiguration, which every control-plane node's kubeadm
+// config carries (the first node's beside its InitConfiguration, a joining node's beside its
+// JoinConfiguration), with the node's own certificatesDir: the SANs etcd needs to be reached on 127.0.0.2
+// and 127.0.0.3 (kubeadm's defaults cover only 127.0.0.1 for the server and nothing loopback for the peer
+// certificate), and a controlPlaneEndpoint at the first apiserver's loopback port, so that every
+// kubeconfig works as written.
+func clusterConfiguration(certDir string, port int) string {
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-certificatesDir: %[4]s
+certificatesDir: %[1]s
 controlPlaneEndpoint: 127.0.0.1:%[2]d
 networking:
-  serviceSubnet: %[5]s
-  dnsDomain: %[6]s
+  serviceSubnet: %[3]s
+  dnsDomain: %[4]s
 apiServer:
   certSANs: ["127.0.0.1"]
 etcd:
   local:
     serverCertSANs: ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     peerCertSANs: ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-`, advertiseAddress, cp.Port, nodeName, cp.CertDir, serviceCIDR, dnsDomain)
+`, certDir, port, serviceCIDR, dnsDomain)
 }
 
 // start writes the PKI with `k8scrypto init`, then starts etcd and kube-apiserver and waits until /readyz.
@@ -464,8 +474,17 @@ func (cp *controlPlane) StartAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return cp.runAPIServer(ctx, args)
+}
+
+// runAPIServer starts kube-apiserver with args (kept for a restart) and waits until /readyz.
+func (cp *controlPlane) runAPIServer(ctx context.Context, args []string) error {
 	cp.apiserverArgs = args
-	p, err := startProcess("kube-apiserver", filepath.Join(cp.Dir, "logs", "kube-apiserver.log"), cp.bins.apiserver, cp.apiserverArgs...)
+	name := cp.apiserverName
+	if name == "" {
+		name = "kube-apiserver"
+	}
+	p, err := startProcess(name, filepath.Join(cp.Dir, "logs", "kube-apiserver.log"), cp.bins.apiserver, args...)
 	if err != nil {
 		return err
 	}
@@ -474,10 +493,10 @@ func (cp *controlPlane) StartAPIServer(ctx context.Context) error {
 }
 
 // RestartAPIServer stops kube-apiserver and starts it again with the same flags (as the kubelet restarts a
-// static pod whose files changed).
+// static pod whose files changed); a joining node's keep its own addresses.
 func (cp *controlPlane) RestartAPIServer(ctx context.Context) error {
 	cp.apiserver.Stop()
-	return cp.StartAPIServer(ctx)
+	return cp.runAPIServer(ctx, cp.apiserverArgs)
 }
 
 // waitReady polls /readyz anonymously (system:public-info-viewer allows it) with the server verified against

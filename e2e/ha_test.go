@@ -48,6 +48,7 @@ func newHANode(t *testing.T, first *controlPlane, name, advertise, bind, token s
 		Dir: dir, CertDir: filepath.Join(dir, "pki"), KubeconfigDir: filepath.Join(dir, "kubernetes"),
 		StateDir: filepath.Join(dir, "state"), ConfigPath: filepath.Join(dir, "kubeadm.yaml"),
 		Port: first.Port, URL: "https://" + net.JoinHostPort(bind, port), Etcd: first.Etcd, bins: first.bins,
+		apiserverName: name + " kube-apiserver",
 	}}
 	for _, d := range []string{n.KubeconfigDir, n.StateDir, filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -70,22 +71,9 @@ controlPlane:
     bindPort: %[2]d
 discovery:
   bootstrapToken:
-    token: %[7]s
+    token: %[4]s
 ---
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-certificatesDir: %[4]s
-controlPlaneEndpoint: 127.0.0.1:%[2]d
-networking:
-  serviceSubnet: %[5]s
-  dnsDomain: %[6]s
-apiServer:
-  certSANs: ["127.0.0.1"]
-etcd:
-  local:
-    serverCertSANs: ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-    peerCertSANs: ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-`, advertise, first.Port, name, n.CertDir, serviceCIDR, dnsDomain, token)
+`, advertise, first.Port, name, token) + clusterConfiguration(n.CertDir, first.Port)
 	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -123,13 +111,7 @@ func (n *haNode) startAPIServer(ctx context.Context, t *testing.T) {
 		}
 		args[i] = "--" + flag + "=" + v
 	}
-	n.apiserverArgs = args
-	p, err := startProcess(n.Name+" kube-apiserver", filepath.Join(n.Dir, "logs", "kube-apiserver.log"), n.bins.apiserver, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.apiserver = p
-	if err := n.waitReady(ctx); err != nil {
+	if err := n.runAPIServer(ctx, args); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -39,6 +39,12 @@ type CARotateResult struct {
 	// RestartLater are the components that still trust the old CA until they restart; no request fails
 	// meanwhile.
 	RestartLater []string `json:"restartLater,omitempty"`
+	// Adopted: prepare found this node prepared already (the bundle and staged key copied from the node
+	// where prepare ran, verified to match, or an earlier prepare here) and made no new key; it brought
+	// this node's own files (kubeconfigs, ca-signer.crt) to the stage, if they were not.
+	Adopted bool `json:"adopted,omitempty"`
+	// Unchanged: every file was at the step's stage already; nothing was (or would be) written.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // CARotate is "k8scrypto ca rotate <step> --ca NAME": one step of a CA rotation, through RotateStep (the
@@ -69,6 +75,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 			res.Files = append(res.Files, f.Path)
 		}
 		res.Removes = plan.Obsolete
+		res.Adopted, res.Unchanged = r.Adopted(), len(res.Files)+len(res.Removes) == 0
 		res.Stage, res.Next = r.Stage(), caNext(r.Stage(), o.Name)
 		return res, nil
 	}
@@ -77,11 +84,15 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 		return nil, err
 	}
 	res.Files, res.Removes = rec.files, rec.removes
+	res.Adopted, res.Unchanged = r.Adopted(), len(res.Files)+len(res.Removes) == 0
 	after := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name}
 	if err := after.Read(); err != nil {
 		return nil, err
 	}
 	res.Stage, res.Next = after.Stage(), caNext(after.Stage(), o.Name)
+	if step == "prune" && res.Stage == CASteady {
+		res.Next = fmt.Sprintf(`run "k8scrypto ca rotate prune --ca %s --yes" on every control-plane node where it has not run, and restart, node by node, what it names; then %s`, o.Name, res.Next)
+	}
 	return res, nil
 }
 

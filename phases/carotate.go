@@ -53,6 +53,9 @@ type CARotation struct {
 	key    crypto.Signer
 	next   crypto.Signer
 	stage  CAStage
+	// adopted: Plan of prepare found the node prepared already (the stage copied from the node where
+	// prepare ran, or an earlier prepare here) and made no new key.
+	adopted bool
 }
 
 // CAStageError refuses a step the CA's stage does not allow (exit status 3).
@@ -73,9 +76,22 @@ func caNext(s CAStage, name string) string {
 	case CASteady:
 		return fmt.Sprintf(`"k8scrypto ca rotate prepare --ca %s" when the CA is due for a new key ("k8scrypto ca renew %s" extends it with its own key)`, name, name)
 	case CAPrepared:
-		return fmt.Sprintf(`copy the CA files and kubeconfigs to every control-plane node, restart what "ca rotate prepare --ca %s" names (restart: %s), then "k8scrypto ca rotate promote --ca %s"`, name, caRestart(name, "prepare", "<cert-dir>"), name)
+		return fmt.Sprintf(`on every other control-plane node copy %s from this node and run "k8scrypto ca rotate prepare --ca %s" there (it adopts the copied stage); then restart, node by node, what it names (restart: %s); then "k8scrypto ca rotate promote --ca %s" on every control-plane node`,
+			strings.Join(caStageFiles(name), ", "), name, caRestart(name, "prepare", "<cert-dir>"), name)
 	}
-	return fmt.Sprintf(`copy the files to every control-plane node and restart what "ca rotate promote --ca %s" names (restart: %s); once every client uses a certificate of the new CA, "k8scrypto ca rotate prune --ca %s --yes"`, name, caRestart(name, "promote", "<cert-dir>"), name)
+	return fmt.Sprintf(`run "k8scrypto ca rotate promote --ca %s" on every control-plane node where it has not run (each re-issues its own certificates with the same new key; nothing to copy) and restart, node by node, what it names (restart: %s); once every client uses a certificate of the new CA, "k8scrypto ca rotate prune --ca %s --yes" on every control-plane node`, name, caRestart(name, "promote", "<cert-dir>"), name)
+}
+
+// caStageFiles are the files, relative to the certificate directory, that carry a prepared rotation of
+// the CA name to another control-plane node: the bundle, the staged key and, for the cluster CA, the
+// signer alone.
+func caStageFiles(name string) []string {
+	spec, _ := pki.LookupCert(name)
+	out := []string{spec.CertPath(""), spec.KeyPath("") + ".next"}
+	if name == pki.KubeconfigCAName {
+		out = append(out, CASignerFile)
+	}
+	return out
 }
 
 func (r *CARotation) nextKeyPath() string { return r.spec.KeyPath(r.Cfg.CertDir) + ".next" }
@@ -124,8 +140,14 @@ func (r *CARotation) Read() error {
 		return fmt.Errorf("%s matches none of the %d certificate(s) in %s", spec.KeyPath(r.Cfg.CertDir), len(r.bundle), spec.CertPath(r.Cfg.CertDir))
 	case r.next != nil && len(r.bundle) == 2 && signer == 0 && pki.KeyMatchesCert(r.next, r.bundle[1]):
 		r.stage = CAPrepared
+	case r.next != nil && len(r.bundle) == 2 && signer == 0:
+		return fmt.Errorf("the staged key %s does not match the new CA certificate, the second in %s: they come from different prepare runs; copy both from the node where prepare ran (or restore both from the backup of the prepare step)", r.nextKeyPath(), spec.CertPath(r.Cfg.CertDir))
 	case r.next != nil:
-		return fmt.Errorf("%s exists but %s does not hold its certificate second after the signer: restore both from the backup of the prepare step", r.nextKeyPath(), spec.CertPath(r.Cfg.CertDir))
+		return fmt.Errorf("%s exists but %s (%d certificate(s)) does not hold the signer first and the staged key's certificate second: copy both from the node where prepare ran (or restore both from the backup of the prepare step)", r.nextKeyPath(), spec.CertPath(r.Cfg.CertDir), len(r.bundle))
+	case len(r.bundle) > 1 && signer == 0 && slices.ContainsFunc(r.bundle[1:], func(c *x509.Certificate) bool { return c.NotBefore.After(r.bundle[0].NotBefore) }):
+		// Promoted, the new CA signs and is the newest; a signer followed by a newer certificate is a
+		// prepared bundle that came without its staged key.
+		return fmt.Errorf("%s holds a CA certificate newer than its signer but there is no staged key %s: a prepared %s copied without its key; copy %s from the node where prepare ran", spec.CertPath(r.Cfg.CertDir), r.nextKeyPath(), filepath.Base(spec.CertPath(r.Cfg.CertDir)), filepath.Base(r.nextKeyPath()))
 	case len(r.bundle) > 1 && signer == 0:
 		r.stage = CAPromoted
 	case len(r.bundle) == 1:
@@ -139,13 +161,24 @@ func (r *CARotation) Read() error {
 // Stage is the stage Read found.
 func (r *CARotation) Stage() CAStage { return r.stage }
 
-// Check refuses a step out of order, and prune without --yes.
+// Adopted says that Plan of prepare found the node prepared (the staged key and its certificate copied
+// from another node, or an earlier prepare) and made no new key.
+func (r *CARotation) Adopted() bool { return r.adopted }
+
+// differs reports whether the file at path is absent, unreadable or holds other bytes than data.
+func differs(path string, data []byte) bool {
+	cur, err := readRegular(path)
+	return err != nil || !bytes.Equal(cur, data)
+}
+
+// Check refuses a step out of order, and prune without --yes. prepare also runs on a prepared node: it
+// adopts the stage copied from the node where prepare ran (Plan), or finds nothing to do.
 func (r *CARotation) Check(_ context.Context, step string) error {
 	want := map[string]CAStage{"prepare": CASteady, "promote": CAPrepared, "prune": CAPromoted}[step]
 	if want == "" {
 		return &UsageError{fmt.Errorf("unknown step %q: prepare, promote or prune", step)}
 	}
-	if r.stage != want {
+	if r.stage != want && (step != "prepare" || r.stage != CAPrepared) {
 		return &CAStageError{Op: "ca rotate " + step, CA: r.Name, Stage: r.stage}
 	}
 	if step == "prune" && !r.Yes {
@@ -186,8 +219,13 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 		plan.Events = append(plan.Events, ev)
 	}
 	var trust []*x509.Certificate
-	switch step {
-	case "prepare":
+	switch {
+	case step == "prepare" && r.stage == CAPrepared:
+		// The stage is here already, copied from the node where prepare ran (Read checked that the staged
+		// key matches the second certificate): no new key; this node's own files are brought to it.
+		r.adopted = true
+		trust = r.bundle
+	case step == "prepare":
 		old := r.bundle[0]
 		alg := pki.AlgorithmOf(old.PublicKey)
 		if alg == "" {
@@ -214,7 +252,7 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 		event(r.nextKeyPath(), "new CA key staged", nil)
 		trust = []*x509.Certificate{old, next}
 		event(crtPath, "new CA certificate trusted second; the old one still signs", next)
-	case "promote":
+	case step == "promote":
 		old, next := r.bundle[0], r.bundle[1]
 		keyPEM, err := pki.EncodePrivateKey(r.next)
 		if err != nil {
@@ -230,7 +268,7 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 		}
 		plan.Files = append(plan.Files, leaves.Files...)
 		plan.Events = append(plan.Events, leaves.Events...)
-	case "prune":
+	case step == "prune":
 		trust = []*x509.Certificate{r.bundle[0]}
 		event(crtPath, fmt.Sprintf("%d old CA certificate(s) no longer trusted", len(r.bundle)-1), r.bundle[0])
 	}
@@ -238,7 +276,12 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 	for _, c := range trust {
 		pemData = append(pemData, pki.EncodeCert(c)...)
 	}
-	plan.Files = append(plan.Files, pki.File{Path: crtPath, Data: pemData, Mode: certFileMode(crtPath)})
+	if !r.adopted || differs(crtPath, pemData) {
+		plan.Files = append(plan.Files, pki.File{Path: crtPath, Data: pemData, Mode: certFileMode(crtPath)})
+		if r.adopted {
+			event(crtPath, "the copied stage adopted: old CA first (it still signs), new CA second, matching "+r.nextKeyPath(), trust[1])
+		}
+	}
 	if p := r.signerPath(); p != "" {
 		if step == "prune" {
 			// ca.crt holds one certificate again: kube-controller-manager goes back to it.
@@ -246,8 +289,8 @@ func (r *CARotation) Plan(_ context.Context, step string) (*RotationPlan, error)
 				plan.Obsolete = append(plan.Obsolete, p)
 				event(p, "removed: "+crtPath+" is the signer alone again", nil)
 			}
-		} else {
-			plan.Files = append(plan.Files, pki.File{Path: p, Data: pki.EncodeCert(trust[0]), Mode: certFileMode(crtPath)})
+		} else if data := pki.EncodeCert(trust[0]); !r.adopted || differs(p, data) {
+			plan.Files = append(plan.Files, pki.File{Path: p, Data: data, Mode: certFileMode(crtPath)})
 			event(p, "the signing certificate alone, for kube-controller-manager's --cluster-signing-cert-file while "+crtPath+" is a bundle", trust[0])
 		}
 	}

@@ -41,10 +41,32 @@ type renewEnv struct {
 // newRenewEnv builds the PKI with algorithm alg; extra is appended to the ClusterConfiguration.
 func newRenewEnv(t testing.TB, alg pki.Algorithm, extra string) *renewEnv {
 	t.Helper()
+	return newNodeEnv(t, alg, extra, nil)
+}
+
+// newNodeEnv is newRenewEnv for another control-plane node of shared's cluster: the files control planes
+// share (the CAs and the service-account keys) are copied from it first, so the init phases issue only
+// this node's own certificates and kubeconfigs. shared nil is a first node.
+func newNodeEnv(t testing.TB, alg pki.Algorithm, extra string, shared *renewEnv) *renewEnv {
+	t.Helper()
 	dir := t.TempDir()
 	e := &renewEnv{t: t, dir: dir, certDir: filepath.Join(dir, "pki"), kubeDir: filepath.Join(dir, "kube"),
 		backupDir: filepath.Join(dir, "backups"), cfgFile: filepath.Join(dir, "kubeadm.yaml"), keys: pkitest.Keys()}
 	e.writeConfig(alg, extra)
+	if shared != nil {
+		for _, f := range []string{"ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key", "sa.key", "sa.pub"} {
+			data, err := os.ReadFile(filepath.Join(shared.certDir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(e.certDir, f)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(e.certDir, f), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	d := NewData(e.loadConfig(), pkitest.Now, e.keys, nil)
 	d.KubeconfigDir = e.kubeDir
 	d.Rand = pkitest.Rand(1)

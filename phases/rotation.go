@@ -51,8 +51,9 @@ type RotateOptions struct {
 // RotateStep runs step of r: in a session (lock, recovery, the key-rotations backup root), it reads the
 // stage, refuses a step the stage does not allow, copies every file the step may replace to a new backup
 // directory, commits the step's files with their audit lines and the backups', and removes what the step
-// made obsolete. A dry run checks that no interrupted run is pending, reads and checks, and writes nothing.
-// It returns the backup copies.
+// made obsolete. A step whose plan has nothing to write or remove (the node is at the step's stage
+// already) takes no backup and writes nothing, not even an audit line. A dry run checks that no
+// interrupted run is pending, reads and checks, and writes nothing. It returns the backup copies.
 func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) ([]string, error) {
 	if o.DryRun {
 		if err := NothingPending(o.CertDir, o.KubeconfigDir); err != nil {
@@ -80,6 +81,9 @@ func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) (
 	plan, err := r.Plan(ctx, step)
 	if err != nil {
 		return nil, err
+	}
+	if len(plan.Files) == 0 && len(plan.Obsolete) == 0 {
+		return nil, nil
 	}
 	backups, events, err := backUp(s, r.Files())
 	if err != nil {

@@ -207,6 +207,12 @@ func (r CARotateResult) Text(bool) Text {
 		x.line("%s %s", map[bool]string{true: "would remove", false: "removed"}[r.DryRun], p)
 	}
 	x.backups(r.Backups)
+	if r.Adopted {
+		x.line("adopted: this node was prepared already (the staged key matches the new CA certificate in the bundle); no new key made")
+	}
+	if r.Unchanged {
+		x.line("unchanged: every file is at stage %s already; nothing %s", r.Stage, map[bool]string{true: "would be written", false: "written"}[r.DryRun])
+	}
 	x.line("stage: %s", r.Stage)
 	x.line("restart: %s", r.Restart)
 	x.line("next: %s", r.Next)

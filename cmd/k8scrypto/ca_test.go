@@ -10,7 +10,8 @@ import (
 
 // TestCARotationSignerCopy: "ca rotate --ca ca" keeps the signer alone in ca-signer.crt from prepare to
 // prune (kube-controller-manager refuses a --cluster-signing-cert-file of two certificates), says where the
-// flag must point at each step, and lists the file's removal at prune, in the dry run too.
+// flag must point at each step, and lists the file's removal at prune, in the dry run too. prepare again
+// on a prepared node writes nothing and says so (exit 0); after promote it is refused (exit 3).
 func TestCARotationSignerCopy(t *testing.T) {
 	c := newEncCase(t)
 	kube := filepath.Join(c.dir, "kube")
@@ -33,6 +34,15 @@ func TestCARotationSignerCopy(t *testing.T) {
 		if n := strings.Count(string(c.read(signer)), "BEGIN CERTIFICATE"); n != 1 {
 			t.Errorf("after %s %s holds %d certificates, want 1", s, signer, n)
 		}
+		if s == "prepare" { // again: the node is prepared, nothing to write, exit 0
+			if out := step(s); strings.Contains(out, "wrote ") || !strings.Contains(out, "unchanged: every file is at stage prepared already; nothing written\n") {
+				t.Errorf("ca rotate prepare on a prepared node:\n%s", out)
+			}
+		}
+	}
+	// Out of order: prepare on a promoted node is refused, exit 3.
+	if code, _, stderr := c.rotate("ca", "prepare", "--ca", "ca", "--kubeconfig-dir", kube); code != 3 || !strings.Contains(stderr, "ca rotate prepare refused") {
+		t.Errorf("prepare after promote: exit %d\n%s", code, stderr)
 	}
 	out := step("prune", "--yes", "--dry-run")
 	if !strings.Contains(out, "would remove "+signer+"\n") {
