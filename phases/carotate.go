@@ -147,7 +147,7 @@ func (r *CARotation) Read() error {
 	case len(r.bundle) > 1 && signer == 0 && slices.ContainsFunc(r.bundle[1:], func(c *x509.Certificate) bool { return c.NotBefore.After(r.bundle[0].NotBefore) }):
 		// Promoted, the new CA signs and is the newest; a signer followed by a newer certificate is a
 		// prepared bundle that came without its staged key.
-		return fmt.Errorf("%s holds a CA certificate newer than its signer but there is no staged key %s: a prepared %s copied without its key; copy %s from the node where prepare ran", spec.CertPath(r.Cfg.CertDir), r.nextKeyPath(), filepath.Base(spec.CertPath(r.Cfg.CertDir)), filepath.Base(r.nextKeyPath()))
+		return fmt.Errorf("%s holds a CA certificate newer than its signer but there is no staged key %s: a prepared %s copied without its key (copy %s from the node where prepare ran), or a trust anchor added by hand after the signer (take it out for the rotation, add it back after prune)", spec.CertPath(r.Cfg.CertDir), r.nextKeyPath(), filepath.Base(spec.CertPath(r.Cfg.CertDir)), filepath.Base(r.nextKeyPath()))
 	case len(r.bundle) > 1 && signer == 0:
 		r.stage = CAPromoted
 	case len(r.bundle) == 1:
