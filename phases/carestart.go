@@ -102,7 +102,7 @@ func caRestart(name, step, certDir string) string {
 	if step == "prune" {
 		return cm + "; " + reload + "; kube-scheduler and the kubelets at a convenient time: no request fails meanwhile, but until they restart they still trust the old CA"
 	}
-	return cm + ", then kube-scheduler and every kubelet and client, on the kubeconfigs this step rewrote on its node (they read certificate-authority-data and their client certificate at start); " + reload
+	return cm + ", then kube-scheduler and every kubelet and client, on its node's kubeconfigs as this step left them (they read certificate-authority-data and their client certificate at start); " + reload
 }
 
 // caRenewAdvice says, for one renewed CA, what picks the renewed certificate up by itself, what must
