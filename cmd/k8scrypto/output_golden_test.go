@@ -203,7 +203,7 @@ func TestOutputStreams(t *testing.T) {
 	node := []string{"--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube", "--audit-log", "DIR/state/audit.log"}
 	rot := []string{"--cert-dir", "DIR/pki", "--audit-log", "DIR/state/audit.log", "--backup-dir", "DIR/backups"}
 	more := []outputCase{
-		{"init-phase-certs", false, append([]string{"init", "phase", "certs", "--config", "DIR/kubeadm.yaml"}, node...)},
+		{"init-phase-certs", false, append([]string{"init", "phase", "certs", "all", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{"renew-certs-not-due", true, append([]string{"renew", "certs"}, append(node, "--backup-dir", "DIR/backups")...)},
 		{"ca-renew-dry-run", true, append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
 		{"ca-rotate-prepare-dry-run", true, append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
