@@ -160,7 +160,13 @@ func (cp *controlPlane) run(t testing.TB, args ...string) (stdout, stderr string
 
 // clusterFlags are the flags every k8scrypto command that reads the cluster's configuration takes.
 func (cp *controlPlane) clusterFlags() []string {
-	return []string{"--config", cp.ConfigPath, "--cert-dir", cp.CertDir, "--kubeconfig-dir", cp.KubeconfigDir}
+	return append(cp.sourceFlags(), "--kubeconfig-dir", cp.KubeconfigDir)
+}
+
+// sourceFlags are the flags of a command that only reads the shared files (upload-certs, certs export): it
+// takes no lock, so it has no --kubeconfig-dir.
+func (cp *controlPlane) sourceFlags() []string {
+	return []string{"--config", cp.ConfigPath, "--cert-dir", cp.CertDir}
 }
 
 func (cp *controlPlane) cert(name string) string { return filepath.Join(cp.CertDir, name) }

@@ -200,7 +200,7 @@ func TestHAControlPlanesShareKeys(t *testing.T) {
 	pin := caPin(t, cp.cert("ca.crt"))
 
 	// The first node uploads, kubeadm's way; the key is printed once, on stdout.
-	out, _, err := cp.run(t, append([]string{"init", "phase", "upload-certs", "--kubeconfig", kubeconfig}, cp.clusterFlags()...)...)
+	out, _, err := cp.run(t, append([]string{"init", "phase", "upload-certs", "--kubeconfig", kubeconfig}, cp.sourceFlags()...)...)
 	if err != nil {
 		t.Fatalf("init phase upload-certs: %v", err)
 	}
@@ -234,7 +234,7 @@ func TestHAControlPlanesShareKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundle := filepath.Join(t.TempDir(), "shared.bundle")
-	if _, _, err := cp.run(t, append([]string{"certs", "export", "--out", bundle, "--key-file", bundleKey}, cp.clusterFlags()...)...); err != nil {
+	if _, _, err := cp.run(t, append([]string{"certs", "export", "--out", bundle, "--key-file", bundleKey}, cp.sourceFlags()...)...); err != nil {
 		t.Fatalf("certs export: %v", err)
 	}
 	if _, _, err := n3.run(t, "certs", "import", "--config", n3.ConfigPath, "--cert-dir", n3.CertDir, "--in", bundle, "--key-file", bundleKey, "--ca-cert-hash", pin); err != nil {

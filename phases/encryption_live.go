@@ -437,6 +437,12 @@ type EtcdCounts struct {
 	NotUnderWriteKey int `json:"notUnderWriteKey"`
 }
 
+// Check bounds the endpoints as the other list inputs are (pki.MaxListItems) and refuses control characters
+// in them: a usage error naming --etcd-endpoints, before anything is read, written or dialled.
+func (e Etcd) Check() error {
+	return checkList("--etcd-endpoints", e.Endpoints)
+}
+
 // Count counts the stored values of resources (nil: every resource of cfg) by label, each against the
 // labels of its own entry in cfg; nil when no endpoint is given.
 func (e Etcd) Count(ctx context.Context, certDir string, cfg *encryption.Config, resources []string) (*EtcdCounts, error) {

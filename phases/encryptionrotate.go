@@ -40,6 +40,9 @@ type EncryptionRotateOptions struct {
 // EncryptionRotate is "k8scrypto encryption rotate <step>": one step of the encryption-key rotation,
 // through RotateStep.
 func EncryptionRotate(ctx context.Context, step string, o EncryptionRotateOptions) (*EncryptionRotateResult, error) {
+	if err := o.Etcd.Check(); err != nil {
+		return nil, err
+	}
 	cfg, err := o.Config.resolve(forMaintenance)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,9 @@ func RunReencrypt(ctx context.Context, o ReencryptOptions) (*ReencryptResult, er
 	if err := checkList("--resources", o.Resources); err != nil {
 		return nil, err
 	}
+	if err := o.Etcd.Check(); err != nil {
+		return nil, err
+	}
 	cfg, err := o.Config.resolve(forMaintenance)
 	if err != nil {
 		return nil, err

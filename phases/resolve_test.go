@@ -251,4 +251,25 @@ func TestListInputsBounded(t *testing.T) {
 	if ue := new(UsageError); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--resources: "+want) {
 		t.Errorf("reencrypt with %d resources: %v", len(many), err)
 	}
+	// --etcd-endpoints, in every command that counts what etcd stores: refused before the configuration is
+	// read (the certificate directory does not even exist) and before any endpoint is dialled.
+	endpoints := make([]string, pki.MaxListItems+1)
+	for i := range endpoints {
+		endpoints[i] = fmt.Sprintf("https://127.0.0.1:%d", 2000+i)
+	}
+	etcd := Etcd{Endpoints: endpoints, Prefix: "/registry", PageSize: 1}
+	missing := ConfigSource{Flags: config.Overrides{CertDir: filepath.Join(dir, "pki")}}
+	o.Resources, o.Etcd = nil, etcd
+	_, reencryptErr := RunReencrypt(t.Context(), o)
+	_, statusErr := EncryptionStatus(t.Context(), ReadOptions{Config: missing}, APIServer{}, etcd)
+	_, pruneErr := EncryptionRotate(t.Context(), "prune", EncryptionRotateOptions{Config: missing, Yes: true, Etcd: etcd})
+	for name, err := range map[string]error{"reencrypt": reencryptErr, "encryption status": statusErr, "encryption rotate prune": pruneErr} {
+		if ue := new(UsageError); !errors.As(err, &ue) || err.Error() != "--etcd-endpoints: "+want+": remove some" {
+			t.Errorf("%s with %d etcd endpoints: %v", name, len(endpoints), err)
+		}
+	}
+	etcd.Endpoints = []string{"https://127.0.0.1:2379\n"}
+	if _, err := EncryptionStatus(t.Context(), ReadOptions{Config: missing}, APIServer{}, etcd); !strings.Contains(fmt.Sprint(err), "--etcd-endpoints: invalid value") {
+		t.Errorf("an etcd endpoint with a newline: %v", err)
+	}
 }

@@ -85,6 +85,9 @@ type EncryptionStatusResult struct {
 // file the apiserver runs, with etcd what is stored under which key, and the next step that is safe. When
 // something needs the operator the result comes with a *StatusProblemsError.
 func EncryptionStatus(ctx context.Context, o ReadOptions, api APIServer, etcd Etcd) (*EncryptionStatusResult, error) {
+	if err := etcd.Check(); err != nil {
+		return nil, err
+	}
 	cfg, err := o.Config.resolve(forMaintenance)
 	if err != nil {
 		return nil, err

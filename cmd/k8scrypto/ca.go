@@ -42,7 +42,8 @@ an expired CA is recovered (then "k8scrypto renew certs" renews what its old end
 			return report(g, e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
+	f.addSession(cmd.Flags())
 	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed")
 	return cmd
 }
@@ -61,19 +62,21 @@ every file it would write.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	f.add(cmd.PersistentFlags())
-	cmd.PersistentFlags().StringVar(&name, "ca", "", "the CA to rotate: ca, front-proxy-ca or etcd-ca (required)")
-	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write")
-	f.addSteps(cmd, [3]string{
+	markGroup(cmd)
+	steps := f.addSteps(cmd, [3]string{
 		"Make a new CA key and trust its certificate beside the old one, which still signs",
 		"Make the new CA the signer and re-issue every certificate it signs",
 		"Stop trusting the old CA (needs --yes)",
-	}, "confirm that every component runs with certificates of the new CA", func(ctx context.Context, step string) error {
-		if name == "" {
-			return usageError{fmt.Errorf("--ca is required: one of %s", strings.Join(phases.CANames, ", "))}
-		}
-		res, err := phases.CARotate(ctx, step, phases.CARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Name: name, Keys: e.keys, Rand: e.rand, Yes: f.yes})
-		return g.show(e.stdout, res, err)
-	})
+	}, "confirm that every component runs with certificates of the new CA",
+		[3]string{"replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write"}, func(ctx context.Context, step string) error {
+			if name == "" {
+				return usageError{fmt.Errorf("--ca is required: one of %s", strings.Join(phases.CANames, ", "))}
+			}
+			res, err := phases.CARotate(ctx, step, phases.CARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Name: name, Keys: e.keys, Rand: e.rand, Yes: f.yes})
+			return g.show(e.stdout, res, err)
+		})
+	for _, step := range steps {
+		step.Flags().StringVar(&name, "ca", "", "the CA to rotate: ca, front-proxy-ca or etcd-ca (required)")
+	}
 	return cmd
 }

@@ -58,7 +58,8 @@ that run different files (copy the same file to every control-plane node).`,
 			return report(g, e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
+	f.addSession(cmd.Flags())
 	etcd.add(cmd.Flags())
 	api.add(cmd.Flags(), "also report whether that kube-apiserver, and every apiserver of the kubernetes Service, runs this file (from their /metrics)")
 	api.addEndpoints(cmd.Flags())
@@ -80,22 +81,22 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	f.add(cmd.PersistentFlags())
-	f.addWriteFlags(cmd.PersistentFlags(), "the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change")
+	markGroup(cmd)
 	steps := f.addSteps(cmd, [3]string{
 		"Add a new key second: every apiserver can decrypt with it, none encrypts with it yet",
 		"Move the newest key first: new writes use it, older keys still decrypt",
 		"Remove every key but the first; values still stored under them become unreadable (needs --yes)",
-	}, "confirm that reencrypt has rewritten every object under the first key", func(ctx context.Context, step string) error {
-		a, err := api.apiServer()
-		if err != nil {
-			return err
-		}
-		res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{
-			RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: unsafe, API: a, Etcd: etcd.etcd(),
+	}, "confirm that reencrypt has rewritten every object under the first key",
+		[3]string{"the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change"}, func(ctx context.Context, step string) error {
+			a, err := api.apiServer()
+			if err != nil {
+				return err
+			}
+			res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{
+				RotateOptions: f.options(e, g), Config: f.source(e), Rand: e.rand, Yes: f.yes, Unsafe: unsafe, API: a, Etcd: etcd.etcd(),
+			})
+			return g.show(e.stdout, res, err)
 		})
-		return g.show(e.stdout, res, err)
-	})
 	promote, prune := steps["promote"], steps["prune"]
 	promote.Long = `Move the newest key first: new writes use it. Every apiserver must have loaded the prepared file before
 (or it cannot read what the others write with the new key). With --kubeconfig, promote asks that apiserver which

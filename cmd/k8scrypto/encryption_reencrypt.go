@@ -48,7 +48,8 @@ is printed at the end.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runReencrypt(cmd.Context(), e, g, f) },
 	}
 	fl := cmd.Flags()
-	f.add(fl)
+	f.addSource(fl)
+	f.addSession(fl)
 	f.apiserver.add(fl, "required: the cluster whose objects are rewritten; its apiserver must run the file on disk")
 	f.apiserver.addWait(fl)
 	f.apiserver.addEndpoints(fl)

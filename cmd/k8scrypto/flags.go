@@ -15,7 +15,15 @@ import (
 
 // The flag sets commands share, each bound in one place.
 
-// clusterFlags are the inputs of every command that works on a node's files.
+// clusterFlags are the inputs of a command that works on a node's files. A command binds only the parts it
+// reads, so that its --help, its flags, its settings keys are exactly what it uses and a flag it would ignore
+// is refused as unknown (exit 2, issue 15):
+//   - addSource: --config and --cert-dir, where the files are (every command here);
+//   - addSession: --kubeconfig-dir, --audit-log, --lock-timeout, for a command that takes the certificate
+//     directory's lock (to write, or to complete an interrupted run before reading);
+//   - addAlgorithm: --encryption-algorithm, for a command that makes a key;
+//   - addNode: the node's identity and addresses, the SANs and --strict-permissions, for the commands that
+//     resolve the configuration in full (init and its phases) or re-issue certificates from it (renew).
 type clusterFlags struct {
 	configFile    string
 	overrides     config.Overrides
@@ -24,21 +32,38 @@ type clusterFlags struct {
 	auditLog      string
 }
 
+// add binds every part: init, its phases and renew read them all.
 func (f *clusterFlags) add(fs *pflag.FlagSet) {
-	o := &f.overrides
+	f.addSource(fs)
+	f.addSession(fs)
+	f.addNode(fs)
+	f.addAlgorithm(fs)
+}
+
+func (f *clusterFlags) addSource(fs *pflag.FlagSet) {
 	fs.StringVar(&f.configFile, "config", "", "kubeadm configuration file (kubeadm.k8s.io/v1beta4 InitConfiguration and/or ClusterConfiguration)")
-	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+phases.DefaultCertificateDir+")")
+	fs.StringVar(&f.overrides.CertDir, "cert-dir", "", "directory of certificates and keys (default from the config, else "+phases.DefaultCertificateDir+")")
+}
+
+func (f *clusterFlags) addSession(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kubeconfigDir, "kubeconfig-dir", phases.DefaultKubeconfigDir, "directory of kubeconfig files")
+	fs.StringVar(&f.auditLog, "audit-log", "", "append a JSON line per key or certificate created, reused, renewed or removed (default "+phases.DefaultAuditLog+", or the per-user state directory without root)")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock")
+}
+
+func (f *clusterFlags) addNode(fs *pflag.FlagSet) {
+	o := &f.overrides
 	fs.StringVar(&o.NodeName, "node-name", "", "node name (default: the host name, lower-cased)")
 	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "IP address the API server advertises (default: the default route's interface address)")
 	fs.StringVar(&o.ControlPlaneEndpoint, "control-plane-endpoint", "", "stable DNS name or IP (with optional port) of the control plane")
 	fs.StringVar(&o.ServiceCIDR, "service-cidr", "", "service IP range(s), comma-separated for dual-stack (default 10.96.0.0/12)")
 	fs.StringVar(&o.ServiceDNSDomain, "service-dns-domain", "", "cluster DNS domain (default cluster.local)")
 	fs.StringSliceVar(&o.APIServerCertSANs, "apiserver-cert-extra-sans", nil, "extra SANs (IPs or DNS names) for the API server certificate")
-	fs.StringVar(&o.EncryptionAlgorithm, "encryption-algorithm", "", "key algorithm: RSA-2048 (default), RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384")
 	fs.BoolVar(&o.StrictPermissions, "strict-permissions", false, "CIS-style modes: certificates 0600 and directories 0700")
-	fs.StringVar(&f.auditLog, "audit-log", "", "append a JSON line per key or certificate created, reused, renewed or removed (default "+phases.DefaultAuditLog+", or the per-user state directory without root)")
-	fs.DurationVar(&f.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another k8scrypto run holding the lock")
+}
+
+func (f *clusterFlags) addAlgorithm(fs *pflag.FlagSet) {
+	fs.StringVar(&f.overrides.EncryptionAlgorithm, "encryption-algorithm", "", "key algorithm: RSA-2048 (default), RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384")
 }
 
 // source is where the command's configuration comes from: --config and the flags over it.
@@ -72,22 +97,39 @@ func (f *rotateFlags) options(e *env, g *globals) phases.RotateOptions {
 }
 
 // addSteps adds the prepare, promote and prune commands of a staged rotation (shorts in that order), each
-// running run with its step; prune gets --yes. It returns them by step, for their own flags.
-func (f *rotateFlags) addSteps(cmd *cobra.Command, shorts [3]string, yesHelp string, run func(ctx context.Context, step string) error) map[string]*cobra.Command {
+// running run with its step and binding the flags every step reads (addSource, addSession, the write flags);
+// prune gets --yes. It returns them by step, for their own flags.
+func (f *rotateFlags) addSteps(cmd *cobra.Command, shorts [3]string, yesHelp string, write [3]string, run func(ctx context.Context, step string) error) map[string]*cobra.Command {
 	subs := map[string]*cobra.Command{}
 	for i, step := range []string{"prepare", "promote", "prune"} {
 		subs[step] = &cobra.Command{Use: step, Short: shorts[i], Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), step) }}
+		f.addSource(subs[step].Flags())
+		f.addSession(subs[step].Flags())
+		f.addWriteFlags(subs[step].Flags(), write[0], write[1], write[2])
 		cmd.AddCommand(subs[step])
 	}
 	subs["prune"].Flags().BoolVar(&f.yes, "yes", false, yesHelp)
 	return subs
 }
 
+// groupAnnotation marks a command that only holds others: it has no flags of its own (groupCommand).
+const groupAnnotation = "k8scrypto.dev/group"
+
 // groupCommand is a command that only holds others: alone it prints its help.
 func groupCommand(use, short string, subs ...*cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	markGroup(cmd)
 	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// markGroup marks cmd as a group: it gets none of the flags every command that runs has (-v, -q, -o, --settings).
+func markGroup(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[groupAnnotation] = "true"
 	return cmd
 }
 

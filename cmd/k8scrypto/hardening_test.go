@@ -62,24 +62,30 @@ func newNode(t *testing.T) *node {
 func (n *node) args(args ...string) []string {
 	cmd := commandPath(args)
 	out := slices.Clone(args)
-	switch {
-	case slices.Contains([]string{"version", "renew", "certs", "encryption", "sa", "ca", "join", "join phase"}, cmd):
-		return out // commands without these flags
-	case strings.HasPrefix(cmd, "certs check-expiration"):
-		return append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir)
-	case strings.HasPrefix(cmd, "init") && !slices.Contains(args, "--config"):
-		out = append(out, "--config", n.Config)
-	case cmd == "encryption reencrypt" && !slices.Contains(args, "--checkpoint"):
-		out = append(out, "--checkpoint", n.checkpoint())
-	}
-	out = append(out, "--cert-dir", n.CertDir, "--kubeconfig-dir", n.KubeDir, "--audit-log", n.AuditLog)
-	for _, writer := range []string{"renew", "certs renew", "encryption rotate", "sa rotate", "ca renew", "ca rotate"} {
-		if strings.HasPrefix(cmd, writer) {
-			out = append(out, "--backup-dir", n.BackupDir)
-			break
+	// Each only where the command has the flag (issue 15: a command lists only the flags it reads).
+	add := func(flag, value string) {
+		if hasFlag(args, flag) && !slices.Contains(args, "--"+flag) {
+			out = append(out, "--"+flag, value)
 		}
 	}
+	if strings.HasPrefix(cmd, "init") {
+		add("config", n.Config)
+	}
+	add("checkpoint", n.checkpoint())
+	add("cert-dir", n.CertDir)
+	add("kubeconfig-dir", n.KubeDir)
+	if !strings.HasPrefix(cmd, "certs check-expiration") {
+		add("audit-log", n.AuditLog)
+	}
+	add("backup-dir", n.BackupDir)
 	return out
+}
+
+// hasFlag says whether the command args name has the flag.
+func hasFlag(args []string, flag string) bool {
+	e, _, _ := testEnv(pkitest.Now)
+	c, _, err := newRootCommand(e, &globals{}).Find(args)
+	return err == nil && c.Flags().Lookup(flag) != nil
 }
 
 // checkpoint is where encryption reencrypt keeps its progress: outside the certificate directory, as its
@@ -197,14 +203,13 @@ func TestModesWhateverTheUmask(t *testing.T) {
 				old := syscall.Umask(mask)
 				defer syscall.Umask(old)
 				n := newNode(t)
-				var extra []string
-				if strict {
-					extra = []string{"--strict-permissions"}
-				}
 				for i, args := range [][]string{
 					{"init"}, {"renew", "certs", "--force"}, {"encryption", "rotate", "prepare"}, {"sa", "rotate", "prepare"},
 				} {
-					n.mustRun(setupTime.Add(time.Duration(i)*time.Hour), append(args, extra...)...)
+					if strict && hasFlag(args, "strict-permissions") { // the rotations write fixed modes
+						args = append(args, "--strict-permissions")
+					}
+					n.mustRun(setupTime.Add(time.Duration(i)*time.Hour), args...)
 				}
 				seen := map[string]bool{}
 				filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"k8scrypto.dev/k8scrypto/phases"
 )
@@ -35,18 +36,15 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 			return runInit(cmd.Context(), e, g, f, runner, phases.Selection{Skip: f.skipPhases})
 		},
 	}
-	f.add(cmd.PersistentFlags())
-	f.encryption.add(cmd.PersistentFlags())
-	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
-	cmd.PersistentFlags().StringVar(&f.kubeadmConfigOut, "kubeadm-config-out", "", "where to write the kubeadm configuration for \"kubeadm init --config\" (default <kubeconfig-dir>/"+phases.KubeadmConfigFileName+")")
+	f.bind(cmd.Flags(), "")
 	cmd.Flags().StringSliceVar(&f.skipPhases, "skip-phases", nil, "phases to skip, comma-separated (e.g. certs/etcd-ca,sa)")
 
-	phaseCmd := &cobra.Command{
+	phaseCmd := markGroup(&cobra.Command{
 		Use:   "phase",
 		Short: "Run one phase of init",
 		Args:  knownSubcommand("phase"),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
+	})
 	for _, p := range runner.Phases {
 		phaseCmd.AddCommand(newPhaseCommand(e, g, f, runner, p, p.Name))
 	}
@@ -68,22 +66,42 @@ func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p 
 		},
 	}
 	if len(p.Phases) == 0 {
+		f.bind(cmd.Flags(), name)
 		return cmd
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	cmd.Args = knownSubcommand("sub-phase of " + name)
-	cmd.AddCommand(&cobra.Command{
+	markGroup(cmd)
+	all := &cobra.Command{
 		Use:   "all",
 		Short: "Run every " + p.Name + " sub-phase",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runInit(cmd.Context(), e, g, f, runner, phases.Selection{Only: []string{name}})
 		},
-	})
+	}
+	f.bind(all.Flags(), name)
+	cmd.AddCommand(all)
 	for _, sub := range p.Phases {
 		cmd.AddCommand(newPhaseCommand(e, g, f, runner, sub, name+"/"+sub.Name))
 	}
 	return cmd
+}
+
+// bind adds the flags of init (phase "") or of the phase command running phase (a "/"-joined name): every
+// phase resolves the whole configuration (node identity, addresses, SANs, key algorithm), validates it and
+// takes the lock, so every one reads the cluster flags and --dry-run; the encryption flags are read only by
+// the encryption-config phase, --kubeadm-config-out only by the kubeadm-config phase.
+func (f *initFlags) bind(fs *pflag.FlagSet, phase string) {
+	f.add(fs)
+	fs.BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
+	top, _, _ := strings.Cut(phase, "/")
+	if phase == "" || top == "encryption-config" {
+		f.encryption.add(fs)
+	}
+	if phase == "" || top == "kubeadm-config" {
+		fs.StringVar(&f.kubeadmConfigOut, "kubeadm-config-out", "", "where to write the kubeadm configuration for \"kubeadm init --config\" (default <kubeconfig-dir>/"+phases.KubeadmConfigFileName+")")
+	}
 }
 
 // knownSubcommand rejects a word that names no sub-command with the list of those that exist (cobra's own

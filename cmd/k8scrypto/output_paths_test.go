@@ -13,7 +13,7 @@ func TestOutputPathsAreAbsolute(t *testing.T) {
 	for _, tc := range outputCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, format := range []string{"text", "json"} {
-				n := outputNode(t, tc.inited)
+				n := startCase(t, tc)
 				t.Chdir(n.dir)
 				args := append([]string(nil), tc.args...)
 				for i, a := range args {
@@ -70,7 +70,7 @@ func relativePaths(s string) []string {
 		w = strings.TrimPrefix(w, "./")
 		first, _, dir := strings.Cut(w, "/")
 		switch {
-		case dir && (first == "pki" || first == "kube" || first == "backups" || first == "state"),
+		case dir && (first == "pki" || first == "kube" || first == "backups" || first == "state" || first == "node2"),
 			w == "shared.bundle", w == "kubeadm.yaml", w == "bundle.key":
 			out = append(out, w)
 		}

@@ -111,23 +111,52 @@ value from any source); 3 refused by the current state (a rotation step out of o
 	}
 	// A malformed flag value is a usage error (exit 2) worded as the same value from K8SCRYPTO_* or the
 	// settings file is: one message and one exit code whatever the source (issue 15).
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		if ive := new(pflag.InvalidValueError); errors.As(err, &ive) {
 			return flagValueError(ive.GetFlag().Name, ive.GetValue(), ive.Unwrap())
 		}
+		// A group has no flags; "init phase certz --config F" is first a misspelt phase: say that, with the
+		// phases there are, rather than that the group has no --config.
+		if c.Annotations[groupAnnotation] != "" && c.Args != nil {
+			if aerr := c.Args(c, c.Flags().Args()); aerr != nil {
+				return usageError{aerr}
+			}
+		}
 		return usageError{err}
 	})
-	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print more progress on stderr")
-	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors on stderr")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "result format: text, json or yaml")
-	root.PersistentFlags().StringVar(&g.settings, "settings", "", "YAML file of flag values (keys named like the flags); flags and K8SCRYPTO_* variables take precedence")
 	root.AddCommand(
 		newVersionCommand(e, g),
 		newInitCommand(e, g),
 		newRenewCommand(e, g), newCertsCommand(e, g),
 		newEncryptionCommand(e, g), newSACommand(e, g), newCACommand(e, g), newJoinCommand(e, g),
 	)
+	// -v, -q, -o and --settings belong to every command that runs, and to no group (a group only prints its
+	// help): bound per command rather than as the root's persistent flags, so a group's --help lists none.
+	var bind func(c *cobra.Command)
+	bind = func(c *cobra.Command) {
+		if c.Annotations[groupAnnotation] == "" {
+			g.add(c.Flags())
+		}
+		for _, sub := range c.Commands() {
+			bind(sub)
+		}
+	}
+	for _, c := range root.Commands() {
+		bind(c)
+	}
+	// On the root they are hidden: only so that "k8scrypto -q renew certs" still finds its command (cobra
+	// skips the root's flags by their own kind to find the sub-command; the sub-command parses them).
+	g.add(root.Flags())
+	root.Flags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })
 	return root
+}
+
+// add binds the flags every command that runs has.
+func (g *globals) add(fs *pflag.FlagSet) {
+	fs.BoolVarP(&g.verbose, "verbose", "v", false, "print more progress on stderr")
+	fs.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors on stderr")
+	fs.StringVarP(&g.output, "output", "o", "text", "result format: text, json or yaml")
+	fs.StringVar(&g.settings, "settings", "", "YAML file of flag values (keys named like the flags); flags and K8SCRYPTO_* variables take precedence")
 }
 
 // bindSettings fills every flag the command line did not set from K8SCRYPTO_<FLAG> in the environment, else

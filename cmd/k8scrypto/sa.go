@@ -36,7 +36,8 @@ func newSAStatusCommand(e *env, g *globals) *cobra.Command {
 			return g.show(e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
+	f.addSession(cmd.Flags())
 	api.add(cmd.Flags(), "also report which service-account keys that kube-apiserver serves (its /openid/v1/jwks)")
 	return cmd
 }
@@ -50,20 +51,22 @@ func newSARotateCommand(e *env, g *globals) *cobra.Command {
 files are in; the files are backed up under --backup-dir before every change and replaced in one crash-safe
 transaction under the certificate directory's lock.
 
-The new key has the algorithm of --encryption-algorithm or the configuration's encryptionAlgorithm when either is
-given, else that of the current sa.key.`,
+The new key (prepare) has the algorithm of --encryption-algorithm or the configuration's encryptionAlgorithm when
+either is given, else that of the current sa.key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	f.add(cmd.PersistentFlags())
-	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "", "write nothing; say whether the step would run")
-	f.addSteps(cmd, [3]string{
+	markGroup(cmd)
+	steps := f.addSteps(cmd, [3]string{
 		"Stage a new key as sa.key.next and append its public key to sa.pub",
 		"Make sa.key.next the signing key sa.key; sa.pub keeps every public key",
 		"Leave only the signing key's public key in sa.pub; tokens of older keys stop working (needs --yes)",
-	}, "confirm that tokens signed by the older keys are no longer needed", func(ctx context.Context, step string) error {
-		res, err := phases.SARotate(ctx, step, phases.SARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Keys: e.keys, Yes: f.yes})
-		return g.show(e.stdout, res, err)
-	})
+	}, "confirm that tokens signed by the older keys are no longer needed",
+		[3]string{"replaced files are copied", "", "write nothing; say whether the step would run"}, func(ctx context.Context, step string) error {
+			res, err := phases.SARotate(ctx, step, phases.SARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Keys: e.keys, Yes: f.yes})
+			return g.show(e.stdout, res, err)
+		})
+	// Only prepare makes a key.
+	steps["prepare"].Flags().StringVar(&f.overrides.EncryptionAlgorithm, "encryption-algorithm", "", "algorithm of the new key: RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384 (default: the configuration's encryptionAlgorithm when given, else that of the current sa.key)")
 	return cmd
 }

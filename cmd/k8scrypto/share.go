@@ -11,7 +11,7 @@ import (
 // newUploadCertsCommand is "init phase upload-certs": not one of init's phases (it needs a running cluster),
 // as kubeadm's runs only with --upload-certs.
 func newUploadCertsCommand(e *env, g *globals) *cobra.Command {
-	f := &rotateFlags{}
+	f := &clusterFlags{}
 	var kubeconfig, key string
 	cmd := &cobra.Command{
 		Use:   "upload-certs",
@@ -24,21 +24,21 @@ downloads it; "k8scrypto join phase download-certs" also installs the encryption
 out. Without --certificate-key a key is made and printed once, on stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: f.options(e, g), Rand: e.rand})
+			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: phases.RotateOptions{Now: e.now().UTC(), Log: g.log}, Rand: e.rand})
 			return g.show(e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of a cluster administrator (required), e.g. /etc/kubernetes/admin.conf")
 	cmd.Flags().StringVar(&key, "certificate-key", "", "64 hex digits to seal the Secret with (kubeadm's --certificate-key); default: a new one, printed once")
 	return cmd
 }
 
 func newJoinCommand(e *env, g *globals) *cobra.Command {
-	join := &cobra.Command{Use: "join", Short: "Phases of a node joining the control plane", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	phase := &cobra.Command{Use: "phase", Short: "Run one phase of join", Args: knownSubcommand("phase"),
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	join := markGroup(&cobra.Command{Use: "join", Short: "Phases of a node joining the control plane", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }})
+	phase := markGroup(&cobra.Command{Use: "phase", Short: "Run one phase of join", Args: knownSubcommand("phase"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }})
 	f := &installFlags{}
 	dl := &cobra.Command{
 		Use:   "download-certs",
@@ -58,7 +58,8 @@ whole install (exit 3). Then run "k8scrypto init" on this node for its own certi
 			return g.show(e.stdout, res, err)
 		},
 	}
-	f.add(dl.Flags())
+	f.addSource(dl.Flags())
+	f.addSession(dl.Flags())
 	dl.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig that can read kube-system/kubeadm-certs (required)")
 	dl.Flags().StringVar(&f.key, "certificate-key", "", "the key the Secret was sealed with, 64 hex digits (required)")
 	dl.Flags().StringSliceVar(&f.pins, "ca-cert-hash", nil, "sha256:HEX pin of the cluster CA's public key (required), as kubeadm's --discovery-token-ca-cert-hash")
@@ -98,7 +99,7 @@ tampered, truncated or wrongly keyed bundle and writes nothing. An existing --ou
 			return g.show(e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
 	cmd.Flags().StringVar(&out, "out", "", "the bundle file to create (required; never overwritten)")
 	b.add(cmd.Flags())
 	return cmd
@@ -127,7 +128,8 @@ crash-safe transaction with audit lines, refusing (exit 3) to replace a differen
 			return g.show(e.stdout, res, err)
 		},
 	}
-	f.add(cmd.Flags())
+	f.addSource(cmd.Flags())
+	f.addSession(cmd.Flags())
 	cmd.Flags().StringVar(&in, "in", "", "the bundle file (required)")
 	cmd.Flags().StringSliceVar(&f.pins, "ca-cert-hash", nil, "sha256:HEX pin of the cluster CA's public key; when given, a bundle of another cluster is refused")
 	f.bundle.add(cmd.Flags())

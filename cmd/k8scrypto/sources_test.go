@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,51 @@ func TestBadValueFromEachSource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEtcdEndpointsBoundedFromEverySource: --etcd-endpoints is bounded like the other list inputs
+// (pki.MaxListItems), with the same message and exit 2 from the flag, K8SCRYPTO_ETCD_ENDPOINTS and the
+// settings file, for every command that takes it; nothing is dialled or written.
+func TestEtcdEndpointsBoundedFromEverySource(t *testing.T) {
+	endpoints := make([]string, pki.MaxListItems+1)
+	for i := range endpoints {
+		endpoints[i] = fmt.Sprintf("https://127.0.0.1:%d", 2000+i)
+	}
+	list := strings.Join(endpoints, ",")
+	want := fmt.Sprintf("error: --etcd-endpoints: %d entries, more than the %d allowed: remove some\n", pki.MaxListItems+1, pki.MaxListItems)
+	dir := t.TempDir()
+	settings := filepath.Join(dir, "settings.yaml")
+	quoted, _ := json.Marshal(endpoints) // a YAML flow sequence
+	writeFile(t, settings, append([]byte("etcd-endpoints: "), quoted...))
+	pkiDir := filepath.Join(dir, "pki")
+	for _, cmd := range [][]string{
+		{"encryption", "status"},
+		{"encryption", "rotate", "prune", "--yes", "--kubeconfig", filepath.Join(dir, "admin.conf")},
+		{"encryption", "reencrypt", "--kubeconfig", filepath.Join(dir, "admin.conf")},
+	} {
+		base := append(slices.Clone(cmd), "--cert-dir", pkiDir, "--audit-log", filepath.Join(dir, "audit.log"))
+		for _, src := range []struct {
+			name string
+			args []string
+			env  string
+		}{
+			{"flag", append(slices.Clone(base), "--etcd-endpoints", list), ""},
+			{"variable", base, list},
+			{"settings", append(slices.Clone(base), "--settings", settings), ""},
+		} {
+			if src.env != "" {
+				t.Setenv("K8SCRYPTO_ETCD_ENDPOINTS", src.env)
+			} else {
+				os.Unsetenv("K8SCRYPTO_ETCD_ENDPOINTS")
+			}
+			code, stdout, stderr := execIn(t, src.args...)
+			if code != 2 || stderr != want || stdout != "" {
+				t.Errorf("%s from the %s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(cmd[:2], " "), src.name, code, stdout, stderr, want)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("a refused run wrote into %s: %d entries", dir, len(entries))
 	}
 }
