@@ -1,12 +1,14 @@
 package phases
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"k8scrypto.dev/k8scrypto/phases/config"
 	"k8scrypto.dev/k8scrypto/pki"
 	"k8scrypto.dev/k8scrypto/pki/certshare"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
@@ -50,5 +52,29 @@ func TestPlanInstallShared(t *testing.T) {
 	var conflict *SharedConflictError
 	if !errors.As(err, &conflict) || conflict.ExitCode() != 3 || !strings.Contains(err.Error(), filepath.Join(node.CertDir, "ca.crt")) || !strings.Contains(err.Error(), "move its certificate directory away") {
 		t.Errorf("a different CA on the node: %v", err)
+	}
+}
+
+// An interrupted run may have left the shared files half-replaced (a new CA beside its old key): export and
+// upload-certs take no lock to complete it, so they refuse (exit 3) and share nothing.
+func TestShareRefusesAPendingReplacement(t *testing.T) {
+	e := newRenewEnv(t, pki.ECDSAP256, "")
+	journal := filepath.Join(e.certDir, ".k8scrypto-journal.json")
+	if err := os.WriteFile(journal, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := ConfigSource{File: e.cfgFile, Flags: config.Overrides{CertDir: e.certDir}, Hostname: func() (string, error) { return "cp-1", nil }}
+	out := filepath.Join(e.dir, "shared.bundle")
+	_, err := RunExport(ExportOptions{Config: src, Out: out, Secret: certshare.BundleSecret{Key: make([]byte, 32)}})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || refused.ExitCode() != 3 || !strings.Contains(err.Error(), journal) || !strings.Contains(err.Error(), "k8scrypto renew certs") {
+		t.Errorf("export with a pending replacement: %v", err)
+	}
+	if _, statErr := os.Stat(out); !errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("export wrote %s: %v", out, statErr)
+	}
+	_, err = RunUploadCerts(context.Background(), UploadCertsOptions{Config: src, Kubeconfig: filepath.Join(e.kubeDir, "admin.conf"), Key: strings.Repeat("ab", 32)})
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), journal) {
+		t.Errorf("upload-certs with a pending replacement: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -47,6 +48,9 @@ type UploadCertsOptions struct {
 func RunUploadCerts(ctx context.Context, o UploadCertsOptions) (UploadResult, error) {
 	cfg, err := o.Config.resolve(forMaintenance)
 	if err != nil {
+		return UploadResult{}, err
+	}
+	if err := sharedFilesSettled(cfg.PKI.CertDir); err != nil {
 		return UploadResult{}, err
 	}
 	client, err := dynamicFor(o.Kubeconfig)
@@ -186,6 +190,9 @@ func RunExport(o ExportOptions) (ExportResult, error) {
 	if err != nil {
 		return ExportResult{}, err
 	}
+	if err := sharedFilesSettled(cfg.PKI.CertDir); err != nil {
+		return ExportResult{}, err
+	}
 	absolute(&o.Out)
 	return ExportBundle(ExportRequest{Layout: layoutOf(cfg.PKI), Out: o.Out, Secret: o.Secret, Rand: o.Rand})
 }
@@ -217,4 +224,13 @@ func ReadBundleSecret(passphraseFile, keyFile string) (BundleSecret, error) {
 		return BundleSecret{}, &UsageError{fmt.Errorf("--key-file %s: %w", keyFile, err)}
 	}
 	return BundleSecret{Key: key}, nil
+}
+
+// sharedFilesSettled refuses to share what an interrupted run may have left half-replaced (a new CA with an
+// old key, say): export and upload-certs take no lock, so they cannot complete that run themselves. Exit 3.
+func sharedFilesSettled(certDir string) error {
+	if found := PendingRecovery(certDir, ""); len(found) > 0 {
+		return &RefusedError{&PendingError{CertDir: certDir, Found: found, Cause: errors.New("it shares the files as they are and takes no lock")}}
+	}
+	return nil
 }
