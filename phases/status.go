@@ -48,7 +48,7 @@ type SAStatusResult struct {
 // SAStatus is "k8scrypto sa status": the stage of the service-account keys and, with api, which keys the
 // apiserver serves. An interrupted rotation is completed first, or reported: the files may be half replaced.
 func SAStatus(ctx context.Context, o ReadOptions, api APIServer) (*SAStatusResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ type EncryptionStatusResult struct {
 // file the apiserver runs, with etcd what is stored under which key, and the next step that is safe. When
 // something needs the operator the result comes with a *StatusProblemsError.
 func EncryptionStatus(ctx context.Context, o ReadOptions, api APIServer, etcd Etcd) (*EncryptionStatusResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ type ExpirationOptions struct {
 // certificate, written to MetricsFile too. Problems (expiring within FailWithin, or unreadable) come as an
 // error with the report.
 func ExpirationReport(o ExpirationOptions) (*ExpirationInfo, error) {
-	cfg, err := o.Config.resolve(forReport)
+	cfg, err := o.Config.resolve(forReport, o.logger())
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ tampered, truncated or wrongly keyed bundle and writes nothing. An existing --ou
 			if err != nil {
 				return err
 			}
-			res, err := phases.RunExport(phases.ExportOptions{Config: f.source(e), Out: out, Secret: secret, Rand: e.rand})
+			res, err := phases.RunExport(phases.ExportOptions{Config: f.source(e), Out: out, Secret: secret, Rand: e.rand, Log: g.log})
 			return g.show(e.stdout, res, err)
 		},
 	}
