@@ -37,14 +37,18 @@ func outputCases() []outputCase {
 		{"init", false, append([]string{"init", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{"init-dry-run", false, append([]string{"init", "--dry-run", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{"renew-certs", true, append([]string{"renew", "certs", "all", "--force"}, write...)},
-		{"renew-certs-dry-run", true, append([]string{"renew", "certs", "all", "--force", "--dry-run"}, write...)},
+		{"renew-certs-dry-run", true, append([]string{"renew", "certs", "all", "--force", "--dry-run", "--on-renew", "systemctl restart kubelet"}, write...)},
 		{"certs-check-expiration", true, []string{"certs", "check-expiration", "--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube"}},
 		{"sa-status", true, []string{"sa", "status", "--cert-dir", "DIR/pki"}},
 		{"sa-rotate-prepare", true, append([]string{"sa", "rotate", "prepare"}, rot...)},
+		{"sa-rotate-prepare-dry-run", true, append([]string{"sa", "rotate", "prepare", "--dry-run"}, rot...)},
 		{"encryption-status", true, []string{"encryption", "status", "--cert-dir", "DIR/pki"}},
 		{"encryption-rotate-prepare", true, append([]string{"encryption", "rotate", "prepare"}, rot...)},
+		{"encryption-rotate-prepare-dry-run", true, append([]string{"encryption", "rotate", "prepare", "--dry-run"}, rot...)},
 		{"ca-renew", true, append([]string{"ca", "renew", "ca"}, write...)},
+		{"ca-renew-dry-run", true, append([]string{"ca", "renew", "ca", "--dry-run"}, write...)},
 		{"ca-rotate-prepare", true, append([]string{"ca", "rotate", "prepare", "--ca", "ca"}, write...)},
+		{"ca-rotate-prepare-dry-run", true, append([]string{"ca", "rotate", "prepare", "--ca", "ca", "--dry-run"}, write...)},
 		{"certs-export", true, []string{"certs", "export", "--cert-dir", "DIR/pki", "--out", "DIR/shared.bundle", "--key-file", "DIR/bundle.key"}},
 		{"version", false, []string{"version"}},
 	}
@@ -201,14 +205,11 @@ func docSections(doc string) map[string]string {
 // one line per phase and no line that repeats a line of stdout.
 func TestOutputStreams(t *testing.T) {
 	node := []string{"--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube", "--audit-log", "DIR/state/audit.log"}
-	rot := []string{"--cert-dir", "DIR/pki", "--audit-log", "DIR/state/audit.log", "--backup-dir", "DIR/backups"}
 	more := []outputCase{
 		{"init-phase-certs", false, append([]string{"init", "phase", "certs", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{"renew-certs-not-due", true, append([]string{"renew", "certs"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{"ca-renew-dry-run", true, append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{"ca-rotate-prepare-dry-run", true, append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{"sa-rotate-prepare-dry-run", true, append([]string{"sa", "rotate", "prepare", "--dry-run"}, rot...)},
-		{"encryption-rotate-prepare-dry-run", true, append([]string{"encryption", "rotate", "prepare", "--dry-run"}, rot...)},
+		{"ca-renew-all-dry-run", true, append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
+		{"ca-rotate-prepare-etcd-ca-dry-run", true, append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
 	}
 	for _, tc := range append(outputCases(), more...) {
 		t.Run(tc.name, func(t *testing.T) {
