@@ -54,7 +54,7 @@ func RunUploadCerts(ctx context.Context, o UploadCertsOptions) (UploadResult, er
 	if err != nil {
 		return UploadResult{}, err
 	}
-	return UploadCerts(ctx, UploadRequest{Layout: layoutOf(cfg.PKI), Key: o.Key, Client: client, Now: o.Now, Rand: o.Rand})
+	return UploadCerts(ctx, UploadRequest{Layout: layoutOf(cfg.PKI), Key: o.Key, Client: client, Now: o.Now, Rand: o.Rand, DryRun: o.DryRun})
 }
 
 // InstallSharedOptions are the inputs of "join phase download-certs" and "certs import".

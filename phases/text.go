@@ -185,6 +185,10 @@ func (r ExportResult) Text(bool) Text {
 // Text is the Secret stored and, when k8scrypto made it, the certificate key (printed this once).
 func (r UploadResult) Text(bool) Text {
 	var x Text
+	if r.DryRun {
+		x.line("dry run: would store %s (%s) with a bootstrap token expiring %s, and its Role and RoleBinding; nothing was stored", r.Secret, strings.Join(r.Entries, ", "), r.Expires)
+		return x
+	}
 	x.line("stored %s (%s), expires %s", r.Secret, strings.Join(r.Entries, ", "), r.Expires)
 	if r.Key != "" {
 		x.line("certificate key: %s", r.Key)

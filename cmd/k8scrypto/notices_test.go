@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -98,5 +99,26 @@ func TestDryRunTextSaysWhatItWouldDo(t *testing.T) {
 				t.Errorf("the dry run made the backup directory")
 			}
 		})
+	}
+}
+
+// TestUploadCertsDryRunSendsNothing: "init phase upload-certs" inherits init's --dry-run, and honours it: with
+// a kubeconfig whose server nothing listens on (127.0.0.1:1), the dry run succeeds without a request and
+// says what it would store; the real run fails to connect.
+func TestUploadCertsDryRunSendsNothing(t *testing.T) {
+	n := outputNode(t, true)
+	data, err := os.ReadFile(filepath.Join(n.dir, "kube", "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := regexp.MustCompile(`server: \S+`).ReplaceAll(data, []byte("server: https://127.0.0.1:1"))
+	writeFile(t, filepath.Join(n.dir, "nowhere.conf"), kc)
+	args := []string{"init", "phase", "upload-certs", "--cert-dir", "DIR/pki", "--kubeconfig", "DIR/nowhere.conf"}
+	code, stdout, stderr := n.exec(append(args, "--dry-run")...)
+	if code != 0 || !strings.HasPrefix(stdout, "dry run: would store kube-system/kubeadm-certs (") || strings.Contains(stdout, "certificate key") {
+		t.Errorf("--dry-run: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if code, _, stderr := n.exec(args...); code == 0 || !strings.Contains(stderr, "127.0.0.1:1") {
+		t.Errorf("without --dry-run: exit %d, want a failure to reach 127.0.0.1:1\n%s", code, stderr)
 	}
 }

@@ -24,7 +24,10 @@ downloads it; "k8scrypto join phase download-certs" also installs the encryption
 out. Without --certificate-key a key is made and printed once, on stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: f.options(e, g), Rand: e.rand})
+			// --dry-run is init's, inherited: read it here, so that it is never ignored.
+			o := f.options(e, g)
+			o.DryRun, _ = cmd.Flags().GetBool("dry-run")
+			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: o, Rand: e.rand})
 			return g.show(e.stdout, res, err)
 		},
 	}
