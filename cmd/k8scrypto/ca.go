@@ -43,7 +43,7 @@ an expired CA is recovered (then "k8scrypto renew certs" renews what its old end
 		},
 	}
 	f.add(cmd.Flags())
-	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed")
+	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed, the copies it would take and the audit log it would append to")
 	return cmd
 }
 
@@ -63,7 +63,7 @@ every file it would write.`,
 	}
 	f.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVar(&name, "ca", "", "the CA to rotate: ca, front-proxy-ca or etcd-ca (required)")
-	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write")
+	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write and remove, the copies it would take, the audit log it would append to and the stage it would reach")
 	f.addSteps(cmd, [3]string{
 		"Make a new CA key and trust its certificate beside the old one, which still signs",
 		"Make the new CA the signer and re-issue every certificate it signs",

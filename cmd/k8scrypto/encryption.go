@@ -81,7 +81,7 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	f.add(cmd.PersistentFlags())
-	f.addWriteFlags(cmd.PersistentFlags(), "the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change")
+	f.addWriteFlags(cmd.PersistentFlags(), "the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change, the copy it would take, the audit log it would append to and the stage it would reach")
 	steps := f.addSteps(cmd, [3]string{
 		"Add a new key second: every apiserver can decrypt with it, none encrypts with it yet",
 		"Move the newest key first: new writes use it, older keys still decrypt",

@@ -37,7 +37,7 @@ Phases (skip with --skip-phases, run one with "k8scrypto init phase NAME"):
 	}
 	f.add(cmd.PersistentFlags())
 	f.encryption.add(cmd.PersistentFlags())
-	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
+	cmd.PersistentFlags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written and the audit log the run would append to")
 	cmd.PersistentFlags().StringVar(&f.kubeadmConfigOut, "kubeadm-config-out", "", "where to write the kubeadm configuration for \"kubeadm init --config\" (default <kubeconfig-dir>/"+phases.KubeadmConfigFileName+")")
 	cmd.Flags().StringSliceVar(&f.skipPhases, "skip-phases", nil, "phases to skip, comma-separated (e.g. certs/etcd-ca,sa)")
 

@@ -56,7 +56,7 @@ given, else that of the current sa.key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	f.add(cmd.PersistentFlags())
-	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "", "write nothing; say whether the step would run")
+	f.addWriteFlags(cmd.PersistentFlags(), "replaced files are copied", "", "write nothing; list the files the step would write and remove, the copies it would take, the audit log it would append to and the stage it would reach")
 	f.addSteps(cmd, [3]string{
 		"Stage a new key as sa.key.next and append its public key to sa.pub",
 		"Make sa.key.next the signing key sa.key; sa.pub keeps every public key",
