@@ -35,7 +35,7 @@ type dryRunCase struct {
 	name string
 	// before brings the node to the state the command needs (after init).
 	before []string
-	run    func(t *testing.T, n *node, now time.Time, dry bool) prediction
+	run    func(n *node, now time.Time, dry bool) (prediction, error)
 }
 
 func dryRunCases() []dryRunCase {
@@ -46,54 +46,58 @@ func dryRunCases() []dryRunCase {
 	rot := func(n *node, now time.Time, dry bool) phases.RotateOptions {
 		return phases.RotateOptions{KubeconfigDir: n.KubeDir, AuditLog: n.AuditLog, BackupDir: n.BackupDir, LockTimeout: time.Minute, DryRun: dry, Now: now}
 	}
-	ok := func(t *testing.T, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	caRotate := func(step string) func(t *testing.T, n *node, now time.Time, dry bool) prediction {
-		return func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+	caRotate := func(step string) func(n *node, now time.Time, dry bool) (prediction, error) {
+		return func(n *node, now time.Time, dry bool) (prediction, error) {
 			res, err := phases.CARotate(ctx, step, phases.CARotateOptions{RotateOptions: rot(n, now, dry), Config: src(n), Name: "ca", Rand: pkitest.Rand(7), Yes: true})
-			ok(t, err)
-			return prediction{Files: res.Files, Removes: res.Removes, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.Stage), Next: res.Next}
+			if err != nil {
+				return prediction{}, err
+			}
+			return prediction{Files: res.Files, Removes: res.Removes, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.Stage), Next: res.Next}, nil
 		}
 	}
-	saRotate := func(step string) func(t *testing.T, n *node, now time.Time, dry bool) prediction {
-		return func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+	saRotate := func(step string) func(n *node, now time.Time, dry bool) (prediction, error) {
+		return func(n *node, now time.Time, dry bool) (prediction, error) {
 			res, err := phases.SARotate(ctx, step, phases.SARotateOptions{RotateOptions: rot(n, now, dry), Config: src(n), Keys: pkitest.Keys(), Yes: true})
-			ok(t, err)
-			return prediction{Files: res.Files, Removes: res.Removes, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.State.Stage), Next: res.State.Next}
+			if err != nil {
+				return prediction{}, err
+			}
+			return prediction{Files: res.Files, Removes: res.Removes, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.State.Stage), Next: res.State.Next}, nil
 		}
 	}
-	encRotate := func(step string) func(t *testing.T, n *node, now time.Time, dry bool) prediction {
-		return func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+	encRotate := func(step string) func(n *node, now time.Time, dry bool) (prediction, error) {
+		return func(n *node, now time.Time, dry bool) (prediction, error) {
 			res, err := phases.EncryptionRotate(ctx, step, phases.EncryptionRotateOptions{RotateOptions: rot(n, now, dry), Config: src(n), Rand: pkitest.Rand(9), Yes: true, Unsafe: true})
-			ok(t, err)
-			return prediction{Files: []string{res.File}, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.Stage), Next: res.Next}
+			if err != nil {
+				return prediction{}, err
+			}
+			return prediction{Files: []string{res.File}, Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Stage: string(res.Stage), Next: res.Next}, nil
 		}
 	}
 	return []dryRunCase{
-		{"init", nil, func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+		{"init", nil, func(n *node, now time.Time, dry bool) (prediction, error) {
 			s := src(n)
 			s.File = n.Config
 			res, err := phases.Init(ctx, &phases.Runner{Phases: phases.InitPhases()}, phases.Selection{}, phases.InitOptions{
 				Config: s, KubeconfigDir: n.KubeDir, Now: now, Rand: pkitest.Rand(3), AuditLog: n.AuditLog, LockTimeout: time.Minute, DryRun: dry})
-			ok(t, err)
+			if err != nil {
+				return prediction{}, err
+			}
 			p := prediction{AuditLog: res.AuditLog, Next: res.NextCommand}
 			for _, f := range res.Files {
 				if f.Action == phases.ActionCreated {
 					p.Files = append(p.Files, f.Path)
 				}
 			}
-			return p
+			return p, nil
 		}},
-		{"renew certs", []string{"old backups"}, func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+		{"renew certs", []string{"old backups"}, func(n *node, now time.Time, dry bool) (prediction, error) {
 			res, err := phases.RenewCerts(ctx, phases.RenewCertsOptions{
 				RenewOptions: phases.RenewOptions{KubeconfigDir: n.KubeDir, Now: now, Force: true, RotateKeys: true, Keys: pkitest.Keys(), Rand: pkitest.Rand(5), KeepBackups: 2, DryRun: dry},
 				Config:       src(n), AuditLog: n.AuditLog, BackupDir: n.BackupDir, LockTimeout: time.Minute,
 				OnRenew: "true", HookOutput: &bytes.Buffer{}})
-			ok(t, err)
+			if err != nil {
+				return prediction{}, err
+			}
 			p := prediction{BackupDir: res.BackupDir, Pruned: res.PrunedBackups, AuditLog: res.AuditLog, OnRenew: res.OnRenew}
 			for _, it := range res.Certificates {
 				if it.Action == phases.RenewRenewed || it.Action == phases.RenewWouldRenew {
@@ -101,17 +105,19 @@ func dryRunCases() []dryRunCase {
 				}
 				p.Backups = append(p.Backups, it.Backups...)
 			}
-			return p
+			return p, nil
 		}},
-		{"ca renew", nil, func(t *testing.T, n *node, now time.Time, dry bool) prediction {
+		{"ca renew", nil, func(n *node, now time.Time, dry bool) (prediction, error) {
 			res, err := phases.CARenew(ctx, []string{"all"}, rot(n, now, dry), src(n), pkitest.Rand(11))
-			ok(t, err)
+			if err != nil {
+				return prediction{}, err
+			}
 			p := prediction{Backups: res.Backups, BackupDir: res.BackupDir, AuditLog: res.AuditLog, Next: res.Next}
 			for _, c := range res.CAs {
 				p.Files = append(p.Files, c.Path)
 				p.Files = append(p.Files, c.Embedding...)
 			}
-			return p
+			return p, nil
 		}},
 		{"ca rotate prepare", nil, caRotate("prepare")},
 		{"ca rotate promote", []string{"ca rotate prepare"}, caRotate("promote")},
@@ -162,18 +168,26 @@ func TestDryRunPredictsTheRun(t *testing.T) {
 				}
 				for _, c := range dryRunCases() {
 					if c.name == b {
-						c.run(t, n, now.Add(time.Duration(i)*time.Minute), false)
+						if _, err := c.run(n, now.Add(time.Duration(i)*time.Minute), false); err != nil {
+							t.Fatalf("%s: %v", b, err)
+						}
 					}
 				}
 			}
 			now = now.Add(time.Hour)
 			before := tree(t, n.Dir)
-			dry := tc.run(t, n, now, true)
+			dry, err := tc.run(n, now, true)
+			if err != nil {
+				t.Fatalf("dry run: %v", err)
+			}
 			if d := pkitest.Diff(before, tree(t, n.Dir)); len(d) > 0 {
 				t.Fatalf("the dry run changed the node's directory (the audit log and backups included):\n%v", d)
 			}
 			auditBefore, _ := os.ReadFile(n.AuditLog)
-			real := tc.run(t, n, now, false)
+			real, err := tc.run(n, now, false)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
 			if !reflect.DeepEqual(dry, real) {
 				t.Errorf("the dry run predicted\n %+v\nthe run did\n %+v", dry, real)
 			}
@@ -266,5 +280,49 @@ func mkdirAll(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDryRunFailsWhereTheRunWould: an --audit-log or --backup-dir the real run could not use fails the dry
+// run too (the real run fails at once, due or not), and the dry run still writes nothing.
+func TestDryRunFailsWhereTheRunWould(t *testing.T) {
+	for _, tc := range []struct{ name, flag, want string }{
+		{"audit log under a file", "audit", "--audit-log"}, {"audit log a directory", "auditdir", "--audit-log"}, {"backup dir under a file", "backup", "--backup-dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t)
+			n.mustRun(pkitest.Now, "init")
+			blocker := filepath.Join(n.Dir, "blocker")
+			writeFile(t, blocker, []byte("a file"))
+			switch tc.flag {
+			case "audit":
+				n.AuditLog = filepath.Join(blocker, "audit.log")
+			case "auditdir":
+				n.AuditLog = filepath.Join(n.Dir, "logdir")
+				mkdirAll(t, n.AuditLog)
+			case "backup":
+				n.BackupDir = filepath.Join(blocker, "backups")
+			}
+			for _, c := range dryRunCases() {
+				if c.name == "init" && tc.flag == "backup" {
+					continue // init backs nothing up
+				}
+				t.Run(c.name, func(t *testing.T) {
+					before := tree(t, n.Dir)
+					for _, dry := range []bool{true, false} {
+						// The state is opened before anything is read: the error is the flag's, whatever the stage.
+						if _, err := c.run(n, pkitest.Now.Add(time.Hour), dry); err == nil || !strings.Contains(err.Error(), tc.want) {
+							t.Errorf("dry run %v: %v, want the %s error of an unusable %s", dry, err, tc.want, tc.name)
+						}
+					}
+					if d := pkitest.Diff(before, tree(t, n.Dir)); len(d) > 0 {
+						t.Errorf("the failed runs changed the directory: %v", d)
+					}
+				})
+				if t.Failed() {
+					return
+				}
+			}
+		})
 	}
 }

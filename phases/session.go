@@ -47,7 +47,8 @@ type SessionOptions struct {
 // Session is the one envelope of every command that writes: OpenSession opens the audit log and resolves
 // the backup root (with one notice when they fall back to the per-user state directory), takes the
 // certificate directory's lock and recovers what an interrupted run left; Commit replaces a set of staged
-// files with their audit lines; Release drops the lock. A nil *Session is a dry run: it records nothing.
+// files with their audit lines; Release drops the lock. A nil *Session, like a DrySession, is a dry run: it
+// records nothing.
 type Session struct {
 	o SessionOptions
 	// Audit is the audit log (nil in a dry run); AuditLog its path, the file the run appends to (or would);
@@ -93,6 +94,12 @@ func DrySession(o SessionOptions) (*Session, error) {
 	s := &Session{o: o}
 	var err error
 	if s.AuditLog, s.BackupRoot, err = statePaths(o.AuditLog, o.BackupDir, o.Backups, o.Log); err != nil {
+		return nil, err
+	}
+	if err := pki.CheckAuditLog(s.AuditLog); err != nil {
+		if o.AuditLog != "" {
+			err = fmt.Errorf("--audit-log: %w", err)
+		}
 		return nil, err
 	}
 	if o.KeyRotations {
