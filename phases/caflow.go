@@ -30,8 +30,11 @@ type CARotateResult struct {
 	// Removes lists the files the step deletes (the staged key at promote, ca-signer.crt at prune).
 	Removes []string `json:"removes,omitempty"`
 	Backups []string `json:"backups,omitempty"`
-	Stage   CAStage  `json:"stage"`
-	Next    string   `json:"next"`
+	// BackupDir is the directory of Backups; AuditLog the file the step's audit lines go to.
+	BackupDir string  `json:"backupDir,omitempty"`
+	AuditLog  string  `json:"auditLog,omitempty"`
+	Stage     CAStage `json:"stage"`
+	Next      string  `json:"next"`
 	// Restart says what must restart before the next step, what reloads by itself and what may wait.
 	Restart string `json:"restart"`
 	// Restarts are the components (CompEtcd...) that must restart before the next step, in order.
@@ -48,10 +51,10 @@ type CARotateResult struct {
 }
 
 // CARotate is "k8scrypto ca rotate <step> --ca NAME": one step of a CA rotation, through RotateStep (the
-// session, backups, commit and audit every rotation shares). A dry run lists the files the step would
-// write and changes nothing.
+// session, backups, commit and audit every rotation shares). A dry run takes the same path and reports the
+// files the step would write, back up and remove, and the stage it would reach; it changes nothing.
 func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -60,58 +63,31 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	r := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name, Now: o.Now, Keys: o.Keys, Rand: o.Rand, Yes: o.Yes}
 	res := &CARotateResult{APIVersion: ResultAPIVersion, Kind: "CARotateResult", CA: o.Name, Step: step, DryRun: o.DryRun, Restart: caRestart(o.Name, step, cfg.PKI.CertDir)}
 	res.Restarts, res.RestartLater = caStepRestarts(o.Name, step)
+	rep, err := RotateStep(ctx, r, step, o.RotateOptions)
+	if err != nil {
+		return nil, err
+	}
+	res.Files, res.Removes, res.Backups, res.BackupDir, res.AuditLog = rep.Files, rep.Removes, rep.Backups, rep.BackupDir, rep.AuditLog
 	if o.DryRun {
-		if err := r.Read(); err != nil {
+		// The stage the step leads to: each step has one (Check refused any other stage).
+		res.Stage = caStageAfter[step]
+	} else {
+		after := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name}
+		if err := after.Read(); err != nil {
 			return nil, err
 		}
-		if err := r.Check(ctx, step); err != nil {
-			return nil, err
-		}
-		plan, err := r.Plan(ctx, step)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range plan.Files {
-			res.Files = append(res.Files, f.Path)
-		}
-		res.Removes = plan.Obsolete
-		res.Adopted, res.Unchanged = r.Adopted(), len(res.Files)+len(res.Removes) == 0
-		res.Stage, res.Next = r.Stage(), caNext(r.Stage(), o.Name)
-		return res, nil
+		res.Stage = after.Stage()
 	}
-	rec := &recordingRotation{CARotation: r}
-	if res.Backups, err = RotateStep(ctx, rec, step, o.RotateOptions); err != nil {
-		return nil, err
-	}
-	res.Files, res.Removes = rec.files, rec.removes
 	res.Adopted, res.Unchanged = r.Adopted(), len(res.Files)+len(res.Removes) == 0
-	after := &CARotation{Cfg: cfg.PKI, KubeconfigDir: o.KubeconfigDir, Name: o.Name}
-	if err := after.Read(); err != nil {
-		return nil, err
-	}
-	res.Stage, res.Next = after.Stage(), caNext(after.Stage(), o.Name)
+	res.Next = caNext(res.Stage, o.Name)
 	if step == "prune" && res.Stage == CASteady {
 		res.Next = fmt.Sprintf(`run "k8scrypto ca rotate prune --ca %s --yes" on every control-plane node where it has not run, and restart, node by node, what it names; then %s`, o.Name, res.Next)
 	}
 	return res, nil
 }
 
-// recordingRotation keeps the paths of the plan RotateStep commits, for the result.
-type recordingRotation struct {
-	*CARotation
-	files, removes []string
-}
-
-func (r *recordingRotation) Plan(ctx context.Context, step string) (*RotationPlan, error) {
-	p, err := r.CARotation.Plan(ctx, step)
-	if err == nil {
-		for _, f := range p.Files {
-			r.files = append(r.files, f.Path)
-		}
-		r.removes = append(r.removes, p.Obsolete...)
-	}
-	return p, err
-}
+// caStageAfter is the stage each step leaves a CA in.
+var caStageAfter = map[string]CAStage{"prepare": CAPrepared, "promote": CAPromoted, "prune": CASteady}
 
 // CARenewResult lists the renewed CAs and every file written.
 type CARenewResult struct {
@@ -120,16 +96,20 @@ type CARenewResult struct {
 	DryRun     bool        `json:"dryRun"`
 	CAs        []RenewedCA `json:"cas"`
 	Backups    []string    `json:"backups,omitempty"`
-	Next       string      `json:"next"`
+	// BackupDir is the directory of Backups; AuditLog the file the run's audit lines go to.
+	BackupDir string `json:"backupDir,omitempty"`
+	AuditLog  string `json:"auditLog,omitempty"`
+	Next      string `json:"next"`
 	// Restarts are the components (CompEtcd...) that must restart now; the others the CAs' advice in Next
 	// names pick the renewed certificate up by themselves or may restart before the old one ends.
 	Restarts []string `json:"restarts"`
 }
 
 // CARenew is "k8scrypto ca renew": each named CA re-issued with its own key (PlanCARenewal), the files it
-// replaces backed up, everything written in one transaction with its audit lines.
+// replaces backed up, everything written in one transaction with its audit lines. A dry run takes the same
+// path in a DrySession: the same plan, backups and audit log reported, nothing written.
 func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSource, rnd io.Reader) (*CARenewResult, error) {
-	cfg, err := src.resolve(forMaintenance)
+	cfg, err := src.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -143,20 +123,8 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 		}
 	}
 	res := &CARenewResult{APIVersion: ResultAPIVersion, Kind: "CARenewResult", DryRun: o.DryRun}
-	if o.DryRun {
-		if err := NothingPending(cfg.PKI.CertDir, o.KubeconfigDir); err != nil {
-			return nil, err
-		}
-		plan, err := PlanCARenewal(cfg.PKI, o.KubeconfigDir, names, o.Now, rnd)
-		if err != nil {
-			return nil, err
-		}
-		res.CAs = plan.Renewed
-		res.Next, res.Restarts = caRenewNext(plan.Renewed, o.Now)
-		return res, nil
-	}
-	s, err := OpenSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
-		AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, Now: o.Now, Log: o.Log})
+	s, err := BeginSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
+		AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, DryRun: o.DryRun, Now: o.Now, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -169,11 +137,11 @@ func CARenew(ctx context.Context, names []string, o RotateOptions, src ConfigSou
 	for _, f := range plan.Files {
 		paths = append(paths, f.Path)
 	}
-	backups, events, err := backUp(s, paths)
+	backups, dir, events, err := backUp(s, paths)
 	if err != nil {
 		return nil, err
 	}
-	res.Backups, res.CAs = backups, plan.Renewed
+	res.Backups, res.BackupDir, res.AuditLog, res.CAs = backups, dir, s.AuditLog, plan.Renewed
 	res.Next, res.Restarts = caRenewNext(plan.Renewed, o.Now)
 	if err := s.Commit(plan.Files, append(events, plan.Events...)); !Committed(err) {
 		return nil, s.Fail(err)

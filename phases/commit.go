@@ -45,8 +45,11 @@ func Committed(err error) bool {
 // intent, and the next run's recovery records the lines. A session without an audit log (a test's) writes
 // no intent and records nothing. It is the one caller of pki.Commit.
 //
-// With no files it only records events (lines of files reused or refused).
+// With no files it only records events (lines of files reused or refused). A dry session commits nothing.
 func (s *Session) Commit(files []pki.File, events []pki.AuditEvent) error {
+	if s.o.DryRun {
+		return nil
+	}
 	if len(files) == 0 {
 		if err := s.Audit.Record(events...); err != nil {
 			return &CommitError{CommitRecord, err}

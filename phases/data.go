@@ -53,6 +53,8 @@ type Result struct {
 	Files           []FileResult `json:"files"`
 	// NextCommand continues the bootstrap with kubeadm, when the kubeadm-config phase ran.
 	NextCommand string `json:"next,omitempty"`
+	// AuditLog is the file the run's audit lines are appended to.
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // CA is a certificate authority as a phase sees it; Key is nil for an external CA.
@@ -88,6 +90,8 @@ type Data struct {
 	RenewArgs []string
 	// Session commits the staged files with the run's audit lines; nil commits them without (tests).
 	Session *Session
+	// AuditLog is the session's audit log, for the result.
+	AuditLog string
 
 	phase   string
 	staged  []pki.File
@@ -124,6 +128,7 @@ func (d *Data) Result() Result {
 		CertificatesDir: d.Cfg.CertDir,
 		Files:           slices.Clone(d.results),
 		NextCommand:     d.nextStep,
+		AuditLog:        d.AuditLog,
 	}
 }
 

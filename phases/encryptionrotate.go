@@ -13,15 +13,18 @@ import (
 
 // EncryptionRotateResult is what "encryption rotate <step>" prints with -o json|yaml.
 type EncryptionRotateResult struct {
-	APIVersion string              `json:"apiVersion"`
-	Kind       string              `json:"kind"`
-	Step       string              `json:"step"`
-	File       string              `json:"file"`
-	DryRun     bool                `json:"dryRun"`
-	Backups    []string            `json:"backups,omitempty"`
-	Changes    []encryption.Change `json:"changes"`
-	Stage      encryption.Stage    `json:"stage"`
-	Next       string              `json:"next"`
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Step       string   `json:"step"`
+	File       string   `json:"file"`
+	DryRun     bool     `json:"dryRun"`
+	Backups    []string `json:"backups,omitempty"`
+	// BackupDir is the directory of Backups; AuditLog the file the step's audit lines go to.
+	BackupDir string              `json:"backupDir,omitempty"`
+	AuditLog  string              `json:"auditLog,omitempty"`
+	Changes   []encryption.Change `json:"changes"`
+	Stage     encryption.Stage    `json:"stage"`
+	Next      string              `json:"next"`
 }
 
 // EncryptionRotateOptions are the inputs of "encryption rotate <step>".
@@ -43,18 +46,18 @@ func EncryptionRotate(ctx context.Context, step string, o EncryptionRotateOption
 	if err := o.Etcd.Check(); err != nil {
 		return nil, err
 	}
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
 	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &EncryptionKeys{o: o, args: NewStepArgs(o.Config, o.API, o.Etcd)}
-	backups, err := RotateStep(ctx, r, step, o.RotateOptions)
+	rep, err := RotateStep(ctx, r, step, o.RotateOptions)
 	if err != nil {
 		return nil, err
 	}
-	r.res.Backups = backups
+	r.res.Backups, r.res.BackupDir, r.res.AuditLog = rep.Backups, rep.BackupDir, rep.AuditLog
 	return r.res, nil
 }
 

@@ -45,7 +45,10 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	if err := runner.Validate(sel); err != nil {
 		return Result{}, &UsageError{fmt.Errorf("--skip-phases: %w", err)}
 	}
-	cfg, err := o.Config.resolve(forInit)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := o.Config.resolve(forInit, o.Log)
 	if err != nil {
 		return Result{}, err
 	}
@@ -58,12 +61,6 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	}
 	absolute(&o.KubeconfigDir, &o.KubeadmConfigOut, &o.AuditLog)
 	d := NewData(cfg.PKI, o.Now, o.Keys, o.Log)
-	for _, w := range cfg.Kubeadm.Warnings {
-		d.Log.Warn(w, "config", o.Config.File)
-	}
-	for _, n := range cfg.Notices {
-		d.Log.Warn(n)
-	}
 	d.Kubeadm = cfg.Kubeadm
 	d.Rand = o.Rand
 	d.DryRun = o.DryRun
@@ -71,15 +68,17 @@ func Init(ctx context.Context, runner *Runner, sel Selection, o InitOptions) (Re
 	d.Encryption = o.Encryption
 	d.KubeadmConfigOut = o.KubeadmConfigOut
 	d.RenewArgs = o.Config.RenewArgs()
+	// A dry run's session resolves the same audit log, creates and locks nothing; the phases see no session.
+	s, err := BeginSession(ctx, SessionOptions{
+		CertDir: d.Cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
+		CreateCertDir: true, Strict: d.Cfg.StrictPermissions, DryRun: o.DryRun, Now: d.Now, Log: d.Log,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Release()
+	d.AuditLog = s.AuditLog
 	if !o.DryRun {
-		s, err := OpenSession(ctx, SessionOptions{
-			CertDir: d.Cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
-			CreateCertDir: true, Strict: d.Cfg.StrictPermissions, Now: d.Now, Log: d.Log,
-		})
-		if err != nil {
-			return Result{}, err
-		}
-		defer s.Release()
 		d.Session = s
 	}
 	err = runner.Run(ctx, d, sel)

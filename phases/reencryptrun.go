@@ -31,7 +31,7 @@ func RunReencrypt(ctx context.Context, o ReencryptOptions) (*ReencryptResult, er
 	if err := o.Etcd.Check(); err != nil {
 		return nil, err
 	}
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}

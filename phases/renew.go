@@ -82,6 +82,11 @@ type RenewResult struct {
 	PrunedBackups []string `json:"prunedBackups,omitempty"`
 	// PruneError says why old backups could not all be removed; the renewal itself succeeded.
 	PruneError string `json:"pruneError,omitempty"`
+	// OnRenew is the --on-renew command the run ran (or would run): for this run's renewals, or an earlier
+	// run's whose hook did not succeed.
+	OnRenew string `json:"onRenew,omitempty"`
+	// AuditLog is the file the run's audit lines are appended to.
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // Renewed lists the names of the renewed certificates.
@@ -89,6 +94,17 @@ func (r RenewResult) Renewed() []string {
 	var out []string
 	for _, it := range r.Certificates {
 		if it.Action == RenewRenewed {
+			out = append(out, it.Name)
+		}
+	}
+	return out
+}
+
+// renewedOrWould lists the names of the certificates renewed, or in a dry run those that would be.
+func (r RenewResult) renewedOrWould() []string {
+	var out []string
+	for _, it := range r.Certificates {
+		if it.Action == RenewRenewed || it.Action == RenewWouldRenew {
 			out = append(out, it.Name)
 		}
 	}
@@ -127,7 +143,8 @@ type RenewOptions struct {
 	Keys      pki.KeySource // nil: fresh keys
 	Rand      io.Reader     // serial numbers; nil: crypto/rand
 	DryRun    bool
-	// BackupRoot receives <UTC timestamp>/ with every replaced file; the newest KeepBackups are kept.
+	// BackupRoot receives <UTC timestamp>/ with every replaced file; the newest KeepBackups are kept. A dry
+	// run with it names the backups and the pruning the run would make.
 	BackupRoot  string
 	KeepBackups int
 	// Session commits the renewed files with their audit lines and records the run's other lines; nil
@@ -223,11 +240,31 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	}
 	s := o.Session
 	if s == nil {
-		s = &Session{o: SessionOptions{CertDir: o.Cfg.CertDir}}
+		s = &Session{o: SessionOptions{CertDir: o.Cfg.CertDir, DryRun: o.DryRun}}
 	}
+	res.AuditLog = s.AuditLog
 	if o.DryRun {
+		// What the run below would do with the same plans, short of issuing: the copies it would take and
+		// the old backup directories it would then prune.
 		for _, p := range plans {
 			p.item.Action = RenewWouldRenew
+		}
+		if len(plans) == 0 || o.BackupRoot == "" {
+			return res, nil
+		}
+		backups, err := pki.NewBackupSet(o.BackupRoot, o.Now)
+		if err != nil {
+			return res, backupError(err)
+		}
+		if err := backUpRenewals(backups, plans, &res, true); err != nil {
+			return res, err
+		}
+		if o.KeepBackups >= 1 {
+			doomed, err := pki.BackupsToPrune(o.BackupRoot, o.KeepBackups, res.BackupDir)
+			res.PrunedBackups = doomed
+			if err != nil {
+				res.PruneError = err.Error()
+			}
 		}
 		return res, nil
 	}
@@ -268,21 +305,8 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w; nothing was renewed", backupError(err))
 	}
-	for _, p := range issued {
-		for _, f := range files {
-			if f.Path != p.t.CertPath && f.Path != p.t.KeyPath {
-				continue
-			}
-			saved, err := backups.Save(f.Path)
-			if err != nil {
-				backups.Discard()
-				return res, fmt.Errorf("%w; nothing was renewed (give a writable --backup-dir)", backupError(err))
-			}
-			if saved != "" {
-				p.item.Backups = append(p.item.Backups, saved)
-				res.BackupDir = backups.Dir
-			}
-		}
+	if err := backUpRenewals(backups, issued, &res, false); err != nil {
+		return res, err
 	}
 	for _, p := range issued {
 		p.item.Action = RenewRenewed
@@ -322,6 +346,43 @@ func Renew(ctx context.Context, o RenewOptions) (RenewResult, error) {
 		}
 	}
 	return res, renewedButNot(commitErr)
+}
+
+// replaces are the files a renewal replaces, as issue writes them: the new key (when one is made for a
+// certificate; a kubeconfig holds its key), then the certificate or kubeconfig.
+func (p *renewPlan) replaces() []string {
+	if p.alg != "" && p.t.Kind != KindKubeconfig {
+		return []string{p.t.KeyPath, p.t.CertPath}
+	}
+	return []string{p.t.CertPath}
+}
+
+// backUpRenewals copies the files each plan replaces into backups, recording the copies in the items and
+// the directory in res; with dry, it copies nothing and records the copies it would take. On error the
+// copies taken are removed again.
+func backUpRenewals(backups *pki.BackupSet, plans []*renewPlan, res *RenewResult, dry bool) error {
+	for _, p := range plans {
+		for _, path := range p.replaces() {
+			var saved string
+			var err error
+			if dry {
+				saved, err = backups.Target(path)
+			} else {
+				saved, err = backups.Save(path)
+			}
+			if err != nil {
+				if !dry {
+					backups.Discard()
+				}
+				return fmt.Errorf("%w; nothing was renewed (give a writable --backup-dir)", backupError(err))
+			}
+			if saved != "" {
+				p.item.Backups = append(p.item.Backups, saved)
+				res.BackupDir = backups.Dir
+			}
+		}
+	}
+	return nil
 }
 
 // renewedButNot words a failure to record the audit lines once the renewed files are in place: the run

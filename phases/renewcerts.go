@@ -44,14 +44,11 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	resolved, err := o.Config.resolve(forRenewal)
+	resolved, err := o.Config.resolve(forRenewal, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	absolute(&o.KubeconfigDir, &o.AuditLog, &o.BackupDir)
-	for _, n := range resolved.Notices {
-		o.Log.Warn(n)
-	}
 	cfg := resolved.PKI
 	o.Cfg, o.CheckSANs, o.Algorithm = cfg, resolved.SANsLoaded, cfg.Algorithm
 	switch {
@@ -65,23 +62,17 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if info, err := os.Stat(cfg.CertDir); err != nil || !info.IsDir() {
 		return nil, fmt.Errorf("certificate directory %s does not exist or is not a directory: nothing to renew (set --cert-dir, or create the PKI with \"k8scrypto init\")", cfg.CertDir)
 	}
-	var s *Session
-	if o.DryRun {
-		// A dry run writes nothing, so it cannot recover: it says so instead of advice about half-replaced files.
-		if err := NothingPending(cfg.CertDir, o.KubeconfigDir); err != nil {
-			return nil, err
-		}
-	} else {
-		s, err = OpenSession(ctx, SessionOptions{
-			CertDir: cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
-			AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, Now: o.Now, Log: o.Log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		defer s.Release()
-		o.BackupRoot, o.Session = s.BackupRoot, s
+	// A dry run's session writes nothing, so it cannot recover: it says so instead of advice about
+	// half-replaced files. It resolves the same audit log and backup root, for the result.
+	s, err := BeginSession(ctx, SessionOptions{
+		CertDir: cfg.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
+		AuditLog: o.AuditLog, BackupDir: o.BackupDir, Backups: true, DryRun: o.DryRun, Now: o.Now, Log: o.Log,
+	})
+	if err != nil {
+		return nil, err
 	}
+	defer s.Release()
+	o.BackupRoot, o.Session = s.BackupRoot, s
 	res, err := Renew(ctx, o.RenewOptions)
 	if !Committed(err) {
 		if ine := new(InvalidNamesError); errors.As(err, &ine) {
@@ -98,9 +89,10 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 	if err != nil {
 		errs = append(errs, err)
 	}
-	var hook *hookPending
-	if !o.DryRun {
-		hook = pendingHook(o.BackupRoot, res, o.OnRenew != "", o.Log)
+	// The hook this run runs, or a dry run would: the same marker read, nothing written in a dry run.
+	hook := pendingHook(o.BackupRoot, res, o.OnRenew != "", o.DryRun, o.Log)
+	if hook != nil && o.OnRenew != "" {
+		res.OnRenew = o.OnRenew
 	}
 	// The files are safely written: let the next cron run in while the hook restarts the control plane.
 	s.Release()
@@ -118,7 +110,7 @@ func RenewCerts(ctx context.Context, o RenewCertsOptions) (*RenewResult, error) 
 		errs = append(errs, fmt.Errorf("%d certificate(s) need attention:\n  %s", len(problems), strings.Join(msgs, "\n  ")))
 	}
 	switch {
-	case hook != nil && o.OnRenew != "":
+	case hook != nil && o.OnRenew != "" && !o.DryRun:
 		if err := runHook(ctx, o.HookOutput, o.OnRenew, hook.Renewed, hook.BackupDir); err != nil {
 			errs = append(errs, fmt.Errorf("the certificates were renewed, but --on-renew failed (the next run runs it again): %w", err))
 		} else if err := hook.done(); err != nil {
@@ -142,9 +134,10 @@ type hookPending struct {
 	path      string
 }
 
-// pendingHook returns what --on-renew must be run for: this run's renewals and those of earlier runs whose
-// hook did not succeed; nil when there are none. With an --on-renew command the marker is written first.
-func pendingHook(root string, res RenewResult, haveHook bool, log *slog.Logger) *hookPending {
+// pendingHook returns what --on-renew must be run for: this run's renewals (a dry run's: those it would
+// make) and those of earlier runs whose hook did not succeed; nil when there are none. With an --on-renew
+// command the marker is written first, except in a dry run.
+func pendingHook(root string, res RenewResult, haveHook, dryRun bool, log *slog.Logger) *hookPending {
 	h := &hookPending{path: filepath.Join(root, HookPendingName)}
 	earlier := false
 	if data, err := pki.ReadFileNoFollow(h.path, pki.MaxConfigSize); err == nil {
@@ -153,7 +146,7 @@ func pendingHook(root string, res RenewResult, haveHook bool, log *slog.Logger) 
 			log.Warn("ignoring an unreadable --on-renew marker", "file", h.path)
 		}
 	}
-	for _, n := range res.Renewed() {
+	for _, n := range res.renewedOrWould() {
 		if !slices.Contains(h.Renewed, n) {
 			h.Renewed = append(h.Renewed, n)
 		}
@@ -169,6 +162,9 @@ func pendingHook(root string, res RenewResult, haveHook bool, log *slog.Logger) 
 			log.Warn("an earlier run's --on-renew command did not succeed; run with --on-renew to run it again, or remove the marker once the control plane was restarted",
 				"renewed", strings.Join(h.Renewed, ","), "marker", h.path)
 		}
+		return h
+	}
+	if dryRun {
 		return h
 	}
 	data, _ := json.Marshal(h)

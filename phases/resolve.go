@@ -2,6 +2,7 @@ package phases
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 
 	"k8scrypto.dev/k8scrypto/phases/config"
@@ -48,7 +49,11 @@ const (
 	forReport
 )
 
-func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
+// resolve turns the source into the command's configuration and says on log, as warnings, what the
+// resolution decided by itself (Notices: a node name it lower-cased, an address it picked) and what of the
+// file it ignores (the configuration's Warnings). Every command resolves here, so every command says them
+// the same way, dry run or not; -q (errors only) silences them, as it does every warning.
+func (s ConfigSource) resolve(use configUse, log *slog.Logger) (*Resolved, error) {
 	r, err := s.resolveValues(use)
 	// A malformed value is a usage error whatever its source (exit 2); the message is the same from each.
 	var invalid *config.InvalidError
@@ -58,6 +63,16 @@ func (s ConfigSource) resolve(use configUse) (*Resolved, error) {
 	if r != nil && r.PKI != nil {
 		// Every path a command reports is absolute, whatever the flag or file gave.
 		r.PKI.CertDir = pki.AbsPath(r.PKI.CertDir)
+	}
+	if r != nil && log != nil {
+		if r.Kubeadm != nil {
+			for _, w := range r.Kubeadm.Warnings {
+				log.Warn(w, "config", s.File)
+			}
+		}
+		for _, n := range r.Notices {
+			log.Warn(n)
+		}
 	}
 	return r, err
 }
@@ -84,7 +99,7 @@ func (s ConfigSource) resolveValues(use configUse) (*Resolved, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Resolved{PKI: c.PKI, Kubeadm: c}, nil
+		return &Resolved{PKI: c.PKI, Kubeadm: c, Notices: c.Notices}, nil
 	case use == forRenewal && s.sanFlagsSet(), s.File != "":
 		return full()
 	}

@@ -48,25 +48,30 @@ type RotateOptions struct {
 	Log           *slog.Logger
 }
 
+// StepReport is what a rotation step wrote, copied and removed, or in a dry run would: the same fields
+// every writing command reports (files, backups, backupDir, auditLog).
+type StepReport struct {
+	// Files are the files the step writes, in one transaction; Removes those it removes after it.
+	Files   []string
+	Removes []string
+	// Backups are the copies of the files the step may replace, in BackupDir (empty when none exists).
+	Backups   []string
+	BackupDir string
+	// AuditLog is the file the step's audit lines are appended to.
+	AuditLog string
+}
+
 // RotateStep runs step of r: in a session (lock, recovery, the key-rotations backup root), it reads the
-// stage, refuses a step the stage does not allow, copies every file the step may replace to a new backup
-// directory, commits the step's files with their audit lines and the backups', and removes what the step
-// made obsolete. A step whose plan has nothing to write or remove (the node is at the step's stage
-// already) takes no backup and writes nothing, not even an audit line. A dry run checks that no
-// interrupted run is pending, reads and checks, and writes nothing. It returns the backup copies.
-func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) ([]string, error) {
-	if o.DryRun {
-		if err := NothingPending(o.CertDir, o.KubeconfigDir); err != nil {
-			return nil, err
-		}
-		if err := r.Read(); err != nil {
-			return nil, err
-		}
-		return nil, r.Check(ctx, step)
-	}
-	s, err := OpenSession(ctx, SessionOptions{
+// stage, refuses a step the stage does not allow, plans the step, copies every file the step may replace to
+// a new backup directory, commits the step's files with their audit lines and the backups', and removes
+// what the step made obsolete. A step whose plan has nothing to write or remove (the node is at the step's
+// stage already) takes no backup and writes nothing, not even an audit line. A dry run takes the same path
+// in a DrySession: it reads, checks and plans the same way and reports the same files, backups and audit
+// log, but copies, writes and removes nothing.
+func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) (*StepReport, error) {
+	s, err := BeginSession(ctx, SessionOptions{
 		CertDir: o.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout, AuditLog: o.AuditLog,
-		BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, Now: o.Now, Log: o.Log,
+		BackupDir: o.BackupDir, Backups: true, KeyRotations: true, RequireCertDir: true, DryRun: o.DryRun, Now: o.Now, Log: o.Log,
 	})
 	if err != nil {
 		return nil, err
@@ -82,16 +87,23 @@ func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) (
 	if err != nil {
 		return nil, err
 	}
+	rep := &StepReport{AuditLog: s.AuditLog, Removes: plan.Obsolete}
 	if len(plan.Files) == 0 && len(plan.Obsolete) == 0 {
-		return nil, nil
+		return rep, nil
 	}
-	backups, events, err := backUp(s, r.Files())
-	if err != nil {
+	for _, f := range plan.Files {
+		rep.Files = append(rep.Files, f.Path)
+	}
+	var events []pki.AuditEvent
+	if rep.Backups, rep.BackupDir, events, err = backUp(s, r.Files()); err != nil {
 		return nil, err
+	}
+	if s.DryRun() {
+		return rep, nil
 	}
 	err = s.Commit(plan.Files, append(events, plan.Events...))
 	if !Committed(err) {
-		return backups, s.Fail(err)
+		return rep, s.Fail(err)
 	}
 	for _, p := range plan.Obsolete {
 		// Through pki's fault hook, so the crash walks fail and interrupt the removal and its directory fsync.
@@ -99,28 +111,39 @@ func RotateStep(ctx context.Context, r Rotation, step string, o RotateOptions) (
 			err = errors.Join(err, fmt.Errorf("removing %s: %w", p, rerr))
 		}
 	}
-	return backups, err
+	return rep, err
 }
 
-// backUp copies the files that exist into a new backup directory of the session, and returns the copies
-// and their audit lines. On error the copies taken are removed again.
-func backUp(s *Session, files []string) (copies []string, events []pki.AuditEvent, err error) {
+// backUp copies the files that exist into a new backup directory of the session, and returns the copies,
+// their directory ("" when none was taken) and their audit lines. On error the copies taken are removed
+// again. In a dry session it copies nothing and returns the copies it would take.
+func backUp(s *Session, files []string) (copies []string, dir string, events []pki.AuditEvent, err error) {
 	bs, err := s.Backups()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	for _, p := range files {
-		dst, err := bs.Save(p)
+		var dst string
+		if s.DryRun() {
+			dst, err = bs.Target(p)
+		} else {
+			dst, err = bs.Save(p)
+		}
 		if err != nil {
-			bs.Discard()
-			return nil, nil, backupError(err)
+			if !s.DryRun() {
+				bs.Discard()
+			}
+			return nil, "", nil, backupError(err)
 		}
 		if dst != "" {
 			copies = append(copies, dst)
 			events = append(events, pki.AuditEvent{Time: s.o.Now, Operation: pki.AuditBackup, File: p, Detail: "copied to " + dst})
 		}
 	}
-	return copies, events, nil
+	if len(copies) > 0 {
+		dir = bs.Dir
+	}
+	return copies, dir, events, nil
 }
 
 // RefusedError is a step that the current state refuses: a stage out of order. The command exits 3, so that

@@ -13,14 +13,20 @@ import (
 
 // SARotateResult is what "sa rotate <step>" prints with -o json|yaml.
 type SARotateResult struct {
-	APIVersion string           `json:"apiVersion"`
-	Kind       string           `json:"kind"`
-	Step       string           `json:"step"`
-	DryRun     bool             `json:"dryRun"`
-	Backups    []string         `json:"backups,omitempty"`
-	Added      *sakeys.KeyInfo  `json:"added,omitempty"`
-	Removed    []sakeys.KeyInfo `json:"removed,omitempty"`
-	State      *sakeys.State    `json:"state"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Step       string `json:"step"`
+	DryRun     bool   `json:"dryRun"`
+	// Files are the files the step writes (or would), Removes those it removes.
+	Files   []string `json:"files"`
+	Removes []string `json:"removes,omitempty"`
+	Backups []string `json:"backups,omitempty"`
+	// BackupDir is the directory of Backups; AuditLog the file the step's audit lines go to.
+	BackupDir string           `json:"backupDir,omitempty"`
+	AuditLog  string           `json:"auditLog,omitempty"`
+	Added     *sakeys.KeyInfo  `json:"added,omitempty"`
+	Removed   []sakeys.KeyInfo `json:"removed,omitempty"`
+	State     *sakeys.State    `json:"state"`
 }
 
 // SARotateOptions are the inputs of "sa rotate <step>".
@@ -38,21 +44,24 @@ type SARotateOptions struct {
 // SARotate is "k8scrypto sa rotate <step>": one step of the service-account key rotation, through
 // RotateStep. The result holds the stage after the step.
 func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
 	o.absolute()
 	o.CertDir = cfg.PKI.CertDir
 	r := &SAKeys{alg: cfg.PKI.Algorithm, explicit: cfg.ExplicitAlgorithm, o: o, res: &SARotateResult{APIVersion: ResultAPIVersion, Kind: "ServiceAccountKeyRotateResult", Step: step, DryRun: o.DryRun}}
-	backups, err := RotateStep(ctx, r, step, o.RotateOptions)
+	rep, err := RotateStep(ctx, r, step, o.RotateOptions)
 	if err != nil {
 		return nil, err
 	}
-	r.res.Backups = backups
+	r.res.Files, r.res.Removes, r.res.Backups, r.res.BackupDir, r.res.AuditLog = rep.Files, rep.Removes, rep.Backups, rep.BackupDir, rep.AuditLog
+	// The key set after the step: read from disk, or in a dry run from the planned files over it, the same way.
+	read := pki.ReadPlanned(nil, nil)
 	if o.DryRun {
-		r.res.State = r.st
-	} else if r.res.State, err = readSAKeys(o.CertDir); err != nil {
+		read = pki.ReadPlanned(r.plan.Files, r.plan.Obsolete)
+	}
+	if r.res.State, err = readSAKeysWith(o.CertDir, read); err != nil {
 		return nil, err
 	}
 	return r.res, nil
@@ -65,6 +74,7 @@ type SAKeys struct {
 	explicit bool
 	st       *sakeys.State
 	res      *SARotateResult
+	plan     *RotationPlan
 }
 
 // Read reads the key files and their stage.
@@ -83,7 +93,12 @@ var saRepair = map[sakeys.Problem]string{
 
 // readSAKeys reads the service-account key files, with the command their stage calls for next.
 func readSAKeys(certDir string) (*sakeys.State, error) {
-	st, err := sakeys.Read(certDir)
+	return readSAKeysWith(certDir, pki.ReadPlanned(nil, nil))
+}
+
+// readSAKeysWith is readSAKeys with the files read by read (pki.ReadPlanned).
+func readSAKeysWith(certDir string, read func(string) ([]byte, error)) (*sakeys.State, error) {
+	st, err := sakeys.ReadWith(certDir, read)
 	if fe := new(sakeys.FileError); errors.As(err, &fe) {
 		return nil, fmt.Errorf("%w%s", err, saRepair[fe.Problem])
 	}
@@ -178,5 +193,6 @@ func (r *SAKeys) Plan(_ context.Context, step string) (*RotationPlan, error) {
 	for i := range events {
 		events[i].Outcome = "ok"
 	}
-	return &RotationPlan{Files: change.Files, Obsolete: change.Obsolete, Events: events}, nil
+	r.plan = &RotationPlan{Files: change.Files, Obsolete: change.Obsolete, Events: events}
+	return r.plan, nil
 }

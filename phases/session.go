@@ -38,21 +38,74 @@ type SessionOptions struct {
 	CreateCertDir  bool
 	Strict         bool
 	RequireCertDir bool
-	Now            time.Time
-	Log            *slog.Logger
+	// DryRun opens a session that writes nothing (see DrySession).
+	DryRun bool
+	Now    time.Time
+	Log    *slog.Logger
 }
 
 // Session is the one envelope of every command that writes: OpenSession opens the audit log and resolves
 // the backup root (with one notice when they fall back to the per-user state directory), takes the
 // certificate directory's lock and recovers what an interrupted run left; Commit replaces a set of staged
-// files with their audit lines; Release drops the lock. A nil *Session is a dry run: it records nothing.
+// files with their audit lines; Release drops the lock. A nil *Session, like a DrySession, is a dry run: it
+// records nothing.
 type Session struct {
 	o SessionOptions
-	// Audit is the audit log; BackupRoot where this run's backups go.
+	// Audit is the audit log (nil in a dry run); AuditLog its path, the file the run appends to (or would);
+	// BackupRoot where this run's backups go.
 	Audit      *pki.AuditLog
+	AuditLog   string
 	BackupRoot string
 	lock       *pki.Lock
 	created    *pki.CreatedDirs
+}
+
+// DryRun reports whether the session writes nothing.
+func (s *Session) DryRun() bool { return s == nil || s.o.DryRun }
+
+// BeginSession opens a session, or with o.DryRun the dry one: OpenSession or DrySession.
+func BeginSession(ctx context.Context, o SessionOptions) (*Session, error) {
+	if o.DryRun {
+		return DrySession(o)
+	}
+	return OpenSession(ctx, o)
+}
+
+// DrySession is the session of a dry run: the same state locations OpenSession resolves (the audit log the
+// run would append to, the backup root its backups would go under), and the refusal of a run an interrupted
+// one left pending (a dry run cannot recover it), but nothing is created, locked or written. Its Backups name
+// the directory a real run at the same time would use; its Commit and Record do nothing, and backUp only
+// names the copies.
+func DrySession(o SessionOptions) (*Session, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkPathFlags(pathFlag{"--kubeconfig-dir", o.KubeconfigDir}, pathFlag{"--audit-log", o.AuditLog}, pathFlag{"--backup-dir", o.BackupDir}); err != nil {
+		return nil, err
+	}
+	if o.RequireCertDir {
+		if _, err := os.Stat(o.CertDir); err != nil {
+			return nil, fmt.Errorf("certificate directory %s: %w (set --cert-dir)", o.CertDir, err)
+		}
+	}
+	if err := NothingPending(o.CertDir, o.KubeconfigDir); err != nil {
+		return nil, err
+	}
+	s := &Session{o: o}
+	var err error
+	if s.AuditLog, s.BackupRoot, err = statePaths(o.AuditLog, o.BackupDir, o.Backups, o.Log); err != nil {
+		return nil, err
+	}
+	if err := pki.CheckAuditLog(s.AuditLog); err != nil {
+		if o.AuditLog != "" {
+			err = fmt.Errorf("--audit-log: %w", err)
+		}
+		return nil, err
+	}
+	if o.KeyRotations {
+		s.BackupRoot = filepath.Join(s.BackupRoot, keyRotationsDir)
+	}
+	return s, nil
 }
 
 // keyRotationsDir is where encryption-key and service-account-key rotations keep their backups: a
@@ -73,6 +126,7 @@ func OpenSession(ctx context.Context, o SessionOptions) (*Session, error) {
 	if s.Audit, s.BackupRoot, err = openState(o.AuditLog, o.BackupDir, o.Backups, o.Log); err != nil {
 		return nil, err
 	}
+	s.AuditLog = s.Audit.Path
 	if o.KeyRotations {
 		s.BackupRoot = filepath.Join(s.BackupRoot, keyRotationsDir)
 	}
@@ -118,7 +172,7 @@ func (s *Session) Fail(err error) error {
 
 // Record appends lines to the audit log; a dry run records nothing.
 func (s *Session) Record(events ...pki.AuditEvent) error {
-	if s == nil {
+	if s.DryRun() {
 		return nil
 	}
 	return s.Audit.Record(events...)
@@ -135,12 +189,29 @@ func (s *Session) Backups() (*pki.BackupSet, error) {
 // or not anything will be written this run. A default that cannot be written falls back to the per-user
 // state directory ($XDG_STATE_HOME/k8scrypto, else ~/.local/state/k8scrypto), with one notice for both.
 func openState(auditExplicit, backupExplicit string, wantBackups bool, log *slog.Logger) (*pki.AuditLog, string, error) {
+	path, root, err := statePaths(auditExplicit, backupExplicit, wantBackups, log)
+	if err != nil {
+		return nil, "", err
+	}
+	audit, err := pki.OpenAuditLog(path)
+	if err != nil {
+		if auditExplicit != "" {
+			err = fmt.Errorf("--audit-log: %w", err)
+		}
+		return nil, "", err
+	}
+	return audit, root, nil
+}
+
+// statePaths resolves the audit log's path and, when wantBackups is set, the backup root, as openState
+// uses them, and says once when they fall back to the per-user state directory. It creates nothing.
+func statePaths(auditExplicit, backupExplicit string, wantBackups bool, log *slog.Logger) (string, string, error) {
 	var fellBack []any
 	path := auditExplicit
 	if path == "" {
 		dir, fb, err := pki.StateDir("", filepath.Dir(DefaultAuditLog), "")
 		if err != nil {
-			return nil, "", err
+			return "", "", err
 		}
 		path = filepath.Join(dir, filepath.Base(DefaultAuditLog))
 		if fb {
@@ -151,24 +222,17 @@ func openState(auditExplicit, backupExplicit string, wantBackups bool, log *slog
 	if wantBackups {
 		dir, fb, err := pki.StateDir(backupExplicit, DefaultBackupDir, "backups")
 		if err != nil {
-			return nil, "", fmt.Errorf("--backup-dir: %w", err)
+			return "", "", fmt.Errorf("--backup-dir: %w", err)
 		}
 		root = dir
 		if fb {
 			fellBack = append(fellBack, "backup-dir", root)
 		}
 	}
-	audit, err := pki.OpenAuditLog(path)
-	if err != nil {
-		if auditExplicit != "" {
-			err = fmt.Errorf("--audit-log: %w", err)
-		}
-		return nil, "", err
-	}
 	if len(fellBack) > 0 {
 		log.Warn("the default state locations under /var are not writable (not root?); using the per-user state directory", fellBack...)
 	}
-	return audit, root, nil
+	return path, root, nil
 }
 
 // recoverDirs are the directories an interrupted run may have left temp files in.

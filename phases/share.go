@@ -55,12 +55,15 @@ type UploadRequest struct {
 	Client dynamic.Interface
 	Now    time.Time
 	Rand   io.Reader // token and key bytes; nil means crypto/rand
+	// DryRun collects, checks and seals the files as the upload would, and stores nothing in the cluster.
+	DryRun bool
 }
 
 // UploadResult says what was uploaded; Key is set only when the run made the key.
 type UploadResult struct {
 	APIVersion string   `json:"apiVersion"`
 	Kind       string   `json:"kind"`
+	DryRun     bool     `json:"dryRun"`
 	Secret     string   `json:"secret"`
 	Entries    []string `json:"entries"`
 	Expires    string   `json:"expires"`
@@ -102,6 +105,14 @@ func UploadCerts(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	data, err := certshare.SealSecretData(files, key, rnd)
 	if err != nil {
 		return res, err
+	}
+	if req.DryRun {
+		// Everything up to the cluster: the Secret, its bootstrap token, Role and RoleBinding are not made, so
+		// a key made here would open nothing and is not printed.
+		res.DryRun, res.Key = true, ""
+		res.Entries = files.Names()
+		res.Expires = req.Now.Add(CertsTTL).UTC().Format(time.RFC3339)
+		return res, nil
 	}
 	owner, expires, err := createCertsToken(ctx, req.Client, req.Now, rnd)
 	if err != nil {

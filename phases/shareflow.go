@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,7 +47,7 @@ type UploadCertsOptions struct {
 
 // RunUploadCerts is "k8scrypto init phase upload-certs": the node's shared files into kube-system/kubeadm-certs.
 func RunUploadCerts(ctx context.Context, o UploadCertsOptions) (UploadResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return UploadResult{}, err
 	}
@@ -57,7 +58,7 @@ func RunUploadCerts(ctx context.Context, o UploadCertsOptions) (UploadResult, er
 	if err != nil {
 		return UploadResult{}, err
 	}
-	return UploadCerts(ctx, UploadRequest{Layout: layoutOf(cfg.PKI), Key: o.Key, Client: client, Now: o.Now, Rand: o.Rand})
+	return UploadCerts(ctx, UploadRequest{Layout: layoutOf(cfg.PKI), Key: o.Key, Client: client, Now: o.Now, Rand: o.Rand, DryRun: o.DryRun})
 }
 
 // InstallSharedOptions are the inputs of "join phase download-certs" and "certs import".
@@ -89,7 +90,7 @@ type InstallSharedResult struct {
 // bundle): the shared files, checked as a set and against the CA pin, written in one transaction of the
 // session with their audit lines; a different CA or key already on the node refuses the whole install.
 func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +183,14 @@ type ExportOptions struct {
 	Out    string
 	Secret certshare.BundleSecret
 	Rand   io.Reader
+	Log    *slog.Logger
 }
+
+func (o ExportOptions) logger() *slog.Logger { return RotateOptions{Log: o.Log}.logger() }
 
 // RunExport is "k8scrypto certs export".
 func RunExport(o ExportOptions) (ExportResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return ExportResult{}, err
 	}

@@ -48,7 +48,7 @@ type SAStatusResult struct {
 // SAStatus is "k8scrypto sa status": the stage of the service-account keys and, with api, which keys the
 // apiserver serves. An interrupted rotation is completed first, or reported: the files may be half replaced.
 func SAStatus(ctx context.Context, o ReadOptions, api APIServer) (*SAStatusResult, error) {
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func EncryptionStatus(ctx context.Context, o ReadOptions, api APIServer, etcd Et
 	if err := etcd.Check(); err != nil {
 		return nil, err
 	}
-	cfg, err := o.Config.resolve(forMaintenance)
+	cfg, err := o.Config.resolve(forMaintenance, o.logger())
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ type ExpirationOptions struct {
 // certificate, written to MetricsFile too. Problems (expiring within FailWithin, or unreadable) come as an
 // error with the report.
 func ExpirationReport(o ExpirationOptions) (*ExpirationInfo, error) {
-	cfg, err := o.Config.resolve(forReport)
+	cfg, err := o.Config.resolve(forReport, o.logger())
 	if err != nil {
 		return nil, err
 	}

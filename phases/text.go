@@ -76,6 +76,7 @@ func (r Result) Text(bool) Text {
 	}
 	// No directory here: the files span the certificate and kubeconfig directories, and each row names its own.
 	x.line("%d created, %d reused, %d skipped", counts[ActionCreated], counts[ActionReused], counts[ActionSkipped])
+	x.auditLog(r.DryRun, r.AuditLog)
 	if r.NextCommand != "" {
 		next := "Next step: "
 		if r.DryRun {
@@ -121,9 +122,16 @@ func (r RenewResult) Text(quiet bool) Text {
 	}
 	line := strings.Join(parts, ", ")
 	if r.BackupDir != "" {
-		line += "; replaced files backed up in " + r.BackupDir
+		line += map[bool]string{true: "; replaced files would be backed up in ", false: "; replaced files backed up in "}[r.DryRun] + r.BackupDir
 	}
 	x.line("%s", line)
+	if len(r.PrunedBackups) > 0 {
+		x.line("%s (--keep-backups): %s", map[bool]string{true: "would remove old backups", false: "removed old backups"}[r.DryRun], strings.Join(r.PrunedBackups, ", "))
+	}
+	if r.OnRenew != "" {
+		x.line("%s --on-renew: %s", map[bool]string{true: "would run", false: "runs"}[r.DryRun], r.OnRenew)
+	}
+	x.auditLog(r.DryRun, r.AuditLog)
 	return x
 }
 
@@ -177,6 +185,10 @@ func (r ExportResult) Text(bool) Text {
 // Text is the Secret stored and, when k8scrypto made it, the certificate key (printed this once).
 func (r UploadResult) Text(bool) Text {
 	var x Text
+	if r.DryRun {
+		x.line("dry run: would store %s (%s) with a bootstrap token expiring %s, and its Role and RoleBinding; nothing was stored", r.Secret, strings.Join(r.Entries, ", "), r.Expires)
+		return x
+	}
 	x.line("stored %s (%s), expires %s", r.Secret, strings.Join(r.Entries, ", "), r.Expires)
 	if r.Key != "" {
 		x.line("certificate key: %s", r.Key)

@@ -43,6 +43,12 @@ func (r SARotateResult) Text(bool) Text {
 	switch {
 	case r.DryRun:
 		x.line("dry run: %s can run; nothing was changed", r.Step)
+		for _, p := range r.Files {
+			x.line("would write %s", p)
+		}
+		for _, p := range r.Removes {
+			x.line("would remove %s", p)
+		}
 	case r.Added != nil:
 		x.line("staged a new %s key (sha256 %s) as %s and appended its public key to %s", r.Added.Algorithm, r.Added.SHA256, SANextFile, SAPubFile)
 	case r.Step == "promote":
@@ -52,16 +58,25 @@ func (r SARotateResult) Text(bool) Text {
 			x.line("removed public key sha256 %s from %s", k.SHA256, SAPubFile)
 		}
 	}
-	x.backups(r.Backups)
+	x.backups(r.DryRun, r.Backups)
+	x.auditLog(r.DryRun, r.AuditLog)
 	x.line("stage: %s", r.State.Stage)
 	x.line("next: copy the files to every control-plane node; then %s", r.State.Next)
 	return x
 }
 
-// backups names the backup directories, when there are any.
-func (x *Text) backups(dirs []string) {
-	if len(dirs) > 0 {
-		x.line("backed up to %s", strings.Join(dirs, ", "))
+// backups names the copies taken (or, dry, that would be), when there are any.
+func (x *Text) backups(dry bool, copies []string) {
+	if len(copies) > 0 {
+		x.line("%s %s", map[bool]string{true: "would back up to", false: "backed up to"}[dry], strings.Join(copies, ", "))
+	}
+}
+
+// auditLog says, in a dry run, which audit log the run would append its lines to (a real run's result
+// carries it in JSON and YAML only: it is the same file every time).
+func (x *Text) auditLog(dry bool, path string) {
+	if dry && path != "" {
+		x.line("would append its audit lines to %s", path)
 	}
 }
 
@@ -147,7 +162,9 @@ func (r EncryptionRotateResult) Text(bool) Text {
 	}
 	switch {
 	case r.DryRun:
-		x.line("dry run: %s was not changed", r.File)
+		x.line("dry run: %s was not changed; the step would write it", r.File)
+		x.backups(true, r.Backups)
+		x.auditLog(true, r.AuditLog)
 	case len(r.Backups) > 0:
 		x.line("wrote %s (previous file backed up to %s)", r.File, strings.Join(r.Backups, ", "))
 	default:
@@ -192,7 +209,8 @@ func (r CARenewResult) Text(bool) Text {
 			x.line("  %s %s (it carries the CA certificate)", update, p)
 		}
 	}
-	x.backups(r.Backups)
+	x.backups(r.DryRun, r.Backups)
+	x.auditLog(r.DryRun, r.AuditLog)
 	x.line("next: %s", r.Next)
 	return x
 }
@@ -206,7 +224,8 @@ func (r CARotateResult) Text(bool) Text {
 	for _, p := range r.Removes {
 		x.line("%s %s", map[bool]string{true: "would remove", false: "removed"}[r.DryRun], p)
 	}
-	x.backups(r.Backups)
+	x.backups(r.DryRun, r.Backups)
+	x.auditLog(r.DryRun, r.AuditLog)
 	if r.Adopted {
 		x.line("adopted: this node was prepared already (the staged key matches the new CA certificate in the bundle); no new key made")
 	}

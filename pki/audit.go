@@ -2,7 +2,9 @@ package pki
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -62,6 +64,31 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	return l, f.Close()
+}
+
+// CheckAuditLog reports whether OpenAuditLog(path) could open the log, creating and changing nothing: its
+// directory can be created or written, and a file already there is a regular file (not a link) that opens
+// for appending. A dry run checks with it what the real run would find at once.
+func CheckAuditLog(path string) error {
+	if err := CheckWritableDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("audit log %s: %w", path, err)
+	}
+	info, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("audit log: %w", err)
+	case info.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("audit log: %s is a symbolic link, which k8scrypto does not follow: replace it with a regular file or remove it", path)
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("audit log: %s: %w: remove it", path, ErrNotRegular)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|noFollow, 0) // #nosec G304 -- the operator's audit log, checked above; nothing is written
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return f.Close()
 }
 
 // Record appends events, one line each, and syncs the file.

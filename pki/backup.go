@@ -75,22 +75,37 @@ func (e *OpenBackupRootError) Error() string {
 // maxBackupsPerSecond bounds the names NewBackupSet tries for one second.
 const maxBackupsPerSecond = 1000
 
+// Target is where Save would copy path, without copying anything: "" when path does not exist (nothing to
+// back up), an error when it is not a regular file. A dry run lists its backups with it; Save uses it too.
+func (b *BackupSet) Target(path string) (string, error) {
+	dst, _, _, err := b.target(path)
+	return dst, err
+}
+
+// target is Target, with the absolute source path and its file information.
+func (b *BackupSet) target(path string) (dst, abs string, info fs.FileInfo, err error) {
+	if abs, err = filepath.Abs(path); err != nil {
+		return "", "", nil, err
+	}
+	info, err = os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", nil, nil
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return "", "", nil, fmt.Errorf("backing up %s: not a regular file (k8scrypto does not follow symbolic links: replace the link with the file it points to)", abs)
+	}
+	return filepath.Join(b.Dir, abs), abs, info, nil
+}
+
 // Save copies path (if it exists) into the backup set with its mode, synced before returning, and returns
 // the copy's path ("" when there was nothing to back up).
 func (b *BackupSet) Save(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
+	dst, abs, info, err := b.target(path)
+	if dst == "" || err != nil {
 		return "", err
-	}
-	info, err := os.Lstat(abs)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("backing up %s: not a regular file (k8scrypto does not follow symbolic links: replace the link with the file it points to)", abs)
 	}
 	// No-follow and bounded: the check above and the read are two steps, and a file swapped in between
 	// must not be a link or a device.
@@ -98,7 +113,6 @@ func (b *BackupSet) Save(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("backing up %s: %w", abs, err)
 	}
-	dst := filepath.Join(b.Dir, abs)
 	if _, err := os.Lstat(b.Root); errors.Is(err, fs.ErrNotExist) {
 		b.createdRoot = true
 	}
@@ -157,14 +171,26 @@ func SweepBackups(root string) {
 // PruneBackups keeps the newest keep backup directories under root and removes the rest; it returns the
 // removed directories. Only directories named by BackupTimeFormat are touched.
 func PruneBackups(root string, keep int) ([]string, error) {
+	doomed, err := BackupsToPrune(root, keep, "")
+	var removed []string
+	for _, p := range doomed {
+		if err := os.RemoveAll(p); err != nil {
+			return removed, err
+		}
+		removed = append(removed, p)
+	}
+	return removed, err
+}
+
+// BackupsToPrune lists, oldest first, the backup directories under root that PruneBackups(root, keep) would
+// remove, counting adding (a run's backup directory not yet made, as a dry run predicts it; "" for none) as
+// one of them. It removes nothing.
+func BackupsToPrune(root string, keep int, adding string) ([]string, error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("keep-backups must be at least 1, got %d", keep)
 	}
 	ents, err := os.ReadDir(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	var names []string
@@ -173,6 +199,9 @@ func PruneBackups(root string, keep int) ([]string, error) {
 		if _, err := time.Parse(BackupTimeFormat, stamp); e.IsDir() && err == nil {
 			names = append(names, e.Name())
 		}
+	}
+	if adding != "" && filepath.Dir(adding) == filepath.Clean(root) && !slices.Contains(names, filepath.Base(adding)) {
+		names = append(names, filepath.Base(adding))
 	}
 	// Oldest first: by time, then by the same-second suffix as a number ("-2" before "-10").
 	slices.SortFunc(names, func(a, b string) int {
@@ -185,16 +214,12 @@ func PruneBackups(root string, keep int) ([]string, error) {
 		ib, _ := strconv.Atoi(nb)
 		return ia - ib
 	})
-	var removed []string
+	var doomed []string
 	for len(names) > keep {
-		p := filepath.Join(root, names[0])
-		if err := os.RemoveAll(p); err != nil {
-			return removed, err
-		}
-		removed = append(removed, p)
+		doomed = append(doomed, filepath.Join(root, names[0]))
 		names = names[1:]
 	}
-	return removed, nil
+	return doomed, nil
 }
 
 // StateDir resolves a directory for k8scrypto's state (backups, audit log). An explicit path is used as

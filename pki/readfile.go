@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -119,4 +120,23 @@ func LooseSecretMode(path string) (fs.FileMode, bool) {
 		return 0, false
 	}
 	return info.Mode().Perm(), info.Mode().Perm()&0o077 != 0
+}
+
+// ReadPlanned reads a key file (no-follow, at most MaxPEMSize) as it will be once files are written and
+// removed are removed: a planned file's data, fs.ErrNotExist for a removed one, else the file on disk.
+// With neither it reads the disk; a dry run passes its plan, to read the state a step would leave.
+func ReadPlanned(files []File, removed []string) func(path string) ([]byte, error) {
+	return func(path string) ([]byte, error) {
+		for _, f := range files {
+			if filepath.Clean(f.Path) == filepath.Clean(path) {
+				return f.Data, nil
+			}
+		}
+		for _, p := range removed {
+			if filepath.Clean(p) == filepath.Clean(path) {
+				return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+			}
+		}
+		return ReadFileNoFollow(path, MaxPEMSize)
+	}
 }

@@ -44,7 +44,7 @@ an expired CA is recovered (then "k8scrypto renew certs" renews what its old end
 	}
 	f.addSource(cmd.Flags())
 	f.addSession(cmd.Flags())
-	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed")
+	f.addWriteFlags(cmd.Flags(), "replaced files are copied", "", "write nothing; print what would be renewed, the copies it would take and the audit log it would append to")
 	return cmd
 }
 
@@ -68,7 +68,7 @@ every file it would write.`,
 		"Make the new CA the signer and re-issue every certificate it signs",
 		"Stop trusting the old CA (needs --yes)",
 	}, "confirm that every component runs with certificates of the new CA",
-		[3]string{"replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write"}, func(ctx context.Context, step string) error {
+		[3]string{"replaced files are copied", "; the copies hold keys", "write nothing; list the files the step would write and remove, the copies it would take, the audit log it would append to and the stage it would reach"}, func(ctx context.Context, step string) error {
 			if name == "" {
 				return usageError{fmt.Errorf("--ca is required: one of %s", strings.Join(phases.CANames, ", "))}
 			}

@@ -87,7 +87,7 @@ under the certificate directory's lock. The stage is read from the file alone: s
 		"Move the newest key first: new writes use it, older keys still decrypt",
 		"Remove every key but the first; values still stored under them become unreadable (needs --yes)",
 	}, "confirm that reencrypt has rewritten every object under the first key",
-		[3]string{"the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change"}, func(ctx context.Context, step string) error {
+		[3]string{"the replaced file is copied", "; the copies hold keys", "write nothing; print what the step would change, the copy it would take, the audit log it would append to and the stage it would reach"}, func(ctx context.Context, step string) error {
 			a, err := api.apiServer()
 			if err != nil {
 				return err

@@ -52,7 +52,7 @@ func expectedFlags() map[string][]string {
 		"k8scrypto init phase kubeconfig all":    initPhase,
 		"k8scrypto init phase kubeadm-config":    cat(initPhase, []string{"kubeadm-config-out"}),
 		// upload-certs reads the shared files and talks to the cluster; it takes no lock and writes no file.
-		"k8scrypto init phase upload-certs": cat(globalFlags, sourceFlags, []string{"certificate-key", "kubeconfig"}),
+		"k8scrypto init phase upload-certs": cat(globalFlags, sourceFlags, []string{"certificate-key", "dry-run", "kubeconfig"}),
 
 		"k8scrypto renew":       nil,
 		"k8scrypto renew certs": cat(initPhase, writeFlags, []string{"force", "keep-backups", "on-renew", "rotate-keys", "threshold"}),

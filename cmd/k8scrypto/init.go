@@ -94,7 +94,7 @@ func newPhaseCommand(e *env, g *globals, f *initFlags, runner *phases.Runner, p 
 // the encryption-config phase, --kubeadm-config-out only by the kubeadm-config phase.
 func (f *initFlags) bind(fs *pflag.FlagSet, phase string) {
 	f.add(fs)
-	fs.BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "write nothing; print what would be written and the audit log the run would append to")
 	top, _, _ := strings.Cut(phase, "/")
 	if phase == "" || top == "encryption-config" {
 		f.encryption.add(fs)

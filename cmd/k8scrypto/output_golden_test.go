@@ -61,15 +61,17 @@ func outputCases() []outputCase {
 		{name: "init", args: append([]string{"init", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{name: "init-dry-run", args: append([]string{"init", "--dry-run", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{name: "renew-certs", inited: true, args: append([]string{"renew", "certs", "all", "--force"}, write...)},
-		{name: "renew-certs-dry-run", inited: true, args: append([]string{"renew", "certs", "all", "--force", "--dry-run"}, write...)},
+		{name: "renew-certs-dry-run", inited: true, args: append([]string{"renew", "certs", "all", "--force", "--dry-run", "--on-renew", "systemctl restart kubelet"}, write...)},
 		{name: "certs-check-expiration", inited: true, args: []string{"certs", "check-expiration", "--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube"}},
 		{name: "sa-status", inited: true, args: []string{"sa", "status", "--cert-dir", "DIR/pki"}},
 		{name: "sa-rotate-prepare", inited: true, args: step("sa", "rotate", "prepare")},
+		{name: "sa-rotate-prepare-dry-run", inited: true, args: append(step("sa", "rotate", "prepare"), "--dry-run")},
 		{name: "sa-rotate-promote", inited: true, setup: [][]string{step("sa", "rotate", "prepare")}, args: step("sa", "rotate", "promote")},
 		{name: "sa-rotate-prune", inited: true, setup: [][]string{step("sa", "rotate", "prepare"), step("sa", "rotate", "promote")},
 			args: step("sa", "rotate", "prune", "--yes")},
 		{name: "encryption-status", inited: true, args: []string{"encryption", "status", "--cert-dir", "DIR/pki"}},
 		{name: "encryption-rotate-prepare", inited: true, args: step("encryption", "rotate", "prepare")},
+		{name: "encryption-rotate-prepare-dry-run", inited: true, args: append(step("encryption", "rotate", "prepare"), "--dry-run")},
 		{name: "encryption-rotate-promote", inited: true, api: true, setup: [][]string{step("encryption", "rotate", "prepare")},
 			args: append(step("encryption", "rotate", "promote"), api...)},
 		{name: "encryption-reencrypt", inited: true, api: true, etcd: true,
@@ -79,7 +81,9 @@ func outputCases() []outputCase {
 			setup: [][]string{step("encryption", "rotate", "prepare"), append(step("encryption", "rotate", "promote"), api...)},
 			args:  slices.Concat(step("encryption", "rotate", "prune", "--yes"), api, etcd)},
 		{name: "ca-renew", inited: true, args: append([]string{"ca", "renew", "ca"}, write...)},
+		{name: "ca-renew-dry-run", inited: true, args: append([]string{"ca", "renew", "ca", "--dry-run"}, write...)},
 		{name: "ca-rotate-prepare", inited: true, args: caStep("prepare")},
+		{name: "ca-rotate-prepare-dry-run", inited: true, args: append(caStep("prepare"), "--dry-run")},
 		{name: "ca-rotate-promote", inited: true, setup: [][]string{caStep("prepare")}, args: caStep("promote")},
 		{name: "ca-rotate-prune", inited: true, setup: [][]string{caStep("prepare"), caStep("promote")}, args: append(caStep("prune"), "--yes")},
 		{name: "certs-export", inited: true, args: []string{"certs", "export", "--cert-dir", "DIR/pki", "--out", "DIR/shared.bundle", "--key-file", "DIR/bundle.key"}},
@@ -308,14 +312,11 @@ func docSections(doc string) map[string]string {
 // one line per phase and no line that repeats a line of stdout.
 func TestOutputStreams(t *testing.T) {
 	node := []string{"--cert-dir", "DIR/pki", "--kubeconfig-dir", "DIR/kube", "--audit-log", "DIR/state/audit.log"}
-	rot := []string{"--cert-dir", "DIR/pki", "--audit-log", "DIR/state/audit.log", "--backup-dir", "DIR/backups"}
 	more := []outputCase{
 		{name: "init-phase-certs", inited: false, args: append([]string{"init", "phase", "certs", "all", "--config", "DIR/kubeadm.yaml"}, node...)},
 		{name: "renew-certs-not-due", inited: true, args: append([]string{"renew", "certs"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{name: "ca-renew-dry-run", inited: true, args: append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{name: "ca-rotate-prepare-dry-run", inited: true, args: append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
-		{name: "sa-rotate-prepare-dry-run", inited: true, args: append([]string{"sa", "rotate", "prepare", "--dry-run"}, rot...)},
-		{name: "encryption-rotate-prepare-dry-run", inited: true, args: append([]string{"encryption", "rotate", "prepare", "--dry-run"}, rot...)},
+		{name: "ca-renew-all-dry-run", inited: true, args: append([]string{"ca", "renew", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
+		{name: "ca-rotate-prepare-etcd-ca-dry-run", inited: true, args: append([]string{"ca", "rotate", "prepare", "--ca", "etcd-ca", "--dry-run"}, append(node, "--backup-dir", "DIR/backups")...)},
 	}
 	for _, tc := range append(outputCases(), more...) {
 		t.Run(tc.name, func(t *testing.T) {

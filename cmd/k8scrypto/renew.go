@@ -87,7 +87,7 @@ certificates are renewed even when one cannot be.`,
 	fl.BoolVar(&f.rotateKeys, "rotate-keys", true, "make a new key for each renewed certificate (false: keep the current key)")
 	fl.IntVar(&f.keepBackups, "keep-backups", 10, "number of backup directories to keep")
 	fl.StringVar(&f.onRenew, "on-renew", "", "shell command (sh -c) to run when something was renewed, e.g. to restart the static pods; $K8SCRYPTO_RENEWED lists the renewed names (comma-separated), $K8SCRYPTO_RENEWED_BACKUP the backup directory")
-	f.addWriteFlags(fl, "replaced files are copied", "", "write nothing; report what is due")
+	f.addWriteFlags(fl, "replaced files are copied", "", "write nothing; report what is due, the copies the run would take and where, the old backups --keep-backups would prune, the --on-renew command it would run and the audit log it would append to")
 	return cmd
 }
 

@@ -62,7 +62,7 @@ either is given, else that of the current sa.key.`,
 		"Make sa.key.next the signing key sa.key; sa.pub keeps every public key",
 		"Leave only the signing key's public key in sa.pub; tokens of older keys stop working (needs --yes)",
 	}, "confirm that tokens signed by the older keys are no longer needed",
-		[3]string{"replaced files are copied", "", "write nothing; say whether the step would run"}, func(ctx context.Context, step string) error {
+		[3]string{"replaced files are copied", "", "write nothing; list the files the step would write and remove, the copies it would take, the audit log it would append to and the stage it would reach"}, func(ctx context.Context, step string) error {
 			res, err := phases.SARotate(ctx, step, phases.SARotateOptions{RotateOptions: f.options(e, g), Config: f.source(e), Keys: e.keys, Yes: f.yes})
 			return g.show(e.stdout, res, err)
 		})

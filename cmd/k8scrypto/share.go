@@ -13,6 +13,7 @@ import (
 func newUploadCertsCommand(e *env, g *globals) *cobra.Command {
 	f := &clusterFlags{}
 	var kubeconfig, key string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "upload-certs",
 		Short: "Store the cluster's shared keys in kube-system/kubeadm-certs, as kubeadm does, for joining control planes",
@@ -24,13 +25,14 @@ downloads it; "k8scrypto join phase download-certs" also installs the encryption
 out. Without --certificate-key a key is made and printed once, on stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: phases.RotateOptions{Now: e.now().UTC(), Log: g.log}, Rand: e.rand})
+			res, err := phases.RunUploadCerts(cmd.Context(), phases.UploadCertsOptions{Config: f.source(e), Kubeconfig: kubeconfig, Key: key, RotateOptions: phases.RotateOptions{Now: e.now().UTC(), Log: g.log, DryRun: dryRun}, Rand: e.rand})
 			return g.show(e.stdout, res, err)
 		},
 	}
 	f.addSource(cmd.Flags())
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of a cluster administrator (required), e.g. /etc/kubernetes/admin.conf")
 	cmd.Flags().StringVar(&key, "certificate-key", "", "64 hex digits to seal the Secret with (kubeadm's --certificate-key); default: a new one, printed once")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "send nothing and print no key; check and seal the files the Secret would hold")
 	return cmd
 }
 
@@ -95,7 +97,7 @@ tampered, truncated or wrongly keyed bundle and writes nothing. An existing --ou
 			if err != nil {
 				return err
 			}
-			res, err := phases.RunExport(phases.ExportOptions{Config: f.source(e), Out: out, Secret: secret, Rand: e.rand})
+			res, err := phases.RunExport(phases.ExportOptions{Config: f.source(e), Out: out, Secret: secret, Rand: e.rand, Log: g.log})
 			return g.show(e.stdout, res, err)
 		},
 	}

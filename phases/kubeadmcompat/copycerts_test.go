@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,4 +261,35 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestUploadCertsDryRun: "init phase upload-certs --dry-run" collects, checks and seals what the upload
+// would store, and sends nothing to the cluster (no request at all on the fake client); it lists the entries
+// the real upload then stores, and prints no certificate key (none was stored for it to open).
+func TestUploadCertsDryRun(t *testing.T) {
+	r := runInit(t, cases[0])
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		{Version: "v1", Resource: "secrets"}:                                          "SecretList",
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}:        "RoleList",
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}: "RoleBindingList",
+	})
+	req := phases.UploadRequest{Layout: certshare.Layout{CertDir: r.certDir}, Client: dyn, Now: pkitest.Now, Rand: pkitest.Rand(3), DryRun: true}
+	dry, err := phases.UploadCerts(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := dyn.Actions(); len(a) != 0 {
+		t.Fatalf("the dry run sent %d request(s) to the cluster: %v", len(a), a)
+	}
+	if !dry.DryRun || dry.Key != "" {
+		t.Errorf("dry run result %+v: want dryRun and no certificate key", dry)
+	}
+	req.DryRun = false
+	real, err := phases.UploadCerts(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dry.Entries, real.Entries) || dry.Expires != real.Expires || dry.Secret != real.Secret || len(real.Entries) == 0 {
+		t.Errorf("the dry run predicted %+v, the upload did %+v", dry, real)
+	}
 }

@@ -141,7 +141,12 @@ func (e *FileError) Error() string {
 func (e *FileError) Unwrap() error { return e.Err }
 
 // Read loads and checks the key files in dir and says which stage they are in.
-func Read(dir string) (*State, error) {
+func Read(dir string) (*State, error) { return ReadWith(dir, readRegular) }
+
+// ReadWith is Read with the files read by readFile (an error wrapping fs.ErrNotExist for a missing file): a
+// dry run reads the files a step would leave, its planned files over those on disk.
+func ReadWith(dir string, readFile func(path string) ([]byte, error)) (*State, error) {
+	readRegular := readFile
 	s := &State{Dir: dir}
 	keyPath, pubPath, nextPath := s.path(KeyName), s.path(PubName), s.path(NextName)
 	data, err := readRegular(keyPath)
