@@ -177,7 +177,7 @@ func (d *Data) Reuse(r FileResult) {
 		d.Log.Warn("a secret file others can read: keep it 0600", "file", r.Path, "mode", fmt.Sprintf("%04o", mode), "fix", "chmod 600 "+r.Path+" (or re-run with --strict-permissions)")
 	}
 	d.results = append(d.results, r)
-	d.Log.Info("using existing file", "file", r.Path)
+	d.Log.Debug("using existing file", "file", r.Path)
 }
 
 // strictFileMode is the most a file of the certificate directory may allow under --strict-permissions:
@@ -225,7 +225,7 @@ func (d *Data) tightenModes() error {
 			if err := os.Chmod(path, to); err != nil {
 				return fmt.Errorf("--strict-permissions: tightening %s from %04o to %04o: %w", path, from, to, err)
 			}
-			d.Log.Info("tightened mode", "file", path, "from", fmt.Sprintf("%04o", from), "to", fmt.Sprintf("%04o", to))
+			d.Log.Debug("tightened mode", "file", path, "from", fmt.Sprintf("%04o", from), "to", fmt.Sprintf("%04o", to))
 		}
 	}
 	dirs := map[string]bool{}
