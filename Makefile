@@ -17,7 +17,7 @@ test: unit e2e kind
 unit:
 	$(GO) test -count=1 ./...
 
-## e2e-binaries: build kube-apiserver, kube-controller-manager, kubeadm and etcd from e2e/go.mod into a cache (first time ~12-15 min)
+## e2e-binaries: build kube-apiserver, kube-controller-manager, kubeadm and etcd from e2e/go.mod into a cache (first time 15-40 min on 2 cores: 38 measured on busy ones)
 e2e-binaries:
 	bash e2e/hack/build-binaries.sh
 
@@ -28,7 +28,7 @@ e2e: e2e-binaries
 	cd e2e && CI=true $(GO) test -count=1 -run '^$$' -bench BenchmarkReencrypt -benchtime 1x -timeout 30m .
 
 ## kind: the kind tests (e2e/kind): Docker started when none answers (and stopped after, whatever happens),
-## the offline node image built or checked (e2e/hack/build-node-image.sh; cold about 1 h on 2 busy cores, warm 20 s), then
+## the offline node image built or checked (e2e/hack/build-node-image.sh; cold 11 min after make e2e-binaries, warm 6-21 s), then
 ## go test ./kind/. CI is passed through: CI=true (.ci/run) fails where Docker cannot be had, otherwise skip.
 kind:
 	bash e2e/hack/kind-test.sh

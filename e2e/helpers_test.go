@@ -67,7 +67,7 @@ func binDir(t testing.TB) string {
 }
 
 // binary returns the path of a cached control-plane binary. Missing binaries skip the test locally (building
-// them takes ~12-15 minutes) and fail it under CI=true.
+// them takes 15-40 minutes on 2 cores) and fail it under CI=true.
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(binDir(t), name)
@@ -75,7 +75,7 @@ func binary(t testing.TB, name string) string {
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 		return p
 	}
-	msg := fmt.Sprintf("%s not found at %s: run `make e2e-binaries` (builds etcd, kube-apiserver, kube-controller-manager and kubeadm from source once, ~12-15 min on 2 cores) or set K8SCRYPTO_E2E_BIN", name, p)
+	msg := fmt.Sprintf("%s not found at %s: run `make e2e-binaries` (builds etcd, kube-apiserver, kube-controller-manager and kubeadm from source once, 15-40 min on 2 cores) or set K8SCRYPTO_E2E_BIN", name, p)
 	if inCI() {
 		t.Fatal(msg + " (CI=true: make e2e builds them first, so this is a failure)")
 	}

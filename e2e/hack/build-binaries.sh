@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries the e2e suite and the benchmarks run against, from the Go modules
 # pinned in e2e/go.mod, into a cache outside the repository, and only when missing or stale. The first build
-# takes about 12-15 minutes on 2 cores (kube-apiserver, kube-controller-manager and kubeadm are large); later runs reuse the cache.
+# takes 15-40 minutes on 2 cores (38 measured on busy ones) (kube-apiserver, kube-controller-manager and kubeadm are large); later runs reuse the cache.
 #
 # The cache directory is named after one Kubernetes version, so it cannot tell by itself that e2e/go.mod
 # moved on: each cached binary is checked against the pins before it is reused, and rebuilt on mismatch.
