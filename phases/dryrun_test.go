@@ -9,6 +9,7 @@ package phases_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"k8scrypto.dev/k8scrypto/phases"
 	"k8scrypto.dev/k8scrypto/phases/config"
 	"k8scrypto.dev/k8scrypto/pki"
+	"k8scrypto.dev/k8scrypto/pki/certshare"
 	"k8scrypto.dev/k8scrypto/pki/pkitest"
 )
 
@@ -36,6 +38,28 @@ type dryRunCase struct {
 	// before brings the node to the state the command needs (after init).
 	before []string
 	run    func(n *node, now time.Time, dry bool) (prediction, error)
+}
+
+// bundleSecret seals the bundle of the "certs import" case.
+var bundleSecret = certshare.BundleSecret{Key: bytes.Repeat([]byte{7}, 32)}
+
+// sharedBundle exports n's shared files to <dir>/shared.bundle, then removes sa.key and sa.pub, so that
+// importing the bundle writes those two; once (a bundle in place is left as it is).
+func sharedBundle(n *node) error {
+	out := filepath.Join(n.Dir, "shared.bundle")
+	if _, err := os.Stat(out); err == nil {
+		return nil
+	}
+	src := phases.ConfigSource{Flags: config.Overrides{CertDir: n.CertDir}, Hostname: func() (string, error) { return "cp-1", nil }}
+	if _, err := phases.RunExport(phases.ExportOptions{Config: src, Out: out, Secret: bundleSecret, Rand: pkitest.Rand(3)}); err != nil {
+		return err
+	}
+	for _, f := range []string{"sa.key", "sa.pub"} {
+		if err := os.Remove(filepath.Join(n.CertDir, f)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func dryRunCases() []dryRunCase {
@@ -128,6 +152,20 @@ func dryRunCases() []dryRunCase {
 		{"encryption rotate prepare", nil, encRotate("prepare")},
 		{"encryption rotate promote", []string{"encryption rotate prepare"}, encRotate("promote")},
 		{"encryption rotate prune", []string{"encryption rotate prepare", "encryption rotate promote"}, encRotate("prune")},
+		{"certs import", []string{"shared bundle"}, func(n *node, now time.Time, dry bool) (prediction, error) {
+			if err := sharedBundle(n); err != nil { // for callers that skip the before steps
+				return prediction{}, err
+			}
+			res, err := phases.InstallShared(ctx, phases.InstallSharedOptions{Config: src(n), RotateOptions: rot(n, now, dry),
+				Bundle: filepath.Join(n.Dir, "shared.bundle"), Secret: bundleSecret})
+			if err != nil {
+				return prediction{}, err
+			}
+			if len(res.Written) != 2 {
+				return prediction{}, fmt.Errorf("import writes %v, want sa.key and sa.pub", res.Written)
+			}
+			return prediction{Files: res.Written, AuditLog: res.AuditLog, Next: res.Next}, nil
+		}},
 	}
 }
 
@@ -158,6 +196,12 @@ func TestDryRunPredictsTheRun(t *testing.T) {
 			now := t0.Add(time.Hour)
 			for i, b := range tc.before {
 				now = now.Add(time.Hour)
+				if b == "shared bundle" {
+					if err := sharedBundle(n); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
 				if b == "old backups" {
 					// Three earlier runs' backups, of which --keep-backups 2 keeps one beside this run's.
 					for _, d := range []string{"20200101T000000Z", "20200102T000000Z", "20200102T000000Z-1"} {
@@ -304,10 +348,15 @@ func TestDryRunFailsWhereTheRunWould(t *testing.T) {
 				n.BackupDir = filepath.Join(blocker, "backups")
 			}
 			for _, c := range dryRunCases() {
-				if c.name == "init" && tc.flag == "backup" {
-					continue // init backs nothing up
+				if (c.name == "init" || c.name == "certs import") && tc.flag == "backup" {
+					continue // they back nothing up: init writes only what is missing, import refuses a different file
 				}
 				t.Run(c.name, func(t *testing.T) {
+					if c.name == "certs import" {
+						if err := sharedBundle(n); err != nil {
+							t.Fatal(err)
+						}
+					}
 					before := tree(t, n.Dir)
 					for _, dry := range []bool{true, false} {
 						// The state is opened before anything is read: the error is the flag's, whatever the stage.

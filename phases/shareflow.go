@@ -81,6 +81,8 @@ type InstallSharedResult struct {
 	Source     string   `json:"source"`
 	DryRun     bool     `json:"dryRun"`
 	Written    []string `json:"written"`
+	// AuditLog is the file the run's audit lines go to (or would, in a dry run); absent when nothing was to write.
+	AuditLog string `json:"auditLog,omitempty"`
 	// Kept are files already on the node with the same content.
 	Kept []string `json:"kept,omitempty"`
 	Next string   `json:"next"`
@@ -132,10 +134,15 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 	if err := certshare.Check(files, l); err != nil {
 		return nil, err
 	}
+	session := SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
+		AuditLog: o.AuditLog, BackupDir: o.BackupDir, CreateCertDir: true, DryRun: o.DryRun, Now: o.Now, Log: o.Log}
 	if o.DryRun {
-		if err := NothingPending(cfg.PKI.CertDir, o.KubeconfigDir); err != nil {
+		// The state a real run would use (and the refusal of a pending interrupted run), nothing created.
+		dry, err := DrySession(session)
+		if err != nil {
 			return nil, err
 		}
+		res.AuditLog = dry.AuditLog
 	}
 	staged, _, err := PlanInstallShared(files, l, o.Now, res.Source)
 	if err != nil {
@@ -150,15 +157,18 @@ func InstallShared(ctx context.Context, o InstallSharedOptions) (*InstallSharedR
 		}
 	}
 	slices.Sort(res.Kept)
+	if len(staged) == 0 {
+		res.AuditLog = ""
+	}
 	if o.DryRun || len(staged) == 0 {
 		return res, nil
 	}
-	s, err := OpenSession(ctx, SessionOptions{CertDir: cfg.PKI.CertDir, KubeconfigDir: o.KubeconfigDir, LockTimeout: o.LockTimeout,
-		AuditLog: o.AuditLog, BackupDir: o.BackupDir, CreateCertDir: true, Now: o.Now, Log: o.Log})
+	s, err := OpenSession(ctx, session)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Release()
+	res.AuditLog = s.AuditLog
 	// Re-plan under the lock: another run may have written meanwhile.
 	staged, events, err := PlanInstallShared(files, l, o.Now, res.Source)
 	if err != nil {

@@ -206,6 +206,7 @@ func (r InstallSharedResult) Text(bool) Text {
 		x.line("kept %s (identical)", p)
 	}
 	x.line("from %s", r.Source)
+	x.auditLog(r.DryRun, r.AuditLog)
 	x.line("next: %s", r.Next)
 	return x
 }

@@ -63,7 +63,7 @@ func expectedFlags() map[string][]string {
 		// export reads the shared files only; import installs them under the lock (never replacing one, so no
 		// backups).
 		"k8scrypto certs export": cat(globalFlags, sourceFlags, secretFlags, []string{"out"}),
-		"k8scrypto certs import": cat(status, secretFlags, []string{"ca-cert-hash", "in"}),
+		"k8scrypto certs import": cat(status, secretFlags, []string{"ca-cert-hash", "dry-run", "in"}),
 
 		"k8scrypto encryption":                nil,
 		"k8scrypto encryption status":         cat(status, etcdFlagList, apiFlags, []string{"apiserver-endpoint"}),
@@ -93,7 +93,7 @@ func expectedFlags() map[string][]string {
 
 		"k8scrypto join":                      nil,
 		"k8scrypto join phase":                nil,
-		"k8scrypto join phase download-certs": cat(status, []string{"ca-cert-hash", "certificate-key", "kubeconfig"}),
+		"k8scrypto join phase download-certs": cat(status, []string{"ca-cert-hash", "certificate-key", "dry-run", "kubeconfig"}),
 
 		"k8scrypto help":                  nil,
 		"k8scrypto completion":            nil,

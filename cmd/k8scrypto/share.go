@@ -64,6 +64,7 @@ whole install (exit 3). Then run "k8scrypto init" on this node for its own certi
 	f.addSession(dl.Flags())
 	dl.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig that can read kube-system/kubeadm-certs (required)")
 	dl.Flags().StringVar(&f.key, "certificate-key", "", "the key the Secret was sealed with, 64 hex digits (required)")
+	dl.Flags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; download, open and check the files, and list those it would write and keep and the audit log it would append to")
 	dl.Flags().StringSliceVar(&f.pins, "ca-cert-hash", nil, "sha256:HEX pin of the cluster CA's public key (required), as kubeadm's --discovery-token-ca-cert-hash")
 	phase.AddCommand(dl)
 	join.AddCommand(phase)
@@ -133,6 +134,7 @@ crash-safe transaction with audit lines, refusing (exit 3) to replace a differen
 	f.addSource(cmd.Flags())
 	f.addSession(cmd.Flags())
 	cmd.Flags().StringVar(&in, "in", "", "the bundle file (required)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "write nothing; open and check the bundle, and list the files it would write and keep and the audit log it would append to")
 	cmd.Flags().StringSliceVar(&f.pins, "ca-cert-hash", nil, "sha256:HEX pin of the cluster CA's public key; when given, a bundle of another cluster is refused")
 	f.bundle.add(cmd.Flags())
 	return cmd
