@@ -21,20 +21,16 @@ type CARotateOptions struct {
 
 // CARotateResult is what a step did and the stage after it.
 type CARotateResult struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	CA         string   `json:"ca"`
-	Step       string   `json:"step"`
-	DryRun     bool     `json:"dryRun"`
-	Files      []string `json:"files"`
-	// Removes lists the files the step deletes (the staged key at promote, ca-signer.crt at prune).
-	Removes []string `json:"removes,omitempty"`
-	Backups []string `json:"backups,omitempty"`
-	// BackupDir is the directory of Backups; AuditLog the file the step's audit lines go to.
-	BackupDir string  `json:"backupDir,omitempty"`
-	AuditLog  string  `json:"auditLog,omitempty"`
-	Stage     CAStage `json:"stage"`
-	Next      string  `json:"next"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	CA         string `json:"ca"`
+	Step       string `json:"step"`
+	DryRun     bool   `json:"dryRun"`
+	// StepReport: the files the step writes and removes (the staged key at promote, ca-signer.crt at
+	// prune), its backups and audit log.
+	StepReport
+	Stage CAStage `json:"stage"`
+	Next  string  `json:"next"`
 	// Restart says what must restart before the next step, what reloads by itself and what may wait.
 	Restart string `json:"restart"`
 	// Restarts are the components (CompEtcd...) that must restart before the next step, in order.
@@ -67,7 +63,7 @@ func CARotate(ctx context.Context, step string, o CARotateOptions) (*CARotateRes
 	if err != nil {
 		return nil, err
 	}
-	res.Files, res.Removes, res.Backups, res.BackupDir, res.AuditLog = rep.Files, rep.Removes, rep.Backups, rep.BackupDir, rep.AuditLog
+	res.StepReport = *rep
 	if o.DryRun {
 		// The stage the step leads to: each step has one (Check refused any other stage).
 		res.Stage = caStageAfter[step]

@@ -52,13 +52,13 @@ type RotateOptions struct {
 // every writing command reports (files, backups, backupDir, auditLog).
 type StepReport struct {
 	// Files are the files the step writes, in one transaction; Removes those it removes after it.
-	Files   []string
-	Removes []string
+	Files   []string `json:"files"`
+	Removes []string `json:"removes,omitempty"`
 	// Backups are the copies of the files the step may replace, in BackupDir (empty when none exists).
-	Backups   []string
-	BackupDir string
+	Backups   []string `json:"backups,omitempty"`
+	BackupDir string   `json:"backupDir,omitempty"`
 	// AuditLog is the file the step's audit lines are appended to.
-	AuditLog string
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // RotateStep runs step of r: in a session (lock, recovery, the key-rotations backup root), it reads the

@@ -17,16 +17,11 @@ type SARotateResult struct {
 	Kind       string `json:"kind"`
 	Step       string `json:"step"`
 	DryRun     bool   `json:"dryRun"`
-	// Files are the files the step writes (or would), Removes those it removes.
-	Files   []string `json:"files"`
-	Removes []string `json:"removes,omitempty"`
-	Backups []string `json:"backups,omitempty"`
-	// BackupDir is the directory of Backups; AuditLog the file the step's audit lines go to.
-	BackupDir string           `json:"backupDir,omitempty"`
-	AuditLog  string           `json:"auditLog,omitempty"`
-	Added     *sakeys.KeyInfo  `json:"added,omitempty"`
-	Removed   []sakeys.KeyInfo `json:"removed,omitempty"`
-	State     *sakeys.State    `json:"state"`
+	// StepReport: the files the step writes (or would) and removes, its backups and audit log.
+	StepReport
+	Added   *sakeys.KeyInfo  `json:"added,omitempty"`
+	Removed []sakeys.KeyInfo `json:"removed,omitempty"`
+	State   *sakeys.State    `json:"state"`
 }
 
 // SARotateOptions are the inputs of "sa rotate <step>".
@@ -55,7 +50,7 @@ func SARotate(ctx context.Context, step string, o SARotateOptions) (*SARotateRes
 	if err != nil {
 		return nil, err
 	}
-	r.res.Files, r.res.Removes, r.res.Backups, r.res.BackupDir, r.res.AuditLog = rep.Files, rep.Removes, rep.Backups, rep.BackupDir, rep.AuditLog
+	r.res.StepReport = *rep
 	// The key set after the step: read from disk, or in a dry run from the planned files over it, the same way.
 	read := pki.ReadPlanned(nil, nil)
 	if o.DryRun {
